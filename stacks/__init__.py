@@ -1,0 +1,1 @@
+"""CDK stacks (deployment boundaries) and the constructs they compose."""

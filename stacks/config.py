@@ -1,0 +1,176 @@
+"""The one typed, frozen configuration of a deployment stage.
+
+It is loaded once in app.py from cdk.json context (``-c stage=<name>``) and
+passed down to every stack; nothing deeper reads context. Validation happens
+here so that a bad stage stops synth before any stack is emitted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# SageMaker instance families the product knows how to size for. An unknown
+# family is far more often a typo (ml.g5x.2xlarge) than a new launch, and a typo
+# would only surface as a failed job hours into a run.
+KNOWN_INSTANCE_FAMILIES = frozenset(
+    {
+        "c5", "c6i", "c7i", "m5", "m6i", "m7i", "r5", "r6i", "r7i",
+        "g4dn", "g5", "g6", "g6e", "p3", "p4d", "p4de", "p5", "p5e", "p5en",
+        "inf2", "trn1",
+    }
+)  # fmt: skip
+# The retention periods CloudWatch Logs accepts (stacks/log_groups.py maps them).
+CLOUDWATCH_RETENTION_DAYS = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653})
+_INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+
+
+class ConfigError(ValueError):
+    """A stage configuration that must not be synthesized; the message names the field."""
+
+
+def instance_family(instance_type: str) -> str:
+    """Return the family of an ``ml.<family>.<size>`` type, or raise ValueError."""
+    match = _INSTANCE_TYPE.match(instance_type)
+    if not match:
+        raise ValueError(f"{instance_type!r} is not a SageMaker instance type (ml.<family>.<size>)")
+    family = match["family"]
+    if family not in KNOWN_INSTANCE_FAMILIES:
+        known = ", ".join(sorted(KNOWN_INSTANCE_FAMILIES))
+        raise ValueError(f"unknown instance family {family!r} in {instance_type!r}; known: {known}")
+    return family
+
+
+class InstanceDefaults(BaseModel):
+    """Default SageMaker instance types; a run may override them per model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # One A10G (24 GiB) and 64 GiB of host RAM quantizes up to ~8B models with
+    # sequential onloading; bigger models name a bigger type per run.
+    quantize: str = "ml.g5.4xlarge"
+    evaluate: str = "ml.g5.2xlarge"
+    serving: str = "ml.g5.2xlarge"
+
+    @field_validator("quantize", "evaluate", "serving")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        instance_family(value)
+        return value
+
+
+class StageConfig(BaseModel):
+    """Everything that differs between stages (dev, prod, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: str
+    project: str = "llmq"
+    account: str | None = None
+    region: str | None = None
+    vpc_cidr: str = "10.40.0.0/16"
+    max_azs: int = Field(default=2, ge=1, le=4)
+    # Off by default: jobs and endpoints reach AWS only through VPC endpoints.
+    allow_nat_egress: bool = False
+    instances: InstanceDefaults = InstanceDefaults()
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    # Days before noncurrent artifact versions are deleted: long enough to undo
+    # an overwritten manifest, short enough that old weights stop costing money.
+    noncurrent_version_days: int = Field(default=90, ge=1, le=3650)
+    log_retention_days: int = Field(default=365, ge=1)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("stage")
+    @classmethod
+    def _stage_name(cls, value: str) -> str:
+        if not _STAGE_NAME.match(value):
+            raise ValueError("must be lowercase letters, digits and '-', starting with a letter, at most 16 characters")
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project_name(cls, value: str) -> str:
+        if not _STAGE_NAME.match(value):
+            raise ValueError("must be lowercase letters, digits and '-', starting with a letter, at most 16 characters")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _account_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{12}", value):
+            raise ValueError("must be a 12-digit AWS account id")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", value):
+            raise ValueError(f"{value!r} is not an AWS region name")
+        return value
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IPv4 CIDR block: {exc}") from None
+        if not 16 <= network.prefixlen <= 24:
+            raise ValueError(f"{value!r}: the prefix must be between /16 and /24 (a VPC's allowed range)")
+        if not network.is_private:
+            raise ValueError(f"{value!r} is not a private (RFC 1918) range")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in CLOUDWATCH_RETENTION_DAYS:
+            allowed = ", ".join(str(d) for d in sorted(CLOUDWATCH_RETENTION_DAYS))
+            raise ValueError(f"{value} is not a CloudWatch retention period; allowed: {allowed}")
+        return value
+
+    @field_validator("removal_policy", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def resource_prefix(self) -> str:
+        """Prefix of every named resource, so IAM can be scoped by name."""
+        return f"{self.project}-{self.stage}"
+
+
+def _describe(error: ValidationError, stage: str) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"stages.{stage}.{field}: {message}")
+    return "; ".join(lines)
+
+
+def load_stage_config(context: Mapping[str, Any], stage: str | None) -> StageConfig:
+    """Build the config of ``stage`` from the ``stages`` context of cdk.json.
+
+    Raises ConfigError with every problem, each naming its field.
+    """
+    stages = context.get("stages")
+    if not isinstance(stages, Mapping) or not stages:
+        raise ConfigError("cdk.json context has no 'stages' mapping")
+    name = stage or context.get("defaultStage")
+    if not name:
+        raise ConfigError(f"no stage given: pass -c stage=<name> (one of: {', '.join(sorted(stages))})")
+    if name not in stages:
+        raise ConfigError(f"stage: unknown stage {name!r}; known: {', '.join(sorted(stages))}")
+    raw = stages[name]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"stages.{name}: must be a mapping of settings")
+    try:
+        return StageConfig.model_validate({**raw, "stage": name})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, name)) from None

@@ -1,0 +1,72 @@
+"""Network: isolated by default, endpoints for every API used, flow logs on."""
+
+from __future__ import annotations
+
+from aws_cdk.assertions import Match
+
+from stacks.private_network import INTERFACE_ENDPOINTS
+
+EXPECTED_SERVICES = {
+    "sagemaker.api", "sagemaker.runtime", "sts", "logs", "monitoring", "ecr.api", "ecr.dkr",
+    "kms", "states", "events", "sns",
+}  # fmt: skip
+
+
+def _service_names(template) -> set[str]:
+    names = set()
+    for endpoint in template.find_resources("AWS::EC2::VPCEndpoint").values():
+        service = endpoint["Properties"]["ServiceName"]
+        # Interface endpoints render as "com.amazonaws.<region>.<svc>" through Fn::Join.
+        text = service if isinstance(service, str) else "".join(p for p in service["Fn::Join"][1] if isinstance(p, str))
+        names.add(text.split(".", 1)[1] if text.startswith(".") else text.rsplit("}", 1)[-1].lstrip("."))
+    return names
+
+
+def test_no_nat_and_only_isolated_subnets_when_egress_is_off(dev_app):
+    template = dev_app.template(dev_app.stacks.network)
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    template.resource_count_is("AWS::EC2::InternetGateway", 0)
+    for subnet in template.find_resources("AWS::EC2::Subnet").values():
+        assert subnet["Properties"]["MapPublicIpOnLaunch"] is False
+    template.resource_count_is("AWS::EC2::Subnet", dev_app.config.max_azs)
+
+
+def test_nat_egress_option_adds_one_nat_gateway(nat_app):
+    template = nat_app.template(nat_app.stacks.network)
+    template.resource_count_is("AWS::EC2::NatGateway", 1)
+    template.resource_count_is("AWS::EC2::InternetGateway", 1)
+
+
+def test_interface_endpoint_for_every_api_used_and_s3_gateway(dev_app):
+    template = dev_app.template(dev_app.stacks.network)
+    endpoints = template.find_resources("AWS::EC2::VPCEndpoint")
+    types = [e["Properties"].get("VpcEndpointType", "Gateway") for e in endpoints.values()]
+    assert types.count("Interface") == len(INTERFACE_ENDPOINTS) == len(EXPECTED_SERVICES)
+    assert types.count("Gateway") == 1
+    rendered = str(endpoints)
+    for service in EXPECTED_SERVICES:
+        assert f".{service}'" in rendered or f'.{service}"' in rendered, service
+    template.has_resource_properties(
+        "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Interface", "PrivateDnsEnabled": True}
+    )
+
+
+def test_flow_logs_go_to_a_kms_encrypted_log_group(dev_app):
+    template = dev_app.template(dev_app.stacks.network)
+    template.has_resource_properties(
+        "AWS::EC2::FlowLog", {"ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"}
+    )
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": dev_app.config.log_retention_days}
+    )
+
+
+def test_workload_security_group_admits_only_itself(dev_app):
+    network = dev_app.stacks.network
+    template = dev_app.template(network)
+    group_id = network.get_logical_id(network.security_group.node.default_child)
+    group = template.to_json()["Resources"][group_id]["Properties"]
+    assert "SecurityGroupIngress" not in group or all("CidrIp" not in rule for rule in group["SecurityGroupIngress"])
+    for rule in template.find_resources("AWS::EC2::SecurityGroupIngress").values():
+        assert rule["Properties"]["SourceSecurityGroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}
+        assert "CidrIp" not in rule["Properties"]
