@@ -25,7 +25,7 @@ VENV_Q := .venv-quantize
 VENV_E := .venv-evaluate
 VENV_S := .venv-serve
 
-.PHONY: help setup synth lint format test test-infra test-jobs test-serving pilot clean
+.PHONY: help setup synth lint format test test-infra test-jobs test-evaluate pilot clean
 
 help:
 	@echo "make pilot   quantize SmolLM2-135M, serve baseline and candidate with vLLM, measure, go/no-go"
@@ -80,11 +80,23 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test-infra: setup
-	$(VENV)/bin/pytest tests/infra tests/unit tests/workflow
+# Test suites by environment. Each directory is collected only when it exists, so a
+# suite appears in `make test` as soon as its first test lands.
+INFRA_TESTS := $(wildcard tests/infra tests/unit tests/workflow)
+JOB_TESTS := $(wildcard tests/jobs)
+EVAL_TESTS := $(wildcard tests/evaluate)
 
-test: setup lint test-infra
-	@echo "all tests passed"
+test-infra: setup
+	$(VENV)/bin/pytest $(INFRA_TESTS)
+
+test-jobs: $(VENV_Q)/.installed
+	$(if $(JOB_TESTS),$(VENV_Q)/bin/pytest $(JOB_TESTS),@echo "no job tests")
+
+test-evaluate: $(VENV_E)/.installed $(VENV_S)/.installed $(VENV_Q)/.installed
+	$(if $(EVAL_TESTS),$(VENV_E)/bin/pytest $(EVAL_TESTS),@echo "no evaluate tests")
+
+test: lint test-infra test-jobs test-evaluate
+	@echo "make test: every suite passed"
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

@@ -15,8 +15,16 @@ from stacks.config import load_stage_config
 from tests.infra.conftest import cdk_context
 
 # Statements that may keep a wildcard, each with the reason a reviewer accepted.
-# Key: (resource logical id prefix, action). Anything else with "*" fails.
+# Key: (resource logical id prefix, "" for any, action). Anything else with "*" fails.
+_VPC_FUNCTION = "A function in a VPC manages its own ENIs; these EC2 APIs have no resource-level permissions."
+_XRAY = "X-Ray trace submission has no resource-level permissions; tracing is required on every function."
 ACCEPTED_WILDCARDS: dict[tuple[str, str], str] = {
+    ("", "ec2:CreateNetworkInterface"): _VPC_FUNCTION,
+    ("", "ec2:DeleteNetworkInterface"): _VPC_FUNCTION,
+    ("", "ec2:AssignPrivateIpAddresses"): _VPC_FUNCTION,
+    ("", "ec2:UnassignPrivateIpAddresses"): _VPC_FUNCTION,
+    ("", "xray:PutTraceSegments"): _XRAY,
+    ("", "xray:PutTelemetryRecords"): _XRAY,
     ("ProjectKey", "kms:*"): (
         "Key-policy statement for the account root: in a key policy Resource '*' is the key itself, and "
         "without this statement IAM policies could not grant use of the key (it would become unmanageable)."

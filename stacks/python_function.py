@@ -1,0 +1,124 @@
+"""The one way this project makes a Lambda function.
+
+Each function lives in ``lambda/<name>/`` (handler.py thin, logic pure), runs on
+python3.11 with the shared dependency layer, in the workload subnets, with
+X-Ray tracing, a KMS-encrypted log group and environment, and its own role
+(no AWS managed policies: log writes are granted on its own log group only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.lambda_layer import build_layer_dir
+from stacks.log_groups import encrypted_log_group
+from stacks.nag import acknowledge
+
+LAMBDA_ROOT = Path(__file__).resolve().parents[1] / "lambda"
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+
+
+def dependency_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
+    """Powertools, X-Ray SDK and pydantic for every function of a stack."""
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        code=lambda_.Code.from_asset(str(build_layer_dir())),
+        compatible_runtimes=[RUNTIME],
+        description="aws-lambda-powertools, aws-xray-sdk, pydantic (lambda/requirements.txt)",
+    )
+
+
+class PythonFunction(Construct):
+    """A function from ``lambda/<name>/`` with the project's defaults."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        function_name: str,
+        description: str,
+        layer: lambda_.ILayerVersion,
+        key: kms.IKey,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        environment: dict[str, str] | None = None,
+        timeout: Duration = Duration.seconds(60),
+        memory_size: int = 256,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+        reserved_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        source = LAMBDA_ROOT / name
+        if not (source / "handler.py").is_file():
+            raise FileNotFoundError(f"{source}/handler.py does not exist")
+        self.log_group = encrypted_log_group(
+            self, "Logs", key=key, retention_days=log_retention_days, removal_policy=removal_policy
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{function_name}: only what this function calls",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            description=description,
+            runtime=RUNTIME,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(source), exclude=["__pycache__", "*.pyc"]),
+            layers=[layer],
+            role=self.role,
+            timeout=timeout,
+            memory_size=memory_size,
+            environment={"POWERTOOLS_SERVICE_NAME": name, **(environment or {})},
+            environment_encryption=key,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[security_group],
+            reserved_concurrent_executions=reserved_concurrency,
+        )
+        self.log_group.grant_write(self.role)
+        # What AWSLambdaVPCAccessExecutionRole would grant, inline: a function in a
+        # VPC manages its own network interfaces.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "python3.11 matches the build environment whose compiled wheels (pydantic-core) form the "
+            "dependency layer; moving the runtime means moving that environment with it.",
+        )
+        for rule in ("AwsSolutions-IAM5[Resource::*]",):
+            acknowledge(
+                self.role,
+                rule,
+                "A function in a VPC creates and deletes its ENIs (ec2:*NetworkInterface*) and sends "
+                "X-Ray segments; neither API supports resource-level permissions.",
+            )
+
