@@ -28,8 +28,8 @@ def _canonical(name: str) -> str:
 
 def _pinned_requirements() -> list[str]:
     names = []
-    for line in REQUIREMENTS.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in REQUIREMENTS.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
             installed = metadata.version(name)

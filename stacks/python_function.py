@@ -53,7 +53,7 @@ class PythonFunction(Construct):
         subnets: ec2.SubnetSelection,
         security_group: ec2.ISecurityGroup,
         environment: dict[str, str] | None = None,
-        timeout: Duration = Duration.seconds(60),
+        timeout_seconds: int = 60,
         memory_size: int = 256,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
@@ -82,7 +82,7 @@ class PythonFunction(Construct):
             code=lambda_.Code.from_asset(str(source), exclude=["__pycache__", "*.pyc"]),
             layers=[layer],
             role=self.role,
-            timeout=timeout,
+            timeout=Duration.seconds(timeout_seconds),
             memory_size=memory_size,
             environment={"POWERTOOLS_SERVICE_NAME": name, **(environment or {})},
             environment_encryption=key,
@@ -121,4 +121,3 @@ class PythonFunction(Construct):
                 "A function in a VPC creates and deletes its ENIs (ec2:*NetworkInterface*) and sends "
                 "X-Ray segments; neither API supports resource-level permissions.",
             )
-
