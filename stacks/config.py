@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # SageMaker instance families the product knows how to size for. An unknown
 # family is far more often a typo (ml.g5x.2xlarge) than a new launch, and a typo
@@ -84,6 +84,10 @@ class StageConfig(BaseModel):
     noncurrent_version_days: int = Field(default=90, ge=1, le=3650)
     log_retention_days: int = Field(default=365, ge=1)
     tags: dict[str, str] = Field(default_factory=dict)
+    # Endpoints that take canaries: the monitoring stack alarms on each of their
+    # variants, and the pipeline refuses a run whose baseline endpoint is not here
+    # (no alarm would protect that canary). See docs/contracts.md.
+    monitored_endpoints: tuple[str, ...] = ()
 
     @field_validator("stage")
     @classmethod
@@ -138,6 +142,26 @@ class StageConfig(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("monitored_endpoints")
+    @classmethod
+    def _endpoint_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+                raise ValueError(f"{name!r} is not a valid SageMaker endpoint name")
+        if len(set(value)) != len(value):
+            raise ValueError("endpoint names must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoints_carry_prefix(self) -> StageConfig:
+        for name in self.monitored_endpoints:
+            if not name.startswith(f"{self.resource_prefix}-"):
+                raise ValueError(
+                    f"monitored_endpoints: {name!r} must start with {self.resource_prefix + '-'!r} "
+                    "(IAM scopes endpoint updates on that prefix)"
+                )
+        return self
 
     @property
     def resource_prefix(self) -> str:
