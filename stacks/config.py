@@ -172,9 +172,10 @@ class StageConfig(BaseModel):
 def _describe(error: ValidationError, stage: str) -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "<root>"
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"stages.{stage}.{field}: {message}")
+        field = ".".join(str(part) for part in item["loc"])
+        # Cross-field checks have no location; their message starts with the field.
+        lines.append(f"stages.{stage}.{field}: {message}" if field else f"stages.{stage}.{message}")
     return "; ".join(lines)
 
 

@@ -44,6 +44,8 @@ def test_config_is_frozen():
         ({"account": "12345"}, "account", "12-digit"),
         ({"region": "mars-1"}, "region", "region"),
         ({"vpc_cird": "10.0.0.0/16"}, "vpc_cird", "Extra inputs"),
+        ({"monitored_endpoints": ["other-chat"]}, "monitored_endpoints", "'other-chat' must start with 'llmq-dev-'"),
+        ({"monitored_endpoints": ["bad_name!"]}, "monitored_endpoints", "not a valid SageMaker endpoint name"),
     ],
 )
 def test_invalid_setting_is_reported_with_its_field(override, field, needle):
