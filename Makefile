@@ -25,13 +25,14 @@ VENV_Q := .venv-quantize
 VENV_E := .venv-evaluate
 VENV_S := .venv-serve
 
-.PHONY: help setup synth lint format test test-infra test-jobs test-evaluate pilot clean
+.PHONY: help setup synth deploy lint format test test-infra test-jobs test-evaluate pilot clean
 
 help:
 	@echo "make pilot   quantize SmolLM2-135M, serve baseline and candidate with vLLM, measure, go/no-go"
 	@echo "make test    install everything needed and run every test"
 	@echo "make synth   synthesize every stack offline (STAGE=$(STAGE))"
 	@echo "make lint    ruff and mypy over the whole tree"
+	@echo "make deploy  cdk deploy --all -c stage=$(STAGE) (needs AWS credentials)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,9 @@ setup: $(VENV)/.installed node_modules/.installed
 synth: setup
 	rm -rf cdk.out
 	npx cdk synth --all -q -c stage=$(STAGE)
+
+deploy: setup
+	npx cdk deploy --all -c stage=$(STAGE)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
