@@ -68,7 +68,7 @@ setup: $(VENV)/.installed node_modules/.installed
 
 synth: setup
 	rm -rf cdk.out
-	npx cdk synth --all -q -c stage=$(STAGE)
+	npx cdk synth -q -c stage=$(STAGE)
 
 deploy: setup
 	npx cdk deploy --all -c stage=$(STAGE)
