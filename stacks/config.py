@@ -64,6 +64,50 @@ class InstanceDefaults(BaseModel):
         return value
 
 
+class MonitoringThresholds(BaseModel):
+    """Alarm thresholds and timing of the canary alarms (stacks/endpoint_monitoring.py).
+
+    SageMaker publishes endpoint metrics once a minute. An alarm fires when
+    ``datapoints_to_alarm`` of the last ``evaluation_periods`` minutes breach, so
+    one noisy minute never rolls back; rates and the latency ratio count only
+    minutes with at least ``min_invocations`` requests, so a canary at a few
+    percent of a quiet endpoint is not judged on two requests. See docs/monitoring.md.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Absolute bound on ModelLatency p95 (whole generation, not first token).
+    latency_p95_ms: float = Field(default=10_000, gt=0)
+    # Candidate p95 over baseline p95, minute by minute (metric math).
+    latency_p95_ratio: float = Field(default=1.5, gt=1)
+    error_5xx_percent: float = Field(default=1.0, gt=0, le=100)
+    error_4xx_percent: float = Field(default=5.0, gt=0, le=100)
+    min_invocations: int = Field(default=10, ge=1)
+    period_seconds: int = Field(default=60, ge=60)
+    evaluation_periods: int = Field(default=5, ge=1, le=60)
+    datapoints_to_alarm: int = Field(default=3, ge=1, le=60)
+    # The evaluate job publishes the quality metric once per sampled batch (docs/contracts.md).
+    quality_max_perplexity_increase_percent: float = Field(default=5.0, gt=0)
+    quality_period_seconds: int = Field(default=300, ge=60)
+    quality_evaluation_periods: int = Field(default=3, ge=1, le=24)
+    quality_datapoints_to_alarm: int = Field(default=2, ge=1, le=24)
+
+    @field_validator("period_seconds", "quality_period_seconds")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        if value % 60:
+            raise ValueError("must be a multiple of 60 seconds (SageMaker publishes endpoint metrics per minute)")
+        return value
+
+    @model_validator(mode="after")
+    def _datapoints_fit(self) -> MonitoringThresholds:
+        if self.datapoints_to_alarm > self.evaluation_periods:
+            raise ValueError("datapoints_to_alarm must not exceed evaluation_periods")
+        if self.quality_datapoints_to_alarm > self.quality_evaluation_periods:
+            raise ValueError("quality_datapoints_to_alarm must not exceed quality_evaluation_periods")
+        return self
+
+
 class StageConfig(BaseModel):
     """Everything that differs between stages (dev, prod, ...)."""
 
@@ -88,6 +132,8 @@ class StageConfig(BaseModel):
     # variants, and the pipeline refuses a run whose baseline endpoint is not here
     # (no alarm would protect that canary). See docs/contracts.md.
     monitored_endpoints: tuple[str, ...] = ()
+    # Thresholds of the alarms on those endpoints (the rollback triggers).
+    monitoring: MonitoringThresholds = MonitoringThresholds()
 
     @field_validator("stage")
     @classmethod
