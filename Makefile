@@ -78,7 +78,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	# Lambda folders are separate deployment units with same-named modules.
-	for d in lambda/*/; do if [ -f "$$d/handler.py" ]; then $(VENV)/bin/mypy --config-file pyproject.toml "$$d"; fi; done
+	# Run from inside each folder: pyproject's exclude (^lambda/) would otherwise drop the
+	# folder ("There are no .py[i] files") and its sibling imports would not resolve.
+	for d in lambda/*/; do if [ -f "$$d/handler.py" ]; then (cd "$$d" && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml .); fi; done
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
