@@ -108,6 +108,38 @@ class MonitoringThresholds(BaseModel):
         return self
 
 
+class ImageVersions(BaseModel):
+    """Official SageMaker images the pipeline uses by default (stacks/sagemaker_images.py).
+
+    Resolved offline from sagemaker-core's image tables at synth; an execution
+    may override each URI. Versions are pinned so that a synth never silently
+    moves a stage to another framework release.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Base of containers/quantize and containers/evaluate (PyTorch training DLC).
+    training_framework: str = "pytorch"
+    training_version: str = "2.10.0"
+    training_py_version: str = "py313"
+    # LMI (vLLM engine) serves compressed-tensors checkpoints.
+    serving_framework: str = "djl-lmi"
+    serving_version: str = "0.38.0"
+
+
+class PipelineSettings(BaseModel):
+    """Deployment-wide settings of the per-model pipeline (stacks/pipeline_stack.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    images: ImageVersions = ImageVersions()
+    # Buckets besides the artifact bucket that source models and data may come from
+    # (the SageMaker execution role may read them).
+    allowed_source_buckets: tuple[str, ...] = ()
+    # Upper bound of one execution: quantize + evaluate + deployment + every bake.
+    execution_timeout_hours: int = Field(default=168, ge=1, le=8760)
+
+
 class StageConfig(BaseModel):
     """Everything that differs between stages (dev, prod, ...)."""
 
@@ -134,6 +166,8 @@ class StageConfig(BaseModel):
     monitored_endpoints: tuple[str, ...] = ()
     # Thresholds of the alarms on those endpoints (the rollback triggers).
     monitoring: MonitoringThresholds = MonitoringThresholds()
+    # The per-model pipeline (images, allowed buckets, execution timeout).
+    pipeline: PipelineSettings = PipelineSettings()
 
     @field_validator("stage")
     @classmethod

@@ -1,0 +1,44 @@
+"""Validate the execution input and return the run plan (or every problem, each with its field)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from run_spec import Defaults, validate_spec
+
+logger = Logger()
+tracer = Tracer()
+
+
+@cache
+def defaults_from_env() -> Defaults:
+    """The deployment's defaults, parsed once per container."""
+    env = os.environ
+    return Defaults(
+        resource_prefix=env["RESOURCE_PREFIX"],
+        artifact_bucket=env["ARTIFACT_BUCKET"],
+        allowed_buckets=tuple(json.loads(env.get("ALLOWED_BUCKETS", "[]"))),
+        monitored_endpoints=tuple(json.loads(env["MONITORED_ENDPOINTS"])),
+        quantize_instance_type=env["QUANTIZE_INSTANCE_TYPE"],
+        evaluate_instance_type=env["EVALUATE_INSTANCE_TYPE"],
+        serving_instance_type=env["SERVING_INSTANCE_TYPE"],
+        quantize_image_uri=env["QUANTIZE_IMAGE_URI"],
+        evaluate_image_uri=env["EVALUATE_IMAGE_URI"],
+        serving_image_uri=env["SERVING_IMAGE_URI"],
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    outcome = validate_spec(event, defaults_from_env())
+    if outcome.valid:
+        logger.info("valid input", extra={"run_id": outcome.run and outcome.run["run_id"]})
+    else:
+        logger.warning("invalid input", extra={"problems": [p.model_dump() for p in outcome.problems]})
+    return outcome.model_dump()

@@ -1,0 +1,438 @@
+"""The execution input of the per-model pipeline and the run plan derived from it.
+
+Pure logic: the validate Lambda (handler.py) and the command-line tool
+(jobs/run_pipeline.py, which imports this file by path) share it, so a spec is
+judged the same way on a laptop and in the state machine. Every problem is
+reported at once, each with the name of its field.
+
+The plan holds every name and URI the state machine uses, derived from
+``run_id``: running the same input twice addresses the same resources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Algorithm x scheme pairs that llm-compressor supports for this product.
+# TODO(jobs/quantize_support.py): the quantize engineer's pure-Python support
+# table is the source of truth; tests/unit/test_run_spec_model.py fails when this
+# copy disagrees with it once that module lands. The Lambda cannot import jobs/
+# (separate deployment unit), hence the copy.
+SUPPORTED_PAIRS: dict[str, frozenset[str]] = {
+    "rtn": frozenset({"W4A16", "W4A16_ASYM", "W8A16", "W8A8", "FP8_DYNAMIC", "W3A16"}),
+    "gptq": frozenset({"W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W3A16"}),
+    "awq": frozenset({"W4A16", "W4A16_ASYM"}),
+    "smoothquant-gptq": frozenset({"W8A8"}),
+}
+# Schemes whose weights are quantized per group; the others are per channel.
+GROUPED_SCHEMES = frozenset({"W4A16", "W4A16_ASYM", "W3A16"})
+GROUP_SIZES = (32, 64, 128, 256)
+# Mirrors stacks/config.py KNOWN_INSTANCE_FAMILIES (a unit test keeps them equal).
+KNOWN_INSTANCE_FAMILIES = frozenset(
+    {
+        "c5", "c6i", "c7i", "m5", "m6i", "m7i", "r5", "r6i", "r7i",
+        "g4dn", "g5", "g6", "g6e", "p3", "p4d", "p4de", "p5", "p5e", "p5en",
+        "inf2", "trn1",
+    }
+)  # fmt: skip
+SAGEMAKER_NAME_MAX = 63
+MODEL_NAME_MAX = 32
+RUN_ID_MAX = 20
+_NAME = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>\S+)$")
+_ECR_IMAGE = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]*(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})$"
+)
+# Joins cross-field problems inside one pydantic error; split again per field.
+_JOIN = "\n"
+_INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+
+Algorithm = Literal["awq", "gptq", "smoothquant-gptq", "rtn"]
+Scheme = Literal["W4A16", "W4A16_ASYM", "W8A16", "W8A8", "FP8_DYNAMIC", "W3A16"]
+
+
+class Defaults(BaseModel):
+    """What the deployment supplies (the validate Lambda's environment)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resource_prefix: str
+    artifact_bucket: str
+    allowed_buckets: tuple[str, ...] = ()
+    monitored_endpoints: tuple[str, ...]
+    quantize_instance_type: str
+    evaluate_instance_type: str
+    serving_instance_type: str
+    quantize_image_uri: str
+    evaluate_image_uri: str
+    serving_image_uri: str
+
+
+def _check_instance_type(value: str) -> str:
+    match = _INSTANCE_TYPE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a SageMaker instance type (ml.<family>.<size>)")
+    if match["family"] not in KNOWN_INSTANCE_FAMILIES:
+        raise ValueError(f"unknown instance family {match['family']!r}")
+    return value
+
+
+def _check_s3_uri(value: str) -> str:
+    if not _S3_URI.match(value):
+        raise ValueError(f"{value!r} is not an s3://bucket/key URI")
+    return value
+
+
+class CanaryStep(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight: int = Field(ge=1, le=100, description="candidate share of traffic, percent")
+    bake_minutes: int = Field(ge=0, le=24 * 60, description="time at this weight before the alarms are read")
+
+
+class Gate(BaseModel):
+    """Thresholds the evaluate job applies (its report's gate.passed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_perplexity_increase_pct: float = Field(default=5.0, gt=0, le=100)
+    max_p95_latency_increase_pct: float = Field(default=20.0, gt=0, le=1000)
+    min_throughput_ratio: float = Field(default=1.0, gt=0, le=100)
+
+
+class Timing(BaseModel):
+    """Polling and time limits; tests set poll_seconds to 0 so that Wait states do not sleep."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    poll_seconds: int = Field(default=60, ge=0, le=3600)
+    quantize_max_hours: float = Field(default=8.0, gt=0, le=120)
+    evaluate_max_hours: float = Field(default=4.0, gt=0, le=48)
+    deploy_max_minutes: int = Field(default=60, ge=1, le=720)
+
+
+class RunSpec(BaseModel):
+    """The execution input: one model, one scheme, one canary."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_name: str = Field(description="lowercase letters, digits and single '-'; part of every resource name")
+    run_id: str | None = Field(default=None, description="derived from the spec's content when absent")
+    source_model_uri: str
+    calibration_uri: str
+    validation_uri: str
+    algorithm: Algorithm
+    scheme: Scheme
+    group_size: int | None = None
+    num_calibration_samples: int = Field(default=512, ge=1, le=4096)
+    max_seq_length: int = Field(default=2048, ge=64, le=32768)
+    seed: int = Field(default=0, ge=0)
+    ignore: tuple[str, ...] = ("lm_head",)
+    quantize_instance_type: str | None = None
+    evaluate_instance_type: str | None = None
+    serving_instance_type: str | None = None
+    serving_instance_count: int = Field(default=1, ge=1, le=10)
+    quantize_image_uri: str | None = None
+    evaluate_image_uri: str | None = None
+    serving_image_uri: str | None = None
+    baseline_endpoint: str
+    canary: tuple[CanaryStep, ...] = Field(min_length=1, max_length=10)
+    gate: Gate = Gate()
+    timing: Timing = Timing()
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not _NAME.match(value) or len(value) > MODEL_NAME_MAX:
+            raise ValueError(
+                f"must be 1-{MODEL_NAME_MAX} lowercase letters/digits with single '-' between them "
+                "(it becomes part of SageMaker resource names)"
+            )
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and (not _NAME.match(value) or len(value) > RUN_ID_MAX):
+            raise ValueError(f"must be 1-{RUN_ID_MAX} lowercase letters/digits with single '-' between them")
+        return value
+
+    @field_validator("source_model_uri", "calibration_uri", "validation_uri")
+    @classmethod
+    def _s3(cls, value: str) -> str:
+        return _check_s3_uri(value)
+
+    @field_validator("quantize_instance_type", "evaluate_instance_type", "serving_instance_type")
+    @classmethod
+    def _instance(cls, value: str | None) -> str | None:
+        return None if value is None else _check_instance_type(value)
+
+    @field_validator("quantize_image_uri", "evaluate_image_uri", "serving_image_uri")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not _ECR_IMAGE.match(value):
+            raise ValueError(f"{value!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/repo:tag)")
+        return value
+
+    @field_validator("canary")
+    @classmethod
+    def _canary(cls, value: tuple[CanaryStep, ...]) -> tuple[CanaryStep, ...]:
+        weights = [step.weight for step in value]
+        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+            raise ValueError(f"weights must rise strictly step by step, got {weights}")
+        if weights[-1] != 100:
+            raise ValueError(f"the last step must be at weight 100 (full traffic), got {weights[-1]}")
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> RunSpec:
+        problems = pair_problems(self.algorithm, self.scheme, self.group_size)
+        if problems:
+            raise ValueError(_JOIN.join(problems))
+        return self
+
+
+def pair_problems(algorithm: Any, scheme: Any, group_size: Any) -> list[str]:
+    """Cross-field rules on algorithm, scheme and group size, as ``field: message`` strings."""
+    problems = []
+    if algorithm in SUPPORTED_PAIRS and isinstance(scheme, str) and scheme not in SUPPORTED_PAIRS[algorithm]:
+        allowed = ", ".join(sorted(SUPPORTED_PAIRS[algorithm]))
+        problems.append(f"scheme: {algorithm} does not support {scheme} (it supports {allowed})")
+    if scheme in GROUPED_SCHEMES:
+        if group_size is not None and group_size not in GROUP_SIZES:
+            problems.append(f"group_size: must be one of {list(GROUP_SIZES)} for {scheme}")
+    elif isinstance(scheme, str) and group_size is not None:
+        problems.append(f"group_size: {scheme} quantizes per channel, leave group_size out")
+    return problems
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationOutcome(BaseModel):
+    valid: bool
+    problems: list[Problem]
+    message: str
+    run: dict[str, Any] | None = None
+
+
+def derive_run_id(raw: Mapping[str, Any]) -> str:
+    """A stable id from the spec's content: the same spec maps to the same run (and resources)."""
+    canonical = json.dumps({k: v for k, v in raw.items() if k != "run_id"}, sort_keys=True, separators=(",", ":"))
+    return "r" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def resource_name(prefix: str, model_name: str, run_id: str, suffix: str = "") -> str:
+    """``<prefix>-<model>-<run_id>[-suffix]`` within SageMaker's 63 characters (hashed when longer)."""
+    tail = f"-{suffix}" if suffix else ""
+    base = f"{prefix}-{model_name}-{run_id}"
+    if len(base) + len(tail) <= SAGEMAKER_NAME_MAX:
+        return base + tail
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    head = base[: SAGEMAKER_NAME_MAX - len(tail) - len(digest) - 1].rstrip("-")
+    return f"{head}-{digest}{tail}"
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def _split_model_errors(message: str) -> list[Problem]:
+    problems = []
+    for part in message.split(_JOIN):
+        field, sep, rest = part.partition(": ")
+        problems.append(Problem(field=field, message=rest) if sep else Problem(field="<root>", message=part))
+    return problems
+
+
+def _problems(error: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:
+            problems += _split_model_errors(message)
+        else:
+            problems.append(Problem(field=_field_name(item["loc"]), message=message))
+    return problems
+
+
+def _deployment_problems(spec: RunSpec, defaults: Defaults) -> list[Problem]:
+    problems = []
+    buckets = {defaults.artifact_bucket, *defaults.allowed_buckets}
+    for field in ("source_model_uri", "calibration_uri", "validation_uri"):
+        match = _S3_URI.match(getattr(spec, field))
+        if match and match["bucket"] not in buckets:
+            problems.append(
+                Problem(field=field, message=f"bucket {match['bucket']!r} is neither the artifact bucket nor allowed")
+            )
+    if spec.baseline_endpoint not in defaults.monitored_endpoints:
+        known = ", ".join(defaults.monitored_endpoints) or "none"
+        problems.append(
+            Problem(
+                field="baseline_endpoint",
+                message=f"{spec.baseline_endpoint!r} is not a monitored endpoint (no alarm would guard the canary); "
+                f"monitored: {known}",
+            )
+        )
+    return problems
+
+
+def validate_spec(raw: Any, defaults: Defaults) -> ValidationOutcome:
+    """Judge ``raw`` against the model and the deployment; on success return the run plan."""
+    if not isinstance(raw, Mapping):
+        problems = [Problem(field="<root>", message="the execution input must be a JSON object")]
+        return ValidationOutcome(valid=False, problems=problems, message=_message(problems))
+    try:
+        spec = RunSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        # Cross-field and deployment checks still run on the fields that are well-formed.
+        bad = {p.field for p in problems}
+        if not bad & {"algorithm", "scheme", "group_size", "<root>"}:
+            for text in pair_problems(raw.get("algorithm"), raw.get("scheme"), raw.get("group_size")):
+                problems += _split_model_errors(text)
+        problems += _partial_deployment_problems(raw, defaults, bad)
+        return ValidationOutcome(valid=False, problems=problems, message=_message(problems))
+    problems = _deployment_problems(spec, defaults)
+    if problems:
+        return ValidationOutcome(valid=False, problems=problems, message=_message(problems))
+    run_id = spec.run_id or derive_run_id(raw)
+    return ValidationOutcome(valid=True, problems=[], message="valid", run=build_plan(spec, run_id, defaults))
+
+
+def _partial_deployment_problems(raw: Mapping[str, Any], defaults: Defaults, bad: set[str]) -> list[Problem]:
+    problems = []
+    buckets = {defaults.artifact_bucket, *defaults.allowed_buckets}
+    for field in ("source_model_uri", "calibration_uri", "validation_uri"):
+        match = _S3_URI.match(str(raw.get(field, ""))) if field not in bad else None
+        if match and match["bucket"] not in buckets:
+            problems.append(
+                Problem(field=field, message=f"bucket {match['bucket']!r} is neither the artifact bucket nor allowed")
+            )
+    endpoint = raw.get("baseline_endpoint")
+    if isinstance(endpoint, str) and "baseline_endpoint" not in bad and endpoint not in defaults.monitored_endpoints:
+        problems.append(Problem(field="baseline_endpoint", message=f"{endpoint!r} is not a monitored endpoint"))
+    return problems
+
+
+def _message(problems: list[Problem]) -> str:
+    return f"{len(problems)} problem(s) in the execution input: " + "; ".join(
+        f"{p.field}: {p.message}" for p in problems
+    )
+
+
+def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
+    """Everything the state machine needs, precomputed (names, URIs, images, weights, limits)."""
+    prefix = defaults.resource_prefix
+    bucket = defaults.artifact_bucket
+    name = spec.model_name
+    run_key = f"models/{name}/{run_id}/"
+    training_job = resource_name(prefix, name, run_id, "q")
+    timing = spec.timing
+    poll = max(timing.poll_seconds, 1)
+    quantize_seconds = int(timing.quantize_max_hours * 3600)
+    evaluate_seconds = int(timing.evaluate_max_hours * 3600)
+    group_size = spec.group_size or (128 if spec.scheme in GROUPED_SCHEMES else None)
+    hyperparameters = {
+        "algorithm": spec.algorithm,
+        "scheme": spec.scheme,
+        "num-calibration-samples": str(spec.num_calibration_samples),
+        "max-seq-length": str(spec.max_seq_length),
+        "seed": str(spec.seed),
+        "ignore": ",".join(spec.ignore),
+    }
+    if group_size is not None:
+        hyperparameters["group-size"] = str(group_size)
+    steps = [
+        {
+            "candidate": step.weight,
+            "baseline": 100 - step.weight,
+            "bake_seconds": step.bake_minutes * 60,
+            "index": index + 1,
+        }
+        for index, step in enumerate(spec.canary)
+    ]
+    # The last step (100 %) is promotion itself; the bake loop covers the steps before it
+    # and also bakes at 100 % before the baseline variant is removed.
+    gate = spec.gate
+    return {
+        "model_name": name,
+        "run_id": run_id,
+        "algorithm": spec.algorithm,
+        "scheme": spec.scheme,
+        "group_size": group_size,
+        "baseline_endpoint": spec.baseline_endpoint,
+        "names": {
+            "training_job": training_job,
+            "evaluate_job": resource_name(prefix, name, run_id, "e"),
+            "candidate_model": resource_name(prefix, name, run_id, "candidate"),
+            "endpoint_config": resource_name(prefix, name, run_id),
+            "promoted_config": resource_name(prefix, name, run_id, "promoted"),
+            "package_group": f"{prefix}-{name}",
+            "alarm_prefix": f"{spec.baseline_endpoint}-candidate-",
+        },
+        "s3": {
+            "bucket": bucket,
+            "run_prefix": f"s3://{bucket}/{run_key}",
+            "output_path": f"s3://{bucket}/{run_key}",
+            # SageMaker uploads an uncompressed model directory to <output>/<job>/output/model/.
+            "artifact_uri": f"s3://{bucket}/{run_key}{training_job}/output/model/",
+            "manifest_key": f"{run_key}manifest.json",
+            "reports_uri": f"s3://{bucket}/{run_key}reports/",
+            "report_key": f"{run_key}reports/report.json",
+            "source_model_uri": spec.source_model_uri,
+            "calibration_uri": spec.calibration_uri,
+            "validation_uri": spec.validation_uri,
+        },
+        "images": {
+            "quantize": spec.quantize_image_uri or defaults.quantize_image_uri,
+            "evaluate": spec.evaluate_image_uri or defaults.evaluate_image_uri,
+            "serving": spec.serving_image_uri or defaults.serving_image_uri,
+        },
+        "instances": {
+            "quantize": spec.quantize_instance_type or defaults.quantize_instance_type,
+            "evaluate": spec.evaluate_instance_type or defaults.evaluate_instance_type,
+            "serving": spec.serving_instance_type or defaults.serving_instance_type,
+            "serving_count": spec.serving_instance_count,
+        },
+        "hyperparameters": hyperparameters,
+        # LMI (vLLM engine) reads the compressed-tensors config from the model directory.
+        "serving_environment": {
+            "HF_MODEL_ID": "/opt/ml/model",
+            "OPTION_ROLLING_BATCH": "vllm",
+            "OPTION_TENSOR_PARALLEL_DEGREE": "max",
+            "OPTION_MAX_MODEL_LEN": str(spec.max_seq_length),
+        },
+        "evaluate_arguments": [
+            "--baseline-dir", "/opt/ml/processing/input/baseline",
+            "--candidate-dir", "/opt/ml/processing/input/candidate",
+            "--validation-dir", "/opt/ml/processing/input/validation",
+            "--output-dir", "/opt/ml/processing/output",
+            "--max-perplexity-increase-pct", str(gate.max_perplexity_increase_pct),
+            "--max-p95-latency-increase-pct", str(gate.max_p95_latency_increase_pct),
+            "--min-throughput-ratio", str(gate.min_throughput_ratio),
+        ],  # fmt: skip
+        "canary": {"first": steps[0], "steps": steps},
+        "timing": {
+            "poll_seconds": timing.poll_seconds,
+            "quantize_max_seconds": quantize_seconds,
+            "evaluate_max_seconds": evaluate_seconds,
+            # The Describe/Wait loops give up a little after the job's own limit.
+            "quantize_max_polls": math.ceil(quantize_seconds / poll) + 10,
+            "evaluate_max_polls": math.ceil(evaluate_seconds / poll) + 10,
+            "deploy_max_polls": math.ceil(timing.deploy_max_minutes * 60 / poll) + 1,
+        },
+        "tags": [
+            {"Key": "llmq:model-name", "Value": name},
+            {"Key": "llmq:run-id", "Value": run_id},
+        ],
+    }
