@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import CloudWatchAlarmEvent, event_source
+from aws_lambda_powertools.utilities.data_classes import CloudWatchAlarmEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from rollback_logic import Alarm, roll_back
+from rollback_logic import Alarm, as_alarm_action_event, roll_back
 from rollback_settings import AwsClients, load_settings
 
 logger = Logger()
@@ -19,8 +19,10 @@ metrics = Metrics()
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_source(data_class=CloudWatchAlarmEvent)
-def handler(event: CloudWatchAlarmEvent, context: LambdaContext) -> dict[str, Any]:
+def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # EventBridge delivers "CloudWatch Alarm State Change" events; CloudWatchAlarmEvent
+    # types the alarm-action shape, which carries the same detail under other keys.
+    event = CloudWatchAlarmEvent(as_alarm_action_event(raw_event))
     data = event.alarm_data
     alarm = Alarm(
         name=data.alarm_name,

@@ -117,6 +117,26 @@ class RollbackReport:
         return asdict(self)
 
 
+def as_alarm_action_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An EventBridge alarm state-change event in the shape of a CloudWatch alarm-action event.
+
+    Both carry the same alarm data (name, state, previous state, configuration);
+    EventBridge puts it under ``detail`` and the alarm ARN in ``resources``. An
+    event already in the alarm-action shape is returned unchanged.
+    """
+    if "alarmData" in event or "detail" not in event:
+        return event
+    resources = event.get("resources") or [""]
+    return {
+        "source": event.get("source", "aws.cloudwatch"),
+        "alarmArn": resources[0],
+        "accountId": event.get("account", ""),
+        "time": event.get("time", ""),
+        "region": event.get("region", ""),
+        "alarmData": event["detail"],
+    }
+
+
 def endpoint_for_alarm(alarm_name: str, settings: Settings) -> tuple[str, str | None] | None:
     """(endpoint, variant or None for the composite) for an alarm named per docs/contracts.md."""
     for endpoint in sorted(settings.monitored_endpoints, key=len, reverse=True):
@@ -169,7 +189,7 @@ class RollbackLock:
         )
 
     def claim(self, record: dict[str, Any]) -> bool:
-        """True if this invocation now owns the rollback."""
+        """True if this invocation now owns the rollback (``record`` gains ``takes_over`` on a takeover)."""
         try:
             self._put(record, IfNoneMatch="*")
             return True
@@ -185,8 +205,10 @@ class RollbackLock:
         if not abandoned:
             logger.info("rollback already claimed", extra={"record": self.uri, "status": previous.get("status")})
             return False
+        # Kept in the final record too: it shows the rollback needed a second attempt.
+        record["takes_over"] = previous.get("status")
         try:
-            self._put({**record, "takes_over": previous.get("status")}, IfMatch=existing["ETag"])
+            self._put(record, IfMatch=existing["ETag"])
         except ClientError as exc:
             if _error_code(exc) in _CONDITION_FAILED:
                 return False

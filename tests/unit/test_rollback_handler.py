@@ -1,0 +1,95 @@
+"""The deployed entry point: EventBridge's alarm event in, weights changed, metric out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import pytest
+from moto import mock_aws
+
+from tests.unit.rollback_world import ENDPOINT, PREFIX, alarm_event, build_world, load_handler_module
+
+from rollback_settings import aws_client, load_settings  # type: ignore[import-not-found]  # isort: skip
+
+
+@dataclass
+class FakeContext:
+    function_name: str = f"{PREFIX}-rollback"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:123456789012:function:{PREFIX}-rollback"
+    aws_request_id: str = "5f1b3b0e-request"
+
+
+@pytest.fixture
+def deployed(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "rollback",
+        "POWERTOOLS_METRICS_NAMESPACE": "LLMQ/Rollback",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws_client.cache_clear()
+    load_settings.cache_clear()
+    with mock_aws():
+        world = build_world()
+        for name, value in world.environ.items():
+            monkeypatch.setenv(name, value)
+        yield world, load_handler_module()
+    aws_client.cache_clear()
+    load_settings.cache_clear()
+
+
+def _emf(stdout: str) -> list[dict]:
+    blobs = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [b for b in blobs if "_aws" in b]
+
+
+def test_handler_rolls_back_a_canary_and_emits_a_metric(deployed, capsys):
+    world, module = deployed
+    world.deploy(phase="canary")
+    result = module.handler(alarm_event(f"{ENDPOINT}-candidate-latency-p95"), FakeContext())
+    assert result["outcome"] == "rolled-back"
+    assert world.weights() == {"baseline": 100.0, "candidate": 0.0}
+    record = next(iter(world.rollback_records().values()))
+    assert record["who"]["request_id"] == "5f1b3b0e-request"
+    [metric] = _emf(capsys.readouterr().out)
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LLMQ/Rollback"
+    assert metric["Outcome"] == "rolled-back"
+    assert metric["RollbackEvents"] == [1.0]
+    assert metric["HandlerSecondsToTraffic"][0] >= 0
+    assert metric["SecondsFromAlarmToTraffic"][0] > 0
+
+
+def test_handler_survives_a_missing_endpoint(deployed, capsys, caplog):
+    world, module = deployed
+    caplog.set_level(logging.INFO)
+    result = module.handler(alarm_event(f"{PREFIX}-gone-candidate-5xx"), FakeContext())
+    assert result["outcome"] == "endpoint-missing"
+    out = capsys.readouterr().out
+    assert [m["Outcome"] for m in _emf(out)] == ["endpoint-missing"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["endpoint llmq-dev-gone does not exist; nothing to roll back"]
+    assert len(world.notifications()) == 1
+
+
+def test_handler_accepts_the_alarm_action_shape_too(deployed):
+    # The same alarm data as CloudWatch sends it to a Lambda alarm action (what CloudWatchAlarmEvent types).
+    world, module = deployed
+    world.deploy(phase="canary")
+    bridge = alarm_event(f"{ENDPOINT}-canary")
+    action = {
+        "source": "aws.cloudwatch",
+        "alarmArn": bridge["resources"][0],
+        "accountId": bridge["account"],
+        "time": bridge["time"],
+        "region": bridge["region"],
+        "alarmData": bridge["detail"],
+    }
+    assert module.handler(action, FakeContext())["outcome"] == "rolled-back"
+    assert world.weights() == {"baseline": 100.0, "candidate": 0.0}
