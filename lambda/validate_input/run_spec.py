@@ -16,6 +16,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -185,7 +186,7 @@ class RunSpec(BaseModel):
     @classmethod
     def _canary(cls, value: tuple[CanaryStep, ...]) -> tuple[CanaryStep, ...]:
         weights = [step.weight for step in value]
-        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(weights)):
             raise ValueError(f"weights must rise strictly step by step, got {weights}")
         if weights[-1] != 100:
             raise ValueError(f"the last step must be at weight 100 (full traffic), got {weights[-1]}")
@@ -413,14 +414,21 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "OPTION_MAX_MODEL_LEN": str(spec.max_seq_length),
         },
         "evaluate_arguments": [
-            "--baseline-dir", "/opt/ml/processing/input/baseline",
-            "--candidate-dir", "/opt/ml/processing/input/candidate",
-            "--validation-dir", "/opt/ml/processing/input/validation",
-            "--output-dir", "/opt/ml/processing/output",
-            "--max-perplexity-increase-pct", str(gate.max_perplexity_increase_pct),
-            "--max-p95-latency-increase-pct", str(gate.max_p95_latency_increase_pct),
-            "--min-throughput-ratio", str(gate.min_throughput_ratio),
-        ],  # fmt: skip
+            "--baseline-dir",
+            "/opt/ml/processing/input/baseline",
+            "--candidate-dir",
+            "/opt/ml/processing/input/candidate",
+            "--validation-dir",
+            "/opt/ml/processing/input/validation",
+            "--output-dir",
+            "/opt/ml/processing/output",
+            "--max-perplexity-increase-pct",
+            str(gate.max_perplexity_increase_pct),
+            "--max-p95-latency-increase-pct",
+            str(gate.max_p95_latency_increase_pct),
+            "--min-throughput-ratio",
+            str(gate.min_throughput_ratio),
+        ],
         "canary": {"first": steps[0], "steps": steps},
         "timing": {
             "poll_seconds": timing.poll_seconds,

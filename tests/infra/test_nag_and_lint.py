@@ -29,6 +29,18 @@ ACCEPTED_WILDCARDS: dict[tuple[str, str], str] = {
         "Key-policy statement for the account root: in a key policy Resource '*' is the key itself, and "
         "without this statement IAM policies could not grant use of the key (it would become unmanageable)."
     ),
+    **{
+        ("StateMachineRole", action): (
+            "Step Functions log delivery to CloudWatch Logs: these APIs have no resource-level permissions "
+            "(CDK adds them for a state machine with logging)."
+        )
+        for action in (
+            "logs:CreateLogDelivery",
+            "logs:UpdateLogDelivery",
+            "logs:DeleteLogDelivery",
+            "logs:PutResourcePolicy",
+        )
+    },
 }
 
 WRITE_VERBS = ("Put", "Create", "Delete", "Update", "Write", "Attach", "Detach", "Set", "Modify", "Tag", "Untag")
