@@ -1,0 +1,366 @@
+"""Alarms, dashboard rows and deployment guardrails for one canaried SageMaker endpoint.
+
+Alarm names follow docs/contracts.md (``<endpoint>-<variant>-<signal>`` and
+``<endpoint>-canary``): the rollback function finds the endpoint from the name
+and the pipeline's bake loop reads the composite by name.
+
+Why these alarms:
+- SageMaker publishes endpoint metrics per minute, so every alarm looks at
+  one-minute periods and needs ``datapoints_to_alarm`` breaching minutes out of
+  the last ``evaluation_periods`` (default 3 of 5): one noisy minute never
+  rolls back, a real regression does within about three minutes.
+- Error rates and the latency ratio only count minutes with at least
+  ``min_invocations`` requests per variant; a canary at 5 % of a quiet endpoint
+  would otherwise be judged on one or two requests.
+- Missing data is not breaching: no traffic is not a regression, and after
+  promotion the baseline variant (and with it the ratio) disappears.
+- Only the candidate's alarms (and the composite over them) roll back. The
+  baseline's alarms exist for the dashboard and humans: moving traffic onto an
+  alarming baseline would make things worse.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from constructs import Construct
+
+from stacks.config import MonitoringThresholds
+
+BASELINE = "baseline"
+CANDIDATE = "candidate"
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+# The custom quality metric the evaluate job publishes (docs/contracts.md).
+QUALITY_NAMESPACE = "LLMQ/Quality"
+QUALITY_METRIC = "PerplexityIncreasePercent"
+SIGNALS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
+# ModelLatency is reported in microseconds.
+_MICROSECONDS_PER_MS = 1000
+# SageMaker's limits on a DeploymentConfig (UpdateEndpoint API reference).
+_MAX_WAIT_SECONDS = 3600
+_MIN_EXECUTION_TIMEOUT, _MAX_EXECUTION_TIMEOUT = 600, 28800
+_MAX_ROLLBACK_ALARMS = 10
+
+
+def alarm_name(endpoint: str, variant: str, signal: str) -> str:
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}; known: {', '.join(SIGNALS)}")
+    return f"{endpoint}-{variant}-{signal}"
+
+
+def composite_alarm_name(endpoint: str) -> str:
+    return f"{endpoint}-canary"
+
+
+def guardrail_deployment_config(
+    alarm_names: list[str],
+    *,
+    mode: Literal["canary", "linear", "all-at-once"] = "canary",
+    step_percent: int = 10,
+    wait_seconds: int = 600,
+    termination_wait_seconds: int = 600,
+    max_execution_seconds: int | None = None,
+) -> dict[str, Any]:
+    """The ``DeploymentConfig`` of an UpdateEndpoint that replaces the model inside one variant.
+
+    SageMaker then runs a blue/green deployment itself: ``canary`` moves
+    ``step_percent`` of the capacity first, waits ``wait_seconds`` (the bake),
+    then the rest; ``linear`` moves ``step_percent`` per step with a bake after
+    each. If any of ``alarm_names`` goes to ALARM during a bake or the final
+    ``termination_wait_seconds``, SageMaker rolls all traffic back to the old
+    fleet (AutoRollbackConfiguration). The new endpoint config must keep the
+    variant name (docs: deployment guardrails exclusions).
+    """
+    if not 1 <= len(alarm_names) <= _MAX_ROLLBACK_ALARMS:
+        raise ValueError(f"AutoRollbackConfiguration takes 1 to {_MAX_ROLLBACK_ALARMS} alarms, got {len(alarm_names)}")
+    if not 1 <= step_percent <= (50 if mode == "canary" else 100):
+        raise ValueError(f"step_percent {step_percent} is out of range for {mode} (canary: 1-50, linear: 1-100)")
+    for name, value in (("wait_seconds", wait_seconds), ("termination_wait_seconds", termination_wait_seconds)):
+        if not 0 <= value <= _MAX_WAIT_SECONDS:
+            raise ValueError(f"{name} must be between 0 and {_MAX_WAIT_SECONDS}, got {value}")
+    routing: dict[str, Any]
+    steps = 1
+    if mode == "canary":
+        routing = {
+            "Type": "CANARY",
+            "WaitIntervalInSeconds": wait_seconds,
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": step_percent},
+        }
+        steps = 2
+    elif mode == "linear":
+        routing = {
+            "Type": "LINEAR",
+            "WaitIntervalInSeconds": wait_seconds,
+            "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": step_percent},
+        }
+        steps = -(-100 // step_percent)
+    elif mode == "all-at-once":
+        routing = {"Type": "ALL_AT_ONCE"}
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    # Room for every bake plus the final wait and the new fleet's start-up.
+    timeout = max_execution_seconds or min(
+        _MAX_EXECUTION_TIMEOUT, max(_MIN_EXECUTION_TIMEOUT, steps * wait_seconds + termination_wait_seconds + 1800)
+    )
+    if not _MIN_EXECUTION_TIMEOUT <= timeout <= _MAX_EXECUTION_TIMEOUT:
+        raise ValueError(f"max_execution_seconds must be between {_MIN_EXECUTION_TIMEOUT} and {_MAX_EXECUTION_TIMEOUT}")
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": termination_wait_seconds,
+            "MaximumExecutionTimeoutInSeconds": timeout,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names]},
+    }
+
+
+class EndpointMonitoring(Construct):
+    """Per-variant alarms, the composite alarm and dashboard rows of one endpoint."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        thresholds: MonitoringThresholds,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.endpoint_name = endpoint_name
+        self.thresholds = thresholds
+        self._period = Duration.seconds(thresholds.period_seconds)
+        self.alarms: dict[tuple[str, str], cw.Alarm] = {}
+        for variant in (BASELINE, CANDIDATE):
+            self._variant_alarms(variant)
+        self._candidate_comparison_alarms()
+        candidate_alarms = [alarm for (variant, _), alarm in self.alarms.items() if variant == CANDIDATE]
+        self.composite = cw.CompositeAlarm(
+            self,
+            "Canary",
+            composite_alarm_name=composite_alarm_name(endpoint_name),
+            alarm_description=f"Any candidate alarm of {endpoint_name}: the canary regressed (rolls back)",
+            alarm_rule=cw.AlarmRule.any_of(*candidate_alarms),
+        )
+        # What rolls back: the candidate's alarms and the composite over them (names, not
+        # tokens, so the EventBridge pattern reads as plain text).
+        self.rollback_alarm_names = [
+            alarm_name(endpoint_name, CANDIDATE, signal) for (variant, signal) in self.alarms if variant == CANDIDATE
+        ] + [composite_alarm_name(endpoint_name)]
+
+    # --- metrics -------------------------------------------------------------------------------------
+
+    def variant_metric(
+        self, metric_name: str, variant: str, statistic: str, period: Duration | None = None
+    ) -> cw.Metric:
+        return cw.Metric(
+            namespace=SAGEMAKER_NAMESPACE,
+            metric_name=metric_name,
+            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant},
+            statistic=statistic,
+            period=period or self._period,
+        )
+
+    def quality_metric(self, variant: str = CANDIDATE) -> cw.Metric:
+        return cw.Metric(
+            namespace=QUALITY_NAMESPACE,
+            metric_name=QUALITY_METRIC,
+            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant},
+            statistic="Average",
+            period=Duration.seconds(self.thresholds.quality_period_seconds),
+        )
+
+    def error_rate(self, variant: str, code: str) -> cw.MathExpression:
+        """Percent of a variant's invocations that failed; 0 in minutes with too few requests."""
+        if code not in ("5XX", "4XX"):
+            raise ValueError(f"SageMaker publishes Invocation5XXErrors and Invocation4XXErrors, not {code}")
+        # Ids unique per variant and code: one graph shows all four rates.
+        err, inv = f"e{code[0]}{variant[0]}", f"i{variant[0]}"
+        return cw.MathExpression(
+            expression=f"IF({inv} >= {self.thresholds.min_invocations}, 100 * FILL({err}, 0) / {inv}, 0)",
+            using_metrics={
+                err: self.variant_metric(f"Invocation{code}Errors", variant, "Sum"),
+                inv: self.variant_metric("Invocations", variant, "Sum"),
+            },
+            label=f"{variant} {code} %",
+            period=self._period,
+        )
+
+    def latency_ratio(self) -> cw.MathExpression:
+        """Candidate p95 over baseline p95, minute by minute, when both served enough requests."""
+        n = self.thresholds.min_invocations
+        return cw.MathExpression(
+            expression=f"IF(ic >= {n} AND ib >= {n} AND pb > 0, pc / pb, 0)",
+            using_metrics={
+                "pc": self.variant_metric("ModelLatency", CANDIDATE, "p95"),
+                "pb": self.variant_metric("ModelLatency", BASELINE, "p95"),
+                "ic": self.variant_metric("Invocations", CANDIDATE, "Sum"),
+                "ib": self.variant_metric("Invocations", BASELINE, "Sum"),
+            },
+            label="candidate p95 / baseline p95",
+            period=self._period,
+        )
+
+    # --- alarms --------------------------------------------------------------------------------------
+
+    def _alarm(
+        self,
+        variant: str,
+        signal: str,
+        metric: cw.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods: int | None = None,
+        datapoints_to_alarm: int | None = None,
+    ) -> cw.Alarm:
+        alarm = cw.Alarm(
+            self,
+            f"{variant.title()}{signal.title().replace('-', '')}",
+            alarm_name=alarm_name(self.endpoint_name, variant, signal),
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=comparison,
+            evaluation_periods=evaluation_periods or self.thresholds.evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm or self.thresholds.datapoints_to_alarm,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms[(variant, signal)] = alarm
+        return alarm
+
+    def _variant_alarms(self, variant: str) -> None:
+        t = self.thresholds
+        window = f"{t.datapoints_to_alarm} of {t.evaluation_periods} periods of {t.period_seconds} s"
+        self._alarm(
+            variant,
+            "latency-p95",
+            self.variant_metric("ModelLatency", variant, "p95"),
+            threshold=t.latency_p95_ms * _MICROSECONDS_PER_MS,
+            description=f"{variant} ModelLatency p95 above {t.latency_p95_ms:g} ms (microseconds) in {window}",
+        )
+        for code, limit in (("5XX", t.error_5xx_percent), ("4XX", t.error_4xx_percent)):
+            self._alarm(
+                variant,
+                code.lower(),
+                self.error_rate(variant, code),
+                threshold=limit,
+                description=f"{variant} Invocation{code}Errors above {limit:g} % of invocations in {window}",
+            )
+
+    def _candidate_comparison_alarms(self) -> None:
+        t = self.thresholds
+        self._alarm(
+            CANDIDATE,
+            "latency-p95-vs-baseline",
+            self.latency_ratio(),
+            threshold=t.latency_p95_ratio,
+            description=f"candidate p95 above {t.latency_p95_ratio:g} x the baseline's in "
+            f"{t.datapoints_to_alarm} of {t.evaluation_periods} minutes",
+        )
+        self._alarm(
+            CANDIDATE,
+            "quality",
+            self.quality_metric(),
+            threshold=t.quality_max_perplexity_increase_percent,
+            evaluation_periods=t.quality_evaluation_periods,
+            datapoints_to_alarm=t.quality_datapoints_to_alarm,
+            description=f"{QUALITY_NAMESPACE} {QUALITY_METRIC} above "
+            f"{t.quality_max_perplexity_increase_percent:g} % in {t.quality_datapoints_to_alarm} of "
+            f"{t.quality_evaluation_periods} periods of {t.quality_period_seconds} s",
+        )
+
+    # --- deployment guardrails -------------------------------------------------------------------------
+
+    def guardrail_deployment_config(self, variant: str = CANDIDATE, **options: Any) -> dict[str, Any]:
+        """DeploymentConfig for replacing the model inside ``variant`` (no side-by-side canary).
+
+        Rolls back on that variant's own alarms; the comparison with the
+        baseline does not apply when there is only one variant.
+        """
+        names = [
+            alarm_name(self.endpoint_name, v, signal)
+            for (v, signal) in self.alarms
+            if v == variant and signal != "latency-p95-vs-baseline"
+        ]
+        return guardrail_deployment_config(names, **options)
+
+    # --- dashboard -----------------------------------------------------------------------------------
+
+    def dashboard_widgets(self) -> list[list[cw.IWidget]]:
+        """Rows for the dashboard: both variants side by side in every graph."""
+        width, height = 8, 6
+        variants = (BASELINE, CANDIDATE)
+        latency = [
+            cw.MathExpression(
+                expression=f"{variant[0]}{stat} / 1000",
+                using_metrics={f"{variant[0]}{stat}": self.variant_metric("ModelLatency", variant, stat)},
+                label=f"{variant} {stat} (ms)",
+                period=self._period,
+            )
+            for variant in variants
+            for stat in ("p50", "p95")
+        ]
+        invocations = [
+            self.variant_metric("Invocations", variant, "Sum").with_(label=f"{variant} invocations")
+            for variant in variants
+        ]
+        share = [
+            cw.MathExpression(
+                expression=f"100 * FILL({own}, 0) / (FILL(ib, 0) + FILL(ic, 0))",
+                using_metrics={
+                    "ib": self.variant_metric("Invocations", BASELINE, "Sum"),
+                    "ic": self.variant_metric("Invocations", CANDIDATE, "Sum"),
+                },
+                label=f"{variant} share of invocations (%)",
+                period=self._period,
+            )
+            for variant, own in ((BASELINE, "ib"), (CANDIDATE, "ic"))
+        ]
+        errors = [self.error_rate(variant, code) for variant in variants for code in ("5XX", "4XX")]
+        title = self.endpoint_name
+        return [
+            [cw.TextWidget(markdown=f"## {title}: baseline vs candidate", width=24, height=1)],
+            [
+                cw.GraphWidget(title=f"{title} ModelLatency p50/p95 (ms)", left=latency, width=width, height=height),
+                cw.GraphWidget(title=f"{title} invocations", left=invocations, width=width, height=height),
+                cw.GraphWidget(
+                    title=f"{title} traffic share (observed weights, %)",
+                    left=share,
+                    left_y_axis=cw.YAxisProps(min=0, max=100),
+                    width=width,
+                    height=height,
+                ),
+            ],
+            [
+                cw.GraphWidget(title=f"{title} error rates (%)", left=errors, width=width, height=height),
+                cw.GraphWidget(
+                    title=f"{title} candidate p95 / baseline p95",
+                    left=[self.latency_ratio()],
+                    left_annotations=[cw.HorizontalAnnotation(value=self.thresholds.latency_p95_ratio, label="alarm")],
+                    width=width,
+                    height=height,
+                ),
+                cw.GraphWidget(
+                    title=f"{title} {QUALITY_METRIC}",
+                    left=[self.quality_metric(CANDIDATE)],
+                    left_annotations=[
+                        cw.HorizontalAnnotation(
+                            value=self.thresholds.quality_max_perplexity_increase_percent, label="alarm"
+                        )
+                    ],
+                    width=width,
+                    height=height,
+                ),
+            ],
+            [
+                cw.AlarmStatusWidget(
+                    title=f"{title} alarms",
+                    alarms=[*self.alarms.values(), self.composite],
+                    width=24,
+                    height=3,
+                )
+            ],
+        ]

@@ -1,0 +1,103 @@
+"""Monitoring: per-variant canary alarms, the rollback rule and function, a dashboard.
+
+Rollback does not depend on a running execution: every ALARM of a candidate
+alarm (or the composite over them) reaches the rollback function through
+EventBridge, during the canary or any time after promotion.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import StageConfig
+from stacks.endpoint_monitoring import EndpointMonitoring
+from stacks.network_stack import removal_policy
+from stacks.python_function import dependency_layer
+from stacks.rollback_function import RollbackFunction
+
+
+def _construct_id(endpoint: str) -> str:
+    return "Endpoint" + "".join(part.title() for part in re.split(r"[^a-zA-Z0-9]+", endpoint))
+
+
+class MonitoringStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        prefix = config.resource_prefix
+        self.rollback = RollbackFunction(
+            self,
+            "Rollback",
+            resource_prefix=prefix,
+            monitored_endpoints=config.monitored_endpoints,
+            bucket=bucket,
+            key=key,
+            vpc=vpc,
+            subnets=subnets,
+            security_group=security_group,
+            layer=dependency_layer(self, "Dependencies"),
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal_policy(config),
+        )
+        self.endpoints: dict[str, EndpointMonitoring] = {}
+        self.rules: dict[str, events.Rule] = {}
+        for name in config.monitored_endpoints:
+            monitoring = EndpointMonitoring(self, _construct_id(name), endpoint_name=name, thresholds=config.monitoring)
+            self.endpoints[name] = monitoring
+            self.rules[name] = events.Rule(
+                monitoring,
+                "RollbackOnAlarm",
+                rule_name=f"{name}-rollback",
+                description=f"Candidate alarm of {name} in ALARM -> rollback function",
+                event_pattern=events.EventPattern(
+                    source=["aws.cloudwatch"],
+                    detail_type=["CloudWatch Alarm State Change"],
+                    detail={"alarmName": monitoring.rollback_alarm_names, "state": {"value": ["ALARM"]}},
+                ),
+                targets=[self.rollback.rule_target()],
+            )
+
+        rows: list[list[cw.IWidget]] = []
+        for monitoring in self.endpoints.values():
+            rows.extend(monitoring.dashboard_widgets())
+        rows.append(self._rollback_function_row())
+        self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{prefix}-canaries", widgets=rows)
+        CfnOutput(self, "RollbackTopicArn", value=self.rollback.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)
+
+    def _rollback_function_row(self) -> list[cw.IWidget]:
+        function = self.rollback.function
+        return [
+            cw.GraphWidget(
+                title="rollback function",
+                left=[function.metric_invocations(), function.metric_errors(), function.metric_throttles()],
+                width=12,
+                height=6,
+            ),
+            cw.GraphWidget(
+                title="rollback function duration",
+                left=[function.metric_duration(statistic="p95")],
+                width=12,
+                height=6,
+            ),
+        ]

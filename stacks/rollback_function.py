@@ -1,0 +1,210 @@
+"""The rollback function, its notification topic and its least-privilege role.
+
+The function (lambda/rollback/) may change only this project's SageMaker
+resources: endpoints and endpoint configs whose names start with
+``<prefix>-`` and model packages in ``<prefix>-*`` groups (docs/contracts.md).
+It writes only rollback records (``models/*/rollbacks/*``) in the artifact
+bucket and publishes only to its own topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.nag import acknowledge
+from stacks.python_function import PythonFunction
+
+ROLLBACK_RECORDS = "models/*/rollbacks/*"
+METRICS_NAMESPACE = "LLMQ/Rollback"
+# Longer than the function timeout, so a live invocation's claim is never taken over.
+LOCK_STALE_SECONDS = 900
+TIMEOUT_SECONDS = 120
+
+
+class RollbackFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        resource_prefix: str,
+        monitored_endpoints: tuple[str, ...],
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        layer: lambda_.ILayerVersion,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(
+            self,
+            "Notifications",
+            topic_name=f"{resource_prefix}-rollbacks",
+            display_name="LLM canary rollbacks",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        self.python_function = PythonFunction(
+            self,
+            "Rollback",
+            name="rollback",
+            function_name=f"{resource_prefix}-rollback",
+            description="Alarm-driven rollback of canaried SageMaker endpoints (EventBridge, any time)",
+            layer=layer,
+            key=key,
+            vpc=vpc,
+            subnets=subnets,
+            security_group=security_group,
+            environment={
+                "ARTIFACT_BUCKET": bucket.bucket_name,
+                "ROLLBACK_TOPIC_ARN": self.topic.topic_arn,
+                "RESOURCE_PREFIX": resource_prefix,
+                "MONITORED_ENDPOINTS": ",".join(monitored_endpoints),
+                "LOCK_STALE_SECONDS": str(LOCK_STALE_SECONDS),
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            timeout_seconds=TIMEOUT_SECONDS,
+            memory_size=512,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+        )
+        self.function = self.python_function.function
+        role = self.python_function.role
+        # Lambda retries a failed asynchronous invocation twice (the claim is freed
+        # for them); when those fail too, operators hear it on the same topic.
+        self.function.configure_async_invoke(
+            retry_attempts=2,
+            max_event_age=Duration.hours(1),
+            on_failure=destinations.SnsDestination(self.topic),
+        )
+        # topic.grant_publish would add kms:GenerateDataKey*; publishing to the encrypted topic
+        # and writing SSE-KMS records both need exactly kms:GenerateDataKey (and Decrypt to read).
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="NotifyOwnTopic", actions=["sns:Publish"], resources=[self.topic.topic_arn])
+        )
+        # Exactly the two object calls of the record/lock; bucket.grant_put/grant_read would add
+        # s3:Abort*, s3:List*, s3:GetBucket*, kms:ReEncrypt* and more that the function never makes.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RollbackRecordsOnly",
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[bucket.arn_for_objects(ROLLBACK_RECORDS)],
+            )
+        )
+        key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
+        self._grant_sagemaker(role, resource_prefix, key)
+        self._acknowledge_prefix_scoped_resources(role, bucket)
+
+    def _grant_sagemaker(self, role: iam.IRole, prefix: str, key: kms.IKey) -> None:
+        stack = Stack.of(self)
+
+        def arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
+
+        endpoints, configs = arn("endpoint", f"{prefix}-*"), arn("endpoint-config", f"{prefix}-*")
+        packages = arn("model-package", f"{prefix}-*/*")
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadAndShiftProjectEndpoints",
+                actions=[
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:ListTags",
+                    "sagemaker:AddTags",
+                    "sagemaker:UpdateEndpointWeightsAndCapacities",
+                    "sagemaker:UpdateEndpoint",
+                ],
+                resources=[endpoints],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RestoreProjectEndpointConfigs",
+                actions=["sagemaker:DescribeEndpointConfig", "sagemaker:UpdateEndpoint"],
+                resources=[configs],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RejectProjectModelPackages",
+                actions=["sagemaker:UpdateModelPackage"],
+                resources=[packages],
+            )
+        )
+        # Restoring an endpoint config encrypted with the project key makes SageMaker
+        # create a grant on it for the new instances' volumes, on the caller's behalf.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="LetSageMakerUseTheKeyForRestoredEndpoints",
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+        # The same patterns as cdk-nag spells them in finding ids (pseudo parameters as <AWS::...>).
+        nag_arn = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
+        self._endpoint_arn_pattern = f"{nag_arn}:endpoint/{prefix}-*"
+        self._config_arn_pattern = f"{nag_arn}:endpoint-config/{prefix}-*"
+        self._package_arn_pattern = f"{nag_arn}:model-package/{prefix}-*/*"
+
+    def rule_target(self) -> targets.LambdaFunction:
+        """EventBridge target: retried for a day if Lambda throttles the delivery."""
+        return targets.LambdaFunction(self.function, retry_attempts=8, max_event_age=Duration.hours(24))
+
+    def _acknowledge_prefix_scoped_resources(self, role: iam.IRole, bucket: s3.IBucket) -> None:
+        """cdk-nag IAM5: the wildcards left are name prefixes of this project's resources."""
+        why = {
+            self._endpoint_arn_pattern: "endpoints are created per model run by the pipeline, so their names are "
+            "unknown at deploy time; the prefix admits only this stage's endpoints (docs/contracts.md).",
+            self._config_arn_pattern: "UpdateEndpoint authorizes on the restored endpoint config too; configs are "
+            "named per run by the pipeline, and the prefix admits only this stage's.",
+            self._package_arn_pattern: "model package versions are registered per run; the group prefix admits "
+            "only this stage's package groups.",
+            f"{nag_label(self, bucket)}/{ROLLBACK_RECORDS}": "records live under each run's prefix "
+            "(models/<model>/<run_id>/rollbacks/), unknown at deploy time; nothing else in the bucket is reachable.",
+        }
+        for resource, reason in why.items():
+            acknowledge(role, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Added by the on-failure SnsDestination (topic.grantPublish) and limited to the project key that "
+            "encrypts the topic; publishing to an encrypted topic needs a data key.",
+        )
+
+
+def nag_label(scope: Construct, bucket: s3.IBucket) -> str:
+    """How cdk-nag spells ``bucket``'s ARN inside a finding id of a policy in ``scope``'s stack.
+
+    cdk-nag v3 only accepts exact finding ids. A bucket of another stack appears
+    as the name of CDK's generated export (``<stack>:ExportsOutput...<hash>``);
+    this repeats CDK's naming (refs.ts ``generateExportName`` / ``makeUniqueId``).
+    If CDK ever names exports differently, synth fails on an unacknowledged
+    finding instead of silently widening anything.
+    """
+    owner = Stack.of(bucket)
+    reference = owner.resolve(bucket.bucket_arn)
+    if isinstance(reference, str):  # an imported bucket with a literal ARN
+        return reference
+    logical_id = reference["Fn::GetAtt"][0]
+    if owner is Stack.of(scope):
+        return f"<{logical_id}.Arn>"
+    components = ["Exports", "Output" + json.dumps(reference, separators=(",", ":"))]
+    human = "".join(re.sub(r"[^A-Za-z0-9]", "", part) for part in components)
+    digest = hashlib.md5("/".join(components).encode(), usedforsecurity=False).hexdigest()[:8].upper()
+    return f"{owner.stack_name}:{human}{digest}"

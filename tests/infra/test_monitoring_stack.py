@@ -1,0 +1,355 @@
+"""Monitoring stack: per-variant alarms, the rollback rule, the function's reach and the dashboard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk.assertions import Match, Template
+from pydantic import ValidationError
+
+from stacks.config import MonitoringThresholds
+from stacks.endpoint_monitoring import EndpointMonitoring, guardrail_deployment_config
+
+ENDPOINT = "llmq-dev-chat"
+VARIANTS = ("baseline", "candidate")
+
+
+@pytest.fixture(scope="module")
+def monitoring(dev_app):
+    stack = dev_app.stacks.monitoring
+    return stack, dev_app.template(stack), dev_app.template_json(stack)
+
+
+def _alarm(template_json, name: str) -> dict:
+    found = [
+        r["Properties"]
+        for r in template_json["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("AlarmName") == name
+    ]
+    assert len(found) == 1, f"{name}: {len(found)} alarms"
+    return found[0]
+
+
+def _metric_stats(props: dict) -> dict[str, dict]:
+    return {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
+
+
+def _expression(props: dict) -> str:
+    [expression] = [m["Expression"] for m in props["Metrics"] if "Expression" in m]
+    return expression
+
+
+def _dims(endpoint: str, variant: str) -> list[dict]:
+    return [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+
+
+def test_every_monitored_endpoint_gets_alarms_on_both_variants(dev_app, monitoring):
+    stack, _, template_json = monitoring
+    assert list(stack.endpoints) == list(dev_app.config.monitored_endpoints) == [ENDPOINT]
+    names = {
+        r["Properties"]["AlarmName"]
+        for r in template_json["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert names == {
+        f"{ENDPOINT}-baseline-latency-p95",
+        f"{ENDPOINT}-baseline-5xx",
+        f"{ENDPOINT}-baseline-4xx",
+        f"{ENDPOINT}-candidate-latency-p95",
+        f"{ENDPOINT}-candidate-5xx",
+        f"{ENDPOINT}-candidate-4xx",
+        # Comparisons with the baseline exist only for the candidate.
+        f"{ENDPOINT}-candidate-latency-p95-vs-baseline",
+        f"{ENDPOINT}-candidate-quality",
+    }
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_latency_alarm_is_p95_model_latency_in_microseconds_3_of_5_minutes(monitoring, variant):
+    _, _, template_json = monitoring
+    props = _alarm(template_json, f"{ENDPOINT}-{variant}-latency-p95")
+    assert props["Namespace"] == "AWS/SageMaker"
+    assert props["MetricName"] == "ModelLatency"
+    assert props["ExtendedStatistic"] == "p95"
+    assert props["Dimensions"] == _dims(ENDPOINT, variant)
+    assert props["Threshold"] == 10_000 * 1000  # 10 s default, ModelLatency is in microseconds
+    assert props["ComparisonOperator"] == "GreaterThanThreshold"
+    assert (props["Period"], props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (60, 5, 3)
+    assert props["TreatMissingData"] == "notBreaching"
+
+
+@pytest.mark.parametrize(
+    ("variant", "code", "threshold"), [(v, c, t) for v in VARIANTS for c, t in (("5XX", 1), ("4XX", 5))]
+)
+def test_error_rate_alarms_divide_errors_by_invocations_of_the_same_variant(monitoring, variant, code, threshold):
+    _, _, template_json = monitoring
+    props = _alarm(template_json, f"{ENDPOINT}-{variant}-{code.lower()}")
+    err, inv = f"e{code[0]}{variant[0]}", f"i{variant[0]}"
+    assert _expression(props) == f"IF({inv} >= 10, 100 * FILL({err}, 0) / {inv}, 0)"
+    stats = _metric_stats(props)
+    assert stats[err]["Metric"] == {
+        "Namespace": "AWS/SageMaker",
+        "MetricName": f"Invocation{code}Errors",
+        "Dimensions": _dims(ENDPOINT, variant),
+    }
+    assert stats[inv]["Metric"]["MetricName"] == "Invocations"
+    assert stats[inv]["Metric"]["Dimensions"] == _dims(ENDPOINT, variant)
+    assert {s["Stat"] for s in stats.values()} == {"Sum"}
+    assert {s["Period"] for s in stats.values()} == {60}
+    assert props["Threshold"] == threshold
+    assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (5, 3)
+
+
+def test_relative_latency_alarm_compares_candidate_p95_with_baseline_p95(monitoring):
+    _, _, template_json = monitoring
+    props = _alarm(template_json, f"{ENDPOINT}-candidate-latency-p95-vs-baseline")
+    assert _expression(props) == "IF(ic >= 10 AND ib >= 10 AND pb > 0, pc / pb, 0)"
+    stats = _metric_stats(props)
+    assert stats["pc"] == {
+        "Metric": {
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "ModelLatency",
+            "Dimensions": _dims(ENDPOINT, "candidate"),
+        },
+        "Period": 60,
+        "Stat": "p95",
+    }
+    assert stats["pb"]["Metric"]["Dimensions"] == _dims(ENDPOINT, "baseline")
+    assert stats["ib"]["Metric"]["MetricName"] == "Invocations"
+    assert props["Threshold"] == 1.5
+    assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (5, 3)
+
+
+def test_quality_alarm_reads_the_metric_the_evaluation_publishes(monitoring):
+    _, _, template_json = monitoring
+    props = _alarm(template_json, f"{ENDPOINT}-candidate-quality")
+    # docs/contracts.md: namespace, name and dimensions the evaluate job publishes.
+    assert props["Namespace"] == "LLMQ/Quality"
+    assert props["MetricName"] == "PerplexityIncreasePercent"
+    assert props["Dimensions"] == _dims(ENDPOINT, "candidate")
+    assert props["Statistic"] == "Average"
+    assert props["Threshold"] == 5
+    assert (props["Period"], props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (300, 3, 2)
+    assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_composite_alarm_is_any_candidate_alarm(monitoring):
+    stack, template, _ = monitoring
+    [composite] = template.find_resources("AWS::CloudWatch::CompositeAlarm").values()
+    props = composite["Properties"]
+    assert props["AlarmName"] == f"{ENDPOINT}-canary"
+    parts = props["AlarmRule"]["Fn::Join"][1]
+    referenced = [p["Fn::GetAtt"][0] for p in parts if isinstance(p, dict)]
+    alarms = stack.endpoints[ENDPOINT].alarms
+    expected = [stack.get_logical_id(a.node.default_child) for (v, _), a in alarms.items() if v == "candidate"]
+    assert sorted(referenced) == sorted(expected)
+    assert len(referenced) == 5
+    assert [p for p in parts if isinstance(p, str) and "OR" in p] and not [p for p in parts if "AND" in str(p)]
+
+
+def test_rule_sends_candidate_and_composite_alarm_transitions_to_alarm_to_the_rollback_function(monitoring):
+    stack, template, _ = monitoring
+    function_id = stack.get_logical_id(stack.rollback.function.node.default_child)
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "Name": f"{ENDPOINT}-rollback",
+            "EventPattern": {
+                "source": ["aws.cloudwatch"],
+                "detail-type": ["CloudWatch Alarm State Change"],
+                "detail": {
+                    "alarmName": [
+                        f"{ENDPOINT}-candidate-latency-p95",
+                        f"{ENDPOINT}-candidate-5xx",
+                        f"{ENDPOINT}-candidate-4xx",
+                        f"{ENDPOINT}-candidate-latency-p95-vs-baseline",
+                        f"{ENDPOINT}-candidate-quality",
+                        f"{ENDPOINT}-canary",
+                    ],
+                    "state": {"value": ["ALARM"]},
+                },
+            },
+            "State": "ENABLED",
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": {"Fn::GetAtt": [function_id, "Arn"]},
+                        "RetryPolicy": {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 8},
+                    }
+                )
+            ],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Permission", {"Principal": "events.amazonaws.com", "Action": "lambda:InvokeFunction"}
+    )
+
+
+def test_rollback_function_knows_bucket_topic_and_endpoints(monitoring):
+    stack, template, _ = monitoring
+    function_id = stack.get_logical_id(stack.rollback.function.node.default_child)
+    props = template.to_json()["Resources"][function_id]["Properties"]
+    env = props["Environment"]["Variables"]
+    assert env["MONITORED_ENDPOINTS"] == ENDPOINT
+    assert env["RESOURCE_PREFIX"] == "llmq-dev"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "rollback"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LLMQ/Rollback"
+    assert "Fn::ImportValue" in json.dumps(env["ARTIFACT_BUCKET"])
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["VpcConfig"]["SubnetIds"]
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": 3600,
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+        },
+    )
+    template.has_resource_properties(
+        "AWS::SNS::Topic", {"TopicName": "llmq-dev-rollbacks", "KmsMasterKeyId": Match.any_value()}
+    )
+
+
+def _role_statements(stack, template_json) -> list[dict]:
+    role_id = stack.get_logical_id(stack.rollback.python_function.role.node.default_child)
+    statements = []
+    for resource in template_json["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in resource["Properties"]["Roles"]:
+            statements += resource["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_rollback_function_may_change_only_this_projects_sagemaker_resources(monitoring):
+    stack, _, template_json = monitoring
+    statements = _role_statements(stack, template_json)
+    sagemaker = [s for s in statements if any(str(a).startswith("sagemaker:") for a in _list(s["Action"]))]
+    assert sagemaker
+    for statement in sagemaker:
+        for resource in _list(statement["Resource"]):
+            text = json.dumps(resource)
+            assert any(f":{kind}/llmq-dev-*" in text for kind in ("endpoint", "endpoint-config", "model-package")), text
+    actions = {a for s in sagemaker for a in _list(s["Action"])}
+    assert actions == {
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:ListTags",
+        "sagemaker:AddTags",
+        "sagemaker:UpdateEndpointWeightsAndCapacities",
+        "sagemaker:UpdateEndpoint",
+        "sagemaker:DescribeEndpointConfig",
+        "sagemaker:UpdateModelPackage",
+    }
+    s3 = [s for s in statements if any(str(a).startswith("s3:") for a in _list(s["Action"]))]
+    assert len(s3) == 1
+    assert sorted(_list(s3[0]["Action"])) == ["s3:GetObject", "s3:PutObject"]
+    assert json.dumps(s3[0]["Resource"]).endswith('/models/*/rollbacks/*"]]}')
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _dashboard_body(template_json) -> str:
+    [dashboard] = [r for r in template_json["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    body = dashboard["Properties"]["DashboardBody"]
+    if isinstance(body, str):
+        return body
+    return "".join(part if isinstance(part, str) else "<token>" for part in body["Fn::Join"][1])
+
+
+def test_dashboard_shows_both_variants_side_by_side(monitoring):
+    _, template, template_json = monitoring
+    template.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardName": "llmq-dev-canaries"})
+    body = _dashboard_body(template_json)
+    for title in (
+        "ModelLatency p50/p95 (ms)",
+        "invocations",
+        "traffic share (observed weights, %)",
+        "error rates (%)",
+        "candidate p95 / baseline p95",
+        "PerplexityIncreasePercent",
+        "alarms",
+        "rollback function",
+    ):
+        assert f'"title":"{ENDPOINT} {title}"' in body or f'"title":"{title}"' in body, title
+    for variant in VARIANTS:
+        for stat in ("p50", "p95"):
+            assert f'"label":"{variant} {stat} (ms)"' in body
+        assert f'"label":"{variant} share of invocations (%)"' in body
+        assert f'"label":"{variant} invocations"' in body
+    widgets = json.loads(body.replace("<token>", "x"))["widgets"]
+    graphs = [w for w in widgets if w["type"] == "metric" and ENDPOINT in w["properties"].get("title", "")]
+    # Three graphs per row, on the same row.
+    assert {w["y"] for w in graphs[:3]} == {graphs[0]["y"]}
+    assert sorted(w["x"] for w in graphs[:3]) == [0, 8, 16]
+
+
+def test_thresholds_come_from_the_stage_config():
+    thresholds = MonitoringThresholds(
+        latency_p95_ms=2500, latency_p95_ratio=1.2, error_5xx_percent=0.5, min_invocations=3,
+        evaluation_periods=10, datapoints_to_alarm=4, period_seconds=120,
+    )  # fmt: skip
+    stack = Stack(App(), "Probe")
+    EndpointMonitoring(stack, "Chat", endpoint_name="llmq-test-chat", thresholds=thresholds)
+    template = Template.from_stack(stack).to_json()
+    latency = _alarm(template, "llmq-test-chat-candidate-latency-p95")
+    assert (latency["Threshold"], latency["Period"]) == (2_500_000, 120)
+    assert (latency["EvaluationPeriods"], latency["DatapointsToAlarm"]) == (10, 4)
+    ratio = _alarm(template, "llmq-test-chat-candidate-latency-p95-vs-baseline")
+    assert ratio["Threshold"] == 1.2
+    assert "ic >= 3 AND ib >= 3" in _expression(ratio)
+    assert _alarm(template, "llmq-test-chat-baseline-5xx")["Threshold"] == 0.5
+
+
+def test_config_refuses_more_datapoints_than_periods():
+    with pytest.raises(ValidationError, match="datapoints_to_alarm must not exceed evaluation_periods"):
+        MonitoringThresholds(evaluation_periods=2, datapoints_to_alarm=3)
+    with pytest.raises(ValidationError, match="multiple of 60"):
+        MonitoringThresholds(period_seconds=90)
+
+
+def test_guardrail_canary_config_rolls_back_on_the_variants_own_alarms(monitoring):
+    stack, _, _ = monitoring
+    config = stack.endpoints[ENDPOINT].guardrail_deployment_config("candidate", step_percent=10, wait_seconds=600)
+    assert config == {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 600,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+            },
+            "TerminationWaitInSeconds": 600,
+            "MaximumExecutionTimeoutInSeconds": 2 * 600 + 600 + 1800,
+        },
+        "AutoRollbackConfiguration": {
+            "Alarms": [
+                {"AlarmName": f"{ENDPOINT}-candidate-latency-p95"},
+                {"AlarmName": f"{ENDPOINT}-candidate-5xx"},
+                {"AlarmName": f"{ENDPOINT}-candidate-4xx"},
+                {"AlarmName": f"{ENDPOINT}-candidate-quality"},
+            ]
+        },
+    }
+
+
+def test_guardrail_linear_config_and_its_limits():
+    config = guardrail_deployment_config(["a"], mode="linear", step_percent=25, wait_seconds=300)
+    routing = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing == {
+        "Type": "LINEAR",
+        "WaitIntervalInSeconds": 300,
+        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+    }
+    assert config["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] == 4 * 300 + 600 + 1800
+    assert guardrail_deployment_config(["a"], mode="all-at-once")["BlueGreenUpdatePolicy"][
+        "TrafficRoutingConfiguration"
+    ] == {"Type": "ALL_AT_ONCE"}
+    with pytest.raises(ValueError, match="1 to 10 alarms"):
+        guardrail_deployment_config([])
+    with pytest.raises(ValueError, match="canary: 1-50"):
+        guardrail_deployment_config(["a"], step_percent=60)
+    with pytest.raises(ValueError, match="wait_seconds"):
+        guardrail_deployment_config(["a"], wait_seconds=4000)
+    with pytest.raises(ValueError, match="max_execution_seconds"):
+        guardrail_deployment_config(["a"], max_execution_seconds=300)
