@@ -29,7 +29,8 @@ def _alarm(template_json, name: str) -> dict:
         if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("AlarmName") == name
     ]
     assert len(found) == 1, f"{name}: {len(found)} alarms"
-    return found[0]
+    props: dict = found[0]
+    return props
 
 
 def _metric_stats(props: dict) -> dict[str, dict]:
@@ -37,7 +38,7 @@ def _metric_stats(props: dict) -> dict[str, dict]:
 
 
 def _expression(props: dict) -> str:
-    [expression] = [m["Expression"] for m in props["Metrics"] if "Expression" in m]
+    [expression] = [str(m["Expression"]) for m in props["Metrics"] if "Expression" in m]
     return expression
 
 
