@@ -35,7 +35,9 @@ SECTION = "## Quantization on CPU"
 ALGORITHM_ORDER = ("rtn", "gptq", "awq", "smoothquant-gptq")
 
 
-def run_pair(*, model: Path, calibration: Path, work: Path, algorithm: str, scheme: str, args: argparse.Namespace) -> dict:
+def run_pair(
+    *, model: Path, calibration: Path, work: Path, algorithm: str, scheme: str, args: argparse.Namespace
+) -> dict[str, Any]:
     out = work / f"{algorithm}-{scheme}"
     env = {
         **os.environ,
