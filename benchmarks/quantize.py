@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         calibration = write_jsonl(work / "calibration" / "pydoc.jsonl", calibration_texts).parent
         for algorithm, scheme in pairs:
-            row = run_pair(model, calibration, work, algorithm, scheme, args)
+            row = run_pair(
+                model=model, calibration=calibration, work=work, algorithm=algorithm, scheme=scheme, args=args
+            )
             if row["exit_code"] == 0:
                 ppl = perplexity(
                     Path(row.pop("artifact_dir")), held_out, max_tokens=args.eval_tokens, window=args.window
