@@ -130,20 +130,22 @@ class World:
             ],
         )
 
-    def deploy(self, *, phase: str, endpoint: str = ENDPOINT, tags: dict[str, str] | None = None) -> None:
+    def deploy(
+        self, *, phase: str, endpoint: str = ENDPOINT, tags: dict[str, str] | None = None, run_id: str = RUN_ID
+    ) -> None:
         """The endpoint as the pipeline leaves it in ``phase`` (docs/contracts.md tags)."""
-        approved = f"{PREFIX}-{MODEL}-run-0041"
+        approved = f"{PREFIX}-{MODEL}-{run_id}-approved"
         self.create_config(approved, {"baseline": 1.0})
         if phase == "canary":
-            config = f"{PREFIX}-{MODEL}-{RUN_ID}"
+            config = f"{PREFIX}-{MODEL}-{run_id}"
             self.create_config(config, {"baseline": 95.0, "candidate": 5.0})
         else:
-            config = f"{PREFIX}-{MODEL}-{RUN_ID}-promoted"
+            config = f"{PREFIX}-{MODEL}-{run_id}-promoted"
             self.create_config(config, {"candidate": 1.0})
         base_tags = {
             "llmq:phase": phase,
             "llmq:model-name": MODEL,
-            "llmq:run-id": RUN_ID,
+            "llmq:run-id": run_id,
             "llmq:model-package-arn": self.package_arn,
             "llmq:last-approved-config": approved,
         }

@@ -122,7 +122,7 @@ def test_after_promotion_restores_last_approved_config(world):
     before = world.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     report = _roll_back(world, f"{ENDPOINT}-candidate-latency-p95")
     assert report.outcome == "rolled-back", report
-    approved = f"{PREFIX}-{MODEL}-run-0041"
+    approved = f"{PREFIX}-{MODEL}-{RUN_ID}-approved"
     assert world.sagemaker.update_endpoint_calls == [
         {"EndpointName": ENDPOINT, "EndpointConfigName": approved, "RetainAllVariantProperties": False}
     ]
@@ -220,7 +220,7 @@ def test_promoted_without_last_approved_config_is_reported(world):
 
 def test_promoted_with_deleted_last_approved_config_is_reported(world):
     world.deploy(phase="promoted")
-    world.sagemaker.delete_endpoint_config(EndpointConfigName=f"{PREFIX}-{MODEL}-run-0041")
+    world.sagemaker.delete_endpoint_config(EndpointConfigName=f"{PREFIX}-{MODEL}-{RUN_ID}-approved")
     report = _roll_back(world)
     assert report.outcome == "not-possible"
     assert "no longer exists" in report.detail
