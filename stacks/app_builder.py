@@ -8,6 +8,7 @@ from aws_cdk import App, Environment, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import StageConfig
+from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
 from stacks.storage_stack import StorageStack
 
@@ -16,6 +17,7 @@ from stacks.storage_stack import StorageStack
 class ProjectStacks:
     storage: StorageStack
     network: NetworkStack
+    monitoring: MonitoringStack
 
 
 def build_stacks(app: App, config: StageConfig, *, nag: bool = True) -> ProjectStacks:
@@ -28,10 +30,21 @@ def build_stacks(app: App, config: StageConfig, *, nag: bool = True) -> ProjectS
     prefix = config.resource_prefix
     storage = StorageStack(app, f"{prefix}-storage", config=config, env=env)
     network = NetworkStack(app, f"{prefix}-network", config=config, key=storage.key, env=env)
+    monitoring = MonitoringStack(
+        app,
+        f"{prefix}-monitoring",
+        config=config,
+        bucket=storage.artifact_bucket,
+        key=storage.key,
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        security_group=network.security_group,
+        env=env,
+    )
     Tags.of(app).add("project", config.project)
     Tags.of(app).add("stage", config.stage)
     for name, value in sorted(config.tags.items()):
         Tags.of(app).add(name, value)
     if nag:
         Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return ProjectStacks(storage=storage, network=network)
+    return ProjectStacks(storage=storage, network=network, monitoring=monitoring)
