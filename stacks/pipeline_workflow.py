@@ -380,20 +380,23 @@ class PipelineWorkflow(Construct):
             self,
             "Validate input",
             lambda_function=validate_function,
+            # The whole execution input is the event (the standard lambda:invoke
+            # integration: a bare "$" cannot be the Parameters of a direct invoke).
             payload=sfn.TaskInput.from_json_path_at("$"),
-            payload_response_only=True,
+            result_selector={"outcome": J.object_at("$.Payload")},
             result_path="$.validation",
+            retry_on_service_exceptions=True,
         )
         self._catch(validate, self.fail_before_package)
-        start = sfn.Pass(self, "Start run", parameters={"run": J.object_at("$.validation.run")})
+        start = sfn.Pass(self, "Start run", parameters={"run": J.object_at("$.validation.outcome.run")})
         invalid = sfn.Pass(
             self,
             "Invalid input",
-            parameters={"error": {"Error": "InvalidInput", "Cause": J.string_at("$.validation.message")}},
+            parameters={"error": {"Error": "InvalidInput", "Cause": J.string_at("$.validation.outcome.message")}},
         )
         invalid.next(self.fail_before_package)
         valid = sfn.Choice(self, "Input valid?")
-        valid.when(sfn.Condition.boolean_equals("$.validation.valid", True), start)
+        valid.when(sfn.Condition.boolean_equals("$.validation.outcome.valid", True), start)
         valid.otherwise(invalid)
         validate.next(valid)
 

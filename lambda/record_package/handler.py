@@ -25,5 +25,6 @@ def clients() -> tuple[Any, Any]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s3, sm = clients()
     result = record(event["run"], event.get("execution_id", ""), s3=s3, sm=sm)
-    logger.info("model package", extra=result.as_dict())
+    # "created" is a LogRecord attribute: log the result under one key.
+    logger.info("model package", extra={"package": result.as_dict()})
     return result.as_dict()

@@ -1,0 +1,444 @@
+"""Run the synthesized pipeline state machine in moto and observe what it did.
+
+What is real here: the state machine definition from the synthesized template
+(intrinsics resolved to the emulated account), moto's Step Functions
+interpreter, moto's S3/SageMaker/CloudWatch/SNS backends, and the two Lambda
+handlers (run in-process against the same emulated services).
+
+What stands in for AWS, each documented where it is installed:
+
+- Lambda: moto's non-Docker Lambda only echoes or replays queued payloads; the
+  harness routes an invoke to the function's real handler instead, with the
+  environment the template gives it, and reports exceptions like Lambda does
+  (``X-Amz-Function-Error: Unhandled`` with errorType/errorMessage).
+- UpdateEndpoint: not implemented in moto; the shim switches the endpoint to
+  the new config's variants (what SageMaker does once the update completes).
+- SDK error names: moto names ``aws-sdk`` task errors ``sagemaker.sagemakerException``;
+  Step Functions names them ``SageMaker.<Code>Exception`` (AWS docs: "Service
+  and error names are in Pascal case, with an Exception suffix"). The shim
+  applies the documented rule so the definition's Retry/Catch names are tested.
+- DescribeAlarms: CloudWatch applies AlarmNamePrefix and StateValue together;
+  moto applies only the first it finds, so the shim filters on both.
+- S3 GetObject: the SDK integration returns ``Body`` as a string; moto passes the
+  stream on, so the shim reads it (only top-level streaming bodies).
+- The jobs: moto completes training/processing jobs at once and runs no
+  container; ``JobOutputs`` writes what the quantize and evaluate jobs would
+  upload (manifest, report) when the job is created, or marks the job Failed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.response import StreamingBody
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.cloudwatch.responses import CloudWatchResponse
+from moto.core.exceptions import JsonRESTError
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::NoValue": None,
+}
+SERVICE_NAMES = {"sagemaker": "SageMaker", "cloudwatch": "CloudWatch", "s3": "S3", "sns": "SNS"}
+
+
+# ----- template intrinsics -> values in the emulated account
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _physical(logical_id: str, resource: dict[str, Any]) -> dict[str, str]:
+    """Ref and attribute values of a resource as the emulated account would name it."""
+    kind = resource["Type"]
+    props = resource.get("Properties", {})
+    if kind == "AWS::Lambda::Function":
+        name = props.get("FunctionName", logical_id)
+        return {"Ref": name, "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"}
+    if kind == "AWS::SNS::Topic":
+        arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{props.get('TopicName', logical_id)}"
+        return {"Ref": arn, "TopicArn": arn}
+    if kind == "AWS::IAM::Role":
+        name = props.get("RoleName", logical_id)
+        return {"Ref": name, "Arn": f"arn:aws:iam::{ACCOUNT}:role/{name}"}
+    if kind == "AWS::S3::Bucket":
+        name = logical_id.lower()[:63]
+        return {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
+    if kind == "AWS::KMS::Key":
+        key_id = f"{_short_hash(logical_id)}-test-key"
+        return {"Ref": key_id, "Arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id}", "KeyId": key_id}
+    if kind == "AWS::EC2::Subnet":
+        return {"Ref": f"subnet-{_short_hash(logical_id)}"}
+    if kind == "AWS::EC2::SecurityGroup":
+        return {"Ref": f"sg-{_short_hash(logical_id)}", "GroupId": f"sg-{_short_hash(logical_id)}"}
+    if kind == "AWS::StepFunctions::StateMachine":
+        name = props.get("StateMachineName", logical_id)
+        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        return {"Ref": arn, "Arn": arn, "Name": name}
+    return {"Ref": logical_id}
+
+
+class TemplateResolver:
+    """Resolves Ref, Fn::GetAtt, Fn::Join, Fn::ImportValue, Fn::FindInMap, Fn::Select across the app's templates."""
+
+    def __init__(self, templates: dict[str, dict[str, Any]]) -> None:
+        self.templates = templates
+        self.exports: dict[str, tuple[str, Any]] = {}
+        for stack, template in templates.items():
+            for output in template.get("Outputs", {}).values():
+                name = output.get("Export", {}).get("Name")
+                if isinstance(name, str):
+                    self.exports[name] = (stack, output["Value"])
+
+    def resolve(self, stack: str, value: Any) -> Any:
+        template = self.templates[stack]
+        if isinstance(value, list):
+            return [self.resolve(stack, item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (fn, arg), *_ = value.items()
+            if fn == "Ref":
+                if arg in PSEUDO:
+                    return PSEUDO[arg]
+                return _physical(arg, template["Resources"][arg])["Ref"]
+            if fn == "Fn::GetAtt":
+                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return _physical(logical_id, template["Resources"][logical_id])[attribute]
+            if fn == "Fn::Join":
+                separator, parts = arg
+                return separator.join(str(self.resolve(stack, part)) for part in parts)
+            if fn == "Fn::ImportValue":
+                producer, exported = self.exports[self.resolve(stack, arg)]
+                return self.resolve(producer, exported)
+            if fn == "Fn::FindInMap":
+                mapping, top, second = (self.resolve(stack, part) for part in arg)
+                return template["Mappings"][mapping][top][second]
+            if fn == "Fn::Select":
+                index, items = arg
+                return self.resolve(stack, items)[int(self.resolve(stack, index))]
+        return {key: self.resolve(stack, item) for key, item in value.items()}
+
+    def resources_of_type(self, stack: str, kind: str) -> dict[str, dict[str, Any]]:
+        return {lid: r for lid, r in self.templates[stack]["Resources"].items() if r["Type"] == kind}
+
+
+# ----- shims (test code only)
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = ""
+    aws_request_id: str = "test-request"
+
+
+@dataclass
+class FunctionUnderTest:
+    name: str
+    folder: Path
+    environment: dict[str, str]
+    module: Any = None
+
+
+def _load_handler(folder: Path) -> Any:
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"handler_{folder.name}", folder / "handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Faults:
+    """Per-scenario behaviour of the emulated jobs and services."""
+
+    training_failure: str | None = None
+    gate_passed: bool = True
+    gate_reasons: list[str] = field(default_factory=list)
+    manifest_overrides: dict[str, Any] = field(default_factory=dict)
+    alarm_at_candidate_weight: int | None = None
+    alarm_name: str | None = None
+    throttle_once: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Calls:
+    """What the state machine asked of the emulated services, in order."""
+
+    sagemaker: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    throttled: list[str] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.sagemaker]
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [params for called, params in self.sagemaker if called == name]
+
+
+class Shims:
+    """Installs the stand-ins on moto's classes (undone by pytest's monkeypatch)."""
+
+    def __init__(self, monkeypatch: Any, functions: dict[str, FunctionUnderTest], faults: Faults, calls: Calls) -> None:
+        self.functions = functions
+        self.faults = faults
+        self.calls = calls
+        self._env_lock = threading.Lock()
+        shim = self
+
+        def invoke(
+            backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+        ) -> bytes:
+            return shim._invoke(function_name, body, response_headers)
+
+        monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+        monkeypatch.setattr(SageMakerResponse, "update_endpoint", _update_endpoint_response, raising=False)
+        monkeypatch.setattr(SageMakerModelBackend, "update_endpoint", _update_endpoint_backend, raising=False)
+        monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_service_error_name", staticmethod(_service_error_name))
+        monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_exception_name", staticmethod(_exception_name))
+        monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_response", _read_streaming_bodies)
+        monkeypatch.setattr(CloudWatchResponse, "describe_alarms", _describe_alarms)
+        for method in (
+            "create_training_job",
+            "create_processing_job",
+            "create_model",
+            "create_endpoint_config",
+            "update_endpoint",
+            "update_endpoint_weights_and_capacities",
+            "update_model_package",
+            "create_model_package",
+            "create_model_package_group",
+        ):
+            original = getattr(SageMakerModelBackend, method)
+            monkeypatch.setattr(SageMakerModelBackend, method, self._observe(method, original))
+
+    def _observe(self, method: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        shim = self
+
+        def wrapper(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            if method in shim.faults.throttle_once:
+                shim.faults.throttle_once.discard(method)
+                shim.calls.throttled.append(method)
+                raise JsonRESTError("ThrottlingException", "Rate exceeded")
+            shim.calls.sagemaker.append((method, copy.deepcopy(kwargs)))
+            result = original(backend, *args, **kwargs)
+            hook = getattr(shim, f"_after_{method}", None)
+            if hook:
+                hook(backend, kwargs)
+            return result
+
+        return wrapper
+
+    # The jobs' outputs (what the containers would upload)
+
+    def _after_create_training_job(self, backend: Any, kwargs: dict[str, Any]) -> None:
+        name = kwargs["training_job_name"]
+        job = backend.training_jobs[name]
+        if self.faults.training_failure:
+            job.training_job_status = "Failed"
+            job.failure_reason = self.faults.training_failure
+            return
+        output = kwargs["output_data_config"]["S3OutputPath"].rstrip("/")
+        bucket, _, prefix = output.removeprefix("s3://").partition("/")
+        hyper = kwargs["hyper_parameters"]
+        manifest = {
+            "quantization": {
+                "algorithm": hyper["algorithm"],
+                "scheme": hyper["scheme"],
+                "group_size": int(hyper["group-size"]) if "group-size" in hyper else None,
+                "ignore": hyper["ignore"].split(","),
+            },
+            "calibration": {"sha256": "c" * 64, "samples_used": int(hyper["num-calibration-samples"])},
+            "source": {"sha256": "s" * 64},
+            "versions": {
+                "llmcompressor": "0.14.0.1",
+                "compressed_tensors": "0.20.0",
+                "transformers": "5.17.0",
+                "torch": "2.13.0",
+            },
+            "metrics": {"wall_seconds": 193.0, "source_bytes": 16_000_000_000, "artifact_bytes": 5_300_000_000},
+        }
+        manifest.update(self.faults.manifest_overrides)
+        s3 = boto3.client("s3", region_name=REGION)
+        model_dir = f"{prefix}/{name}/output/model"
+        s3.put_object(Bucket=bucket, Key=f"{model_dir}/manifest.json", Body=json.dumps(manifest).encode())
+        s3.put_object(Bucket=bucket, Key=f"{model_dir}/config.json", Body=b'{"quantization_config": {}}')
+
+    def _after_create_processing_job(self, backend: Any, kwargs: dict[str, Any]) -> None:
+        output = kwargs["processing_output_config"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
+        bucket, _, prefix = output.removeprefix("s3://").partition("/")
+        report = {
+            "fidelity": {"baseline_perplexity": 12.0, "candidate_perplexity": 12.3, "increase_pct": 2.5},
+            "gate": {"passed": self.faults.gate_passed, "reasons": self.faults.gate_reasons},
+        }
+        boto3.client("s3", region_name=REGION).put_object(
+            Bucket=bucket, Key=f"{prefix}/report.json", Body=json.dumps(report).encode()
+        )
+
+    def _after_update_endpoint_weights_and_capacities(self, backend: Any, kwargs: dict[str, Any]) -> None:
+        weights = {w["VariantName"]: w["DesiredWeight"] for w in kwargs["desired_weights_and_capacities"]}
+        if self.faults.alarm_name and weights.get("candidate") == self.faults.alarm_at_candidate_weight:
+            boto3.client("cloudwatch", region_name=REGION).set_alarm_state(
+                AlarmName=self.faults.alarm_name, StateValue="ALARM", StateReason="injected by the test"
+            )
+
+    # Lambda
+
+    def _invoke(self, function_name: str, body: Any, response_headers: dict[str, str]) -> bytes:
+        name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
+        function = self.functions[name]
+        event = json.loads(body or "null")
+        with self._env_lock:
+            saved = dict(os.environ)
+            os.environ.update(function.environment)
+            try:
+                result = function.module.handler(event, LambdaContext(function_name=name))
+                payload = json.dumps(result)
+            except Exception as exc:  # noqa: BLE001 - reported the way Lambda reports an unhandled error
+                response_headers["x-amz-function-error"] = "Unhandled"
+                payload = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+        return payload.encode()
+
+
+def _read_streaming_bodies(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+    """S3 GetObject through the SDK integration returns Body as a string in Step Functions; moto leaves the stream."""
+    if isinstance(response, dict):
+        for key, value in list(response.items()):
+            if isinstance(value, StreamingBody):
+                response[key] = value.read().decode()
+
+
+def _describe_alarms(self: Any) -> Any:
+    """DescribeAlarms applying AlarmNamePrefix and StateValue together, as CloudWatch does (moto uses one)."""
+    from moto.core.responses import ActionResult  # noqa: PLC0415
+
+    prefix = self._get_param("AlarmNamePrefix") or ""
+    state = self._get_param("StateValue")
+    alarms = [
+        alarm
+        for alarm in self.cloudwatch_backend.describe_alarms()
+        if alarm.name.startswith(prefix) and (state is None or alarm.state_value == state)
+    ]
+    return ActionResult(
+        {
+            "MetricAlarms": [a for a in alarms if a.rule is None],
+            "CompositeAlarms": [a for a in alarms if a.rule is not None],
+        }
+    )
+
+
+def _service_error_name(service_name: str) -> str:
+    return SERVICE_NAMES.get(service_name.lower(), service_name)
+
+
+def _exception_name(norm_service_name: str, ex: Exception) -> str:
+    code = getattr(ex, "response", {}).get("Error", {}).get("Code") or type(ex).__name__
+    return f"{norm_service_name}.{code if code.endswith('Exception') else code + 'Exception'}"
+
+
+def _update_endpoint_backend(backend: Any, endpoint_name: str, endpoint_config_name: str) -> str:
+    endpoint = backend.endpoints.get(endpoint_name)
+    if endpoint is None:
+        raise JsonRESTError("ValidationException", f"Could not find endpoint '{endpoint_name}'.")
+    config = backend.endpoint_configs.get(endpoint_config_name)
+    if config is None:
+        raise JsonRESTError("ValidationException", f"Could not find endpoint configuration '{endpoint_config_name}'.")
+    endpoint.endpoint_config_name = endpoint_config_name
+    endpoint.production_variants = endpoint._process_production_variants(copy.deepcopy(config.production_variants))
+    endpoint.endpoint_status = "InService"
+    return str(endpoint.arn)
+
+
+def _update_endpoint_response(self: Any) -> Any:
+    from moto.core.responses import ActionResult  # noqa: PLC0415
+
+    arn = self.sagemaker_backend.update_endpoint(
+        endpoint_name=self._get_param("EndpointName"), endpoint_config_name=self._get_param("EndpointConfigName")
+    )
+    return ActionResult({"EndpointArn": arn})
+
+
+# ----- running executions
+
+
+@dataclass
+class Execution:
+    arn: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    history: list[dict[str, Any]]
+
+    def states_entered(self) -> list[str]:
+        return [e["stateEnteredEventDetails"]["name"] for e in self.history if "stateEnteredEventDetails" in e]
+
+    def task_failures(self) -> list[str]:
+        return [e["taskFailedEventDetails"]["error"] for e in self.history if "taskFailedEventDetails" in e]
+
+
+def run_execution(sfn: Any, state_machine_arn: str, payload: Any, *, name: str, timeout: float = 90) -> Execution:
+    arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))["executionArn"]
+    deadline = time.monotonic() + timeout
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {name} still running after {timeout} s")
+        time.sleep(0.05)
+    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    output = json.loads(described["output"]) if described.get("output") else None
+    return Execution(
+        arn=arn,
+        status=described["status"],
+        output=output,
+        error=described.get("error"),
+        cause=described.get("cause"),
+        history=history,
+    )
+
+
+@contextmanager
+def quiet_env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
