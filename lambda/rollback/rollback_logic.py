@@ -337,7 +337,7 @@ def _triage(alarm: Alarm, settings: Settings, report: RollbackReport) -> bool:
     elif target[1] == settings.baseline_variant:
         report.endpoint = target[0]
         # Moving traffic onto the variant that is alarming would make things worse.
-        report.detail = "baseline alarms notify; only candidate alarms roll back"
+        report.detail = "baseline alarms are for the dashboard; only candidate alarms roll back"
     else:
         report.endpoint = target[0]
         return True
