@@ -224,6 +224,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
                     ComparisonOperator="GreaterThanThreshold",
                 )
                 cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="healthy")
+        calls.sagemaker.clear()  # the account's setup above is not the pipeline's doing
         arn = clients["stepfunctions"].create_state_machine(
             name=synthesized.state_machine_name, definition=synthesized.definition, roleArn=synthesized.role_arn
         )["stateMachineArn"]

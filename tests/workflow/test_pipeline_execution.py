@@ -2,11 +2,239 @@
 
 from __future__ import annotations
 
+import json
+
+from tests.workflow.conftest import BASELINE_CONFIG, BASELINE_ENDPOINT, BASELINE_MODEL
 from tests.workflow.harness import run_execution
 
+CANDIDATE_MODEL = "llmq-dev-llama-8b-run-001-candidate"
+TRAINING_JOB = "llmq-dev-llama-8b-run-001-q"
+CANARY_CONFIG = "llmq-dev-llama-8b-run-001"
+PROMOTED_CONFIG = "llmq-dev-llama-8b-run-001-promoted"
+GROUP = "llmq-dev-llama-8b"
 
-def test_happy_path_debug(account):
+
+def _packages(account):
+    summaries = account.sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    return [account.sagemaker.describe_model_package(ModelPackageName=s["ModelPackageArn"]) for s in summaries]
+
+
+def _weights_set(account):
+    return [
+        {w["VariantName"]: w["DesiredWeight"] for w in call["desired_weights_and_capacities"]}
+        for call in account.calls.of("update_endpoint_weights_and_capacities")
+    ]
+
+
+def _no_endpoint_change(account):
+    endpoint = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
+    assert endpoint["EndpointConfigName"] == BASELINE_CONFIG
+    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == ["AllTraffic"]
+    names = account.calls.names()
+    assert "update_endpoint" not in names
+    assert "update_endpoint_weights_and_capacities" not in names
+    assert "create_endpoint_config" not in names
+
+
+def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(account):
+    synthesized = account.synthesized
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="happy")
-    print(execution.status, execution.error, execution.cause)
-    print(execution.states_entered())
-    assert execution.status == "SUCCEEDED"
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output["outcome"] == "promoted"
+    # Quantize: the training job as the contract asks (image, channels, VPC, KMS, limits, network isolation).
+    job = account.sagemaker.describe_training_job(TrainingJobName=TRAINING_JOB)
+    assert job["AlgorithmSpecification"]["TrainingImage"] == synthesized.training_image
+    assert ".dkr.ecr.us-east-1.amazonaws.com/pytorch-training:" in synthesized.training_image
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels == {
+        "model": f"s3://{synthesized.bucket}/sources/llama-8b/",
+        "calibration": f"s3://{synthesized.bucket}/datasets/calibration/",
+    }
+    assert job["VpcConfig"] == {"SecurityGroupIds": [synthesized.security_group], "Subnets": synthesized.subnets}
+    assert len(synthesized.subnets) == 2
+    assert job["OutputDataConfig"]["KmsKeyId"] == synthesized.key_arn
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == synthesized.key_arn
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{synthesized.bucket}/models/llama-8b/run-001/"
+    assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 8 * 3600
+    assert job["HyperParameters"] == {
+        "algorithm": "gptq",
+        "scheme": "W4A16",
+        "group-size": "128",
+        "num-calibration-samples": "256",
+        "max-seq-length": "2048",
+        "seed": "0",
+        "ignore": "lm_head",
+    }
+    # Record: one package, approved at the end, with the manifest's metadata and metrics.
+    (package,) = _packages(account)
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ModelPackageDescription"].endswith("[run_id=run-001]")
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == (
+        f"s3://{synthesized.bucket}/models/llama-8b/run-001/manifest.json"
+    )
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Image"] == synthesized.serving_image
+    assert "djl-inference" in synthesized.serving_image
+    manifest = account.s3.get_object(Bucket=synthesized.bucket, Key="models/llama-8b/run-001/manifest.json")
+    assert json.loads(manifest["Body"].read())["quantization"]["scheme"] == "W4A16"
+    # Evaluate: a processing job in the VPC reading baseline, candidate and validation set.
+    evaluate = account.calls.of("create_processing_job")[0]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["processing_inputs"]}
+    assert inputs["candidate"] == f"s3://{synthesized.bucket}/models/llama-8b/run-001/{TRAINING_JOB}/output/model/"
+    assert evaluate["network_config"]["VpcConfig"]["Subnets"] == synthesized.subnets
+    # Deploy: the canary config held the baseline's model and the candidate, at the first step's weights.
+    canary = account.sagemaker.describe_endpoint_config(EndpointConfigName=CANARY_CONFIG)
+    variants = {v["VariantName"]: v for v in canary["ProductionVariants"]}
+    assert variants["baseline"]["ModelName"] == BASELINE_MODEL
+    assert variants["baseline"]["InitialInstanceCount"] == 2
+    assert variants["candidate"]["ModelName"] == CANDIDATE_MODEL
+    assert (variants["baseline"]["InitialVariantWeight"], variants["candidate"]["InitialVariantWeight"]) == (90, 10)
+    assert canary["KmsKeyId"] == synthesized.key_arn
+    model = account.sagemaker.describe_model(ModelName=CANDIDATE_MODEL)
+    assert model["PrimaryContainer"]["Image"] == synthesized.serving_image
+    # Bake: weights stepped through the plan, in order.
+    assert _weights_set(account) == [
+        {"baseline": 90, "candidate": 10},
+        {"baseline": 50, "candidate": 50},
+        {"baseline": 0, "candidate": 100},
+    ]
+    # Promote: the endpoint serves only the candidate; tags tell the rollback function the state.
+    endpoint = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
+    assert endpoint["EndpointConfigName"] == PROMOTED_CONFIG
+    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == ["candidate"]
+    tags = account.endpoint_tags()
+    assert tags["llmq:phase"] == "promoted"
+    assert tags["llmq:run-id"] == "run-001"
+    assert tags["llmq:model-name"] == "llama-8b"
+    assert tags["llmq:model-package-arn"] == package["ModelPackageArn"]
+    assert tags["llmq:last-approved-config"] == BASELINE_CONFIG
+    (message,) = account.notifications()
+    assert message["outcome"] == "promoted"
+    assert message["model_package_arn"] == package["ModelPackageArn"]
+
+
+def test_failed_quantize_job_fails_the_execution_with_its_reason_and_touches_no_endpoint(account):
+    account.faults.training_failure = "AlgorithmError: group_size 128 does not divide in_features 576"
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="quantize-fails")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "QuantizeJobFailed"
+    assert execution.cause == "AlgorithmError: group_size 128 does not divide in_features 576"
+    assert "Record model package" not in execution.states_entered()
+    _no_endpoint_change(account)
+    assert account.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    (message,) = account.notifications()
+    assert (message["outcome"], message["error"]) == ("failed", "QuantizeJobFailed")
+
+
+def test_failed_gate_rejects_the_package_and_deploys_nothing(account):
+    account.faults.gate_passed = False
+    account.faults.gate_reasons = ["perplexity +9.1 % exceeds 5.0 %"]
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="gate-fails")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "GateFailed"
+    assert "perplexity +9.1 % exceeds 5.0 %" in execution.cause
+    (package,) = _packages(account)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    _no_endpoint_change(account)
+    assert "create_model" not in account.calls.names()
+    # The run's artifacts stay where they are.
+    listed = account.s3.list_objects_v2(Bucket=account.synthesized.bucket, Prefix="models/llama-8b/run-001/")
+    keys = {o["Key"] for o in listed["Contents"]}
+    assert "models/llama-8b/run-001/manifest.json" in keys
+    assert "models/llama-8b/run-001/reports/report.json" in keys
+
+
+def test_candidate_alarm_during_second_canary_step_rolls_back_to_the_baseline(account):
+    account.faults.alarm_name = f"{BASELINE_ENDPOINT}-candidate-latency-p95"
+    account.faults.alarm_at_candidate_weight = 50
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="alarm")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "CanaryAlarm"
+    assert "step 2 (50% candidate)" in execution.cause
+    assert f"{BASELINE_ENDPOINT}-candidate-latency-p95" in execution.cause
+    # Weights went 10 -> 50, then back to 0; never to 100.
+    assert _weights_set(account) == [
+        {"baseline": 90, "candidate": 10},
+        {"baseline": 50, "candidate": 50},
+        {"baseline": 100, "candidate": 0},
+    ]
+    assert account.variants() == {"baseline": 100, "candidate": 0}
+    assert "update_endpoint" in account.calls.names()  # the canary deployment
+    assert all(c["endpoint_config_name"] == CANARY_CONFIG for c in account.calls.of("update_endpoint"))
+    (package,) = _packages(account)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
+    (message,) = account.notifications()
+    assert message["outcome"] == "rolled-back"
+    assert message["reason"] == "CanaryAlarm"
+    assert "latency-p95" in message["cause"]
+
+
+def test_throttled_sagemaker_call_is_retried_and_the_run_succeeds(account):
+    account.faults.throttle_once = {"create_training_job"}
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="throttled")
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert account.calls.throttled == ["create_training_job"]
+    assert "SageMaker.ThrottlingException" in execution.task_failures()
+    assert len(account.calls.of("create_training_job")) == 1
+    assert execution.states_entered().count("Create training job") == 1  # one state entry, two attempts
+
+
+def test_invalid_input_fails_at_validation_listing_every_problem_and_creates_nothing(account):
+    spec = account.spec(
+        model_name="Llama_8B",
+        source_model_uri="s3://someone-elses-bucket/llama/",
+        algorithm="awq",
+        scheme="W8A8",
+        baseline_endpoint="llmq-dev-unmonitored",
+        canary=[{"weight": 50, "bake_minutes": 5}, {"weight": 20, "bake_minutes": 5}],
+    )
+    execution = run_execution(account.sfn, account.state_machine_arn, spec, name="invalid")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "InvalidInput"
+    for field in ("model_name", "source_model_uri", "scheme", "baseline_endpoint", "canary"):
+        assert f"{field}:" in execution.cause, field
+    assert execution.states_entered()[-1] == "Failed"
+    assert account.calls.sagemaker == []
+    assert account.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+    assert account.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    _no_endpoint_change(account)
+
+
+def test_same_run_executed_twice_creates_nothing_twice(account):
+    first = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="first")
+    assert first.status == "SUCCEEDED", first.cause
+    created_before = account.sagemaker.describe_training_job(TrainingJobName=TRAINING_JOB)["CreationTime"]
+    calls_before = list(account.calls.names())
+
+    second = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="second")
+
+    assert second.status == "SUCCEEDED", second.cause
+    assert second.output["outcome"] == "already-decided"
+    new_calls = account.calls.names()[len(calls_before) :]
+    assert [c for c in new_calls if c.startswith("create")] == []
+    assert "update_endpoint" not in new_calls
+    assert account.sagemaker.describe_training_job(TrainingJobName=TRAINING_JOB)["CreationTime"] == created_before
+    assert len(account.sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
+    assert len(_packages(account)) == 1
+    assert account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)["EndpointConfigName"] == PROMOTED_CONFIG
+
+
+def test_run_interrupted_after_quantize_resumes_without_recreating_the_job(account):
+    """A rerun after a failure late in the run reuses the training job and the package."""
+    account.faults.gate_passed = False
+    account.faults.gate_reasons = ["flaky evaluation"]
+    first = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="first")
+    assert first.error == "GateFailed"
+    second = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="second")
+    # The package was rejected: the run is decided and nothing is created again.
+    assert second.output["outcome"] == "already-decided"
+    assert len(account.calls.of("create_training_job")) == 1
+    assert len(account.calls.of("create_processing_job")) == 1
+    assert len(_packages(account)) == 1
