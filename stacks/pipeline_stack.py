@@ -63,7 +63,7 @@ class PipelineStack(Stack):
         ).role
 
         layer = dependency_layer(self, "Dependencies")
-        common = {
+        common: dict[str, Any] = {
             "layer": layer,
             "key": key,
             "vpc": vpc,

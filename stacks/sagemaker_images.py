@@ -25,7 +25,7 @@ SERVING = "serving"
 
 @cache
 def _tables() -> object:
-    from sagemaker.core import image_uris  # noqa: PLC0415 - 3 s import, only when a stack needs images
+    from sagemaker.core import image_uris  # type: ignore[import-untyped]  # noqa: PLC0415 - 3 s import
 
     return image_uris
 

@@ -13,16 +13,13 @@ import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 # moto and the handlers' boto3 clients: fake credentials, one region, no real calls.
-for _key, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_NAMESPACE": "llmq-test",
-}.items():
-    os.environ[_key] = _value
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_SESSION_TOKEN"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ["AWS_REGION"] = "us-east-1"
+os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "llmq-test"
 
 import boto3
 from aws_cdk import App
@@ -79,7 +76,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline
     }
     resolver = TemplateResolver(templates)
     name = stacks.pipeline.stack_name
-    (machine_id, machine), *_ = resolver.resources_of_type(name, "AWS::StepFunctions::StateMachine").items()
+    (_, machine), *_ = resolver.resources_of_type(name, "AWS::StepFunctions::StateMachine").items()
     definition = resolver.resolve(name, machine["Properties"]["DefinitionString"])
     role_arn = resolver.resolve(name, machine["Properties"]["RoleArn"])
     functions = {}
@@ -150,7 +147,7 @@ class EmulatedAccount:
         return spec
 
     def notifications(self) -> list[dict[str, Any]]:
-        from moto.sns.models import sns_backends  # noqa: PLC0415
+        from moto.sns.models import sns_backends
 
         topic = sns_backends["123456789012"][REGION].topics[self.synthesized.topic_arn]
         return [json.loads(message) for _, message, *_ in topic.sent_notifications]
@@ -172,7 +169,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
     for function in synthesized.functions.values():
         function.module = _load_handler(function.folder)
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-    with mock_aws(config=config):  # type: ignore[arg-type]
+    with mock_aws(config=config):  # type: ignore[call-overload]
         Shims(monkeypatch, synthesized.functions, faults, calls)
         clients = {
             name: boto3.client(name, region_name=REGION)
