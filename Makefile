@@ -103,6 +103,33 @@ test-jobs: $(VENV_Q)/.installed
 test-evaluate: $(VENV_E)/.installed $(VENV_S)/.installed $(VENV_Q)/.installed
 	$(if $(EVAL_TESTS),$(VENV_E)/bin/pytest $(EVAL_TESTS),@echo "no evaluate tests")
 
+# The one-machine pilot (docs/pilot.md). Every option is a Make variable; empty ones are left
+# to the pilot's defaults. Example: make pilot SCHEMES="W8A8 W4A16_ASYM FP8_DYNAMIC" WORKLOAD_CONCURRENCY=1
+MODEL ?=
+SCHEMES ?= W8A8
+ALGORITHM ?= rtn
+CALIBRATION ?=
+VALIDATION ?=
+MAX_PPL_INCREASE_PCT ?=
+MAX_P95_RATIO ?=
+MIN_THROUGHPUT_RATIO ?=
+MAX_ERROR_RATE ?=
+WORKLOAD_CONCURRENCY ?=
+P95_OBJECTIVE_S ?=
+CONCURRENCY ?=
+PILOT_ARGS ?=
+pilot: $(VENV_E)/.installed $(VENV_S)/.installed $(VENV_Q)/.installed
+	$(VENV_E)/bin/python -m jobs.pilot --schemes "$(SCHEMES)" --algorithm "$(ALGORITHM)" \
+	  $(if $(MODEL),--model "$(MODEL)") $(if $(CALIBRATION),--calibration "$(CALIBRATION)") \
+	  $(if $(VALIDATION),--validation "$(VALIDATION)") \
+	  $(if $(MAX_PPL_INCREASE_PCT),--max-ppl-increase-pct $(MAX_PPL_INCREASE_PCT)) \
+	  $(if $(MAX_P95_RATIO),--max-p95-latency-ratio $(MAX_P95_RATIO)) \
+	  $(if $(MIN_THROUGHPUT_RATIO),--min-throughput-ratio $(MIN_THROUGHPUT_RATIO)) \
+	  $(if $(MAX_ERROR_RATE),--max-error-rate $(MAX_ERROR_RATE)) \
+	  $(if $(WORKLOAD_CONCURRENCY),--workload-concurrency $(WORKLOAD_CONCURRENCY)) \
+	  $(if $(P95_OBJECTIVE_S),--p95-objective-s $(P95_OBJECTIVE_S)) \
+	  $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)") $(PILOT_ARGS)
+
 test: lint test-infra test-jobs test-evaluate
 	@echo "make test: every suite passed"
 
