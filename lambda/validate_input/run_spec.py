@@ -21,20 +21,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# Algorithm x scheme pairs that llm-compressor supports for this product.
-# TODO(jobs/quantize_support.py): the quantize engineer's pure-Python support
-# table is the source of truth; tests/unit/test_run_spec_model.py fails when this
-# copy disagrees with it once that module lands. The Lambda cannot import jobs/
-# (separate deployment unit), hence the copy.
+# Algorithm x scheme pairs, grouped schemes and group sizes: a copy of the quantize
+# job's table (jobs/quantize_support.py SUPPORTED, SCHEME_INFO, KERNEL_GROUP_SIZES).
+# The function's asset is this folder only, so it cannot import jobs/;
+# tests/unit/test_run_spec_model.py fails as soon as the copy and the source differ.
 SUPPORTED_PAIRS: dict[str, frozenset[str]] = {
-    "rtn": frozenset({"W4A16", "W4A16_ASYM", "W8A16", "W8A8", "FP8_DYNAMIC", "W3A16"}),
+    "awq": frozenset({"W4A16", "W4A16_ASYM", "W8A16", "W3A16"}),
     "gptq": frozenset({"W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W3A16"}),
-    "awq": frozenset({"W4A16", "W4A16_ASYM"}),
     "smoothquant-gptq": frozenset({"W8A8"}),
+    "rtn": frozenset({"W4A16", "W4A16_ASYM", "W8A16", "W8A8", "FP8_DYNAMIC", "W3A16"}),
 }
 # Schemes whose weights are quantized per group; the others are per channel.
-GROUPED_SCHEMES = frozenset({"W4A16", "W4A16_ASYM", "W3A16"})
-GROUP_SIZES = (32, 64, 128, 256)
+GROUPED_SCHEMES = frozenset({"W4A16", "W4A16_ASYM", "W8A16", "W3A16"})
+# Group sizes vLLM's weight-only GPU kernels accept.
+GROUP_SIZES = (128, 64, 32)
 # Mirrors stacks/config.py KNOWN_INSTANCE_FAMILIES (a unit test keeps them equal).
 KNOWN_INSTANCE_FAMILIES = frozenset(
     {

@@ -1,0 +1,167 @@
+"""The execution input model (lambda/validate_input/run_spec.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lambda" / "validate_input"))
+
+import run_spec  # noqa: E402
+from run_spec import Defaults, resource_name, validate_spec  # noqa: E402
+
+from stacks.config import KNOWN_INSTANCE_FAMILIES  # noqa: E402
+
+DEFAULTS = Defaults(
+    resource_prefix="llmq-dev",
+    artifact_bucket="artifacts-bucket",
+    allowed_buckets=("shared-models",),
+    monitored_endpoints=("llmq-dev-chat",),
+    quantize_instance_type="ml.g5.4xlarge",
+    evaluate_instance_type="ml.g5.2xlarge",
+    serving_instance_type="ml.g5.2xlarge",
+    quantize_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313",
+    evaluate_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313",
+    serving_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.38.0-lmi29.0.0-cu130",
+)
+
+
+def spec(**overrides):
+    base = {
+        "model_name": "llama-8b",
+        "source_model_uri": "s3://artifacts-bucket/sources/llama-8b/",
+        "calibration_uri": "s3://artifacts-bucket/datasets/cal/",
+        "validation_uri": "s3://shared-models/datasets/val/",
+        "algorithm": "gptq",
+        "scheme": "W4A16",
+        "baseline_endpoint": "llmq-dev-chat",
+        "canary": [{"weight": 5, "bake_minutes": 30}, {"weight": 100, "bake_minutes": 60}],
+    }
+    base.update(overrides)
+    return base
+
+
+def fields(outcome):
+    return [p.field for p in outcome.problems]
+
+
+def test_a_valid_spec_yields_a_plan_with_names_derived_from_the_run():
+    outcome = validate_spec(spec(run_id="r1"), DEFAULTS)
+    assert outcome.valid, outcome.message
+    run = outcome.run
+    assert run["names"]["training_job"] == "llmq-dev-llama-8b-r1-q"
+    assert run["names"]["endpoint_config"] == "llmq-dev-llama-8b-r1"
+    assert run["names"]["package_group"] == "llmq-dev-llama-8b"
+    assert run["names"]["alarm_prefix"] == "llmq-dev-chat-candidate-"
+    assert run["s3"]["artifact_uri"] == "s3://artifacts-bucket/models/llama-8b/r1/llmq-dev-llama-8b-r1-q/output/model/"
+    assert run["hyperparameters"]["group-size"] == "128"  # the grouped scheme's default
+    assert run["canary"]["steps"][0] == {"candidate": 5, "baseline": 95, "bake_seconds": 1800, "index": 1}
+    assert run["images"]["serving"] == DEFAULTS.serving_image_uri
+    assert run["instances"]["quantize"] == "ml.g5.4xlarge"
+
+
+def test_every_problem_is_reported_at_once_with_its_field():
+    outcome = validate_spec(
+        spec(
+            model_name="Llama_8B",
+            source_model_uri="s3://elsewhere/m/",
+            calibration_uri="not-a-uri",
+            algorithm="awq",
+            scheme="W8A8",
+            group_size=100,
+            baseline_endpoint="llmq-dev-other",
+            serving_instance_type="ml.x9.huge",
+            canary=[{"weight": 50, "bake_minutes": 1}, {"weight": 40, "bake_minutes": 1}],
+        ),
+        DEFAULTS,
+    )
+    assert not outcome.valid
+    assert set(fields(outcome)) == {
+        "model_name",
+        "calibration_uri",
+        "serving_instance_type",
+        "canary",
+        "scheme",
+        "group_size",
+        "source_model_uri",
+        "baseline_endpoint",
+    }
+    assert outcome.message.startswith(f"{len(outcome.problems)} problem(s)")
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "scheme", "valid"),
+    [
+        ("awq", "W4A16", True),
+        ("awq", "W8A8", False),
+        ("smoothquant-gptq", "W8A8", True),
+        ("gptq", "FP8_DYNAMIC", False),
+    ],
+)
+def test_only_supported_algorithm_scheme_pairs_pass(algorithm, scheme, valid):
+    outcome = validate_spec(spec(algorithm=algorithm, scheme=scheme, group_size=None), DEFAULTS)
+    assert outcome.valid is valid, outcome.message
+
+
+def test_group_size_is_refused_for_per_channel_schemes():
+    outcome = validate_spec(spec(algorithm="rtn", scheme="W8A8", group_size=128), DEFAULTS)
+    assert fields(outcome) == ["group_size"]
+
+
+@pytest.mark.parametrize(
+    "canary",
+    [
+        [{"weight": 10, "bake_minutes": 1}, {"weight": 50, "bake_minutes": 1}],  # does not end at 100
+        [{"weight": 50, "bake_minutes": 1}, {"weight": 50, "bake_minutes": 1}, {"weight": 100, "bake_minutes": 1}],
+        [],
+    ],
+)
+def test_canary_plan_must_rise_and_end_at_full_traffic(canary):
+    assert fields(validate_spec(spec(canary=canary), DEFAULTS)) == ["canary"]
+
+
+def test_run_id_is_derived_from_the_content_when_absent_and_is_stable():
+    first = validate_spec(spec(), DEFAULTS).run
+    again = validate_spec(spec(), DEFAULTS).run
+    other = validate_spec(spec(scheme="W4A16_ASYM"), DEFAULTS).run
+    assert first["run_id"] == again["run_id"]
+    assert first["run_id"] != other["run_id"]
+
+
+def test_image_overrides_must_be_ecr_uris():
+    assert fields(validate_spec(spec(serving_image_uri="docker.io/vllm/vllm:latest"), DEFAULTS)) == [
+        "serving_image_uri"
+    ]
+    ok = validate_spec(spec(serving_image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/serve:1.0"), DEFAULTS)
+    assert ok.run["images"]["serving"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serve:1.0"
+
+
+def test_a_non_object_input_is_one_problem():
+    assert fields(validate_spec(["not", "a", "spec"], DEFAULTS)) == ["<root>"]
+
+
+def test_long_names_are_hashed_within_63_characters_and_keep_their_suffix():
+    name = resource_name("llmq-production", "a" * 32, "r" * 20, "candidate")
+    assert len(name) <= 63
+    assert name.endswith("-candidate")
+    assert name != resource_name("llmq-production", "a" * 32, "r" * 19 + "s", "candidate")
+
+
+def test_instance_families_match_the_stage_config():
+    assert run_spec.KNOWN_INSTANCE_FAMILIES == KNOWN_INSTANCE_FAMILIES
+
+
+def test_support_table_matches_the_quantize_jobs_table():
+    module_spec = importlib.util.spec_from_file_location("quantize_support", ROOT / "jobs" / "quantize_support.py")
+    assert module_spec and module_spec.loader
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules["quantize_support"] = module  # dataclasses resolve their module by name
+    module_spec.loader.exec_module(module)
+    pairs = {(a, s) for a, schemes in run_spec.SUPPORTED_PAIRS.items() for s in schemes}
+    assert pairs == set(module.SUPPORTED)
+    assert run_spec.GROUPED_SCHEMES == {name for name, info in module.SCHEME_INFO.items() if info.grouped}
+    assert set(run_spec.GROUP_SIZES) == set(module.KERNEL_GROUP_SIZES)
