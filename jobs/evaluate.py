@@ -588,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
     try:
         cli = list(sys.argv[1:] if argv is None else argv)
+        if cli[:1] == ["train"]:
+            cli = cli[1:]  # SageMaker starts training containers as `<entrypoint> train`
         args = parser.parse_args(hyperparameter_argv(config_dir) + cli)
         failure_dir = args.failure_dir
         report = run_job(args)
