@@ -101,7 +101,7 @@ def test_recording_the_same_run_again_returns_the_existing_package(aws):
 
 def test_a_missing_or_wrong_manifest_registers_nothing(aws):
     s3, sm = aws
-    with pytest.raises(ManifestError, match="no manifest.json"):
+    with pytest.raises(ManifestError, match=r"no manifest\.json"):
         record(RUN, "e", s3=s3, sm=sm)
     put_manifest(s3, {**MANIFEST, "metrics": {"wall_seconds": 1}})
     with pytest.raises(ManifestError, match=r"missing metrics\.artifact_bytes"):

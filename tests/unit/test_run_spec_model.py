@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -163,5 +164,15 @@ def test_support_table_matches_the_quantize_jobs_table():
     module_spec.loader.exec_module(module)
     pairs = {(a, s) for a, schemes in run_spec.SUPPORTED_PAIRS.items() for s in schemes}
     assert pairs == set(module.SUPPORTED)
-    assert run_spec.GROUPED_SCHEMES == {name for name, info in module.SCHEME_INFO.items() if info.grouped}
+    assert {name for name, info in module.SCHEME_INFO.items() if info.grouped} == run_spec.GROUPED_SCHEMES
     assert set(run_spec.GROUP_SIZES) == set(module.KERNEL_GROUP_SIZES)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs" / "examples").glob("*.*")), ids=lambda p: p.name)
+def test_documented_examples_are_valid_specs(path):
+    import yaml
+
+    text = path.read_text().replace("ARTIFACT_BUCKET", DEFAULTS.artifact_bucket)
+    raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    outcome = validate_spec(raw, DEFAULTS)
+    assert outcome.valid, outcome.message
