@@ -10,6 +10,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.config import StageConfig
 from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
+from stacks.pipeline_stack import PipelineStack
 from stacks.storage_stack import StorageStack
 
 
@@ -18,6 +19,7 @@ class ProjectStacks:
     storage: StorageStack
     network: NetworkStack
     monitoring: MonitoringStack
+    pipeline: PipelineStack
 
 
 def build_stacks(app: App, config: StageConfig, *, nag: bool = True) -> ProjectStacks:
@@ -41,10 +43,21 @@ def build_stacks(app: App, config: StageConfig, *, nag: bool = True) -> ProjectS
         security_group=network.security_group,
         env=env,
     )
+    pipeline = PipelineStack(
+        app,
+        f"{prefix}-pipeline",
+        config=config,
+        bucket=storage.artifact_bucket,
+        key=storage.key,
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        security_group=network.security_group,
+        env=env,
+    )
     Tags.of(app).add("project", config.project)
     Tags.of(app).add("stage", config.stage)
     for name, value in sorted(config.tags.items()):
         Tags.of(app).add(name, value)
     if nag:
         Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return ProjectStacks(storage=storage, network=network, monitoring=monitoring)
+    return ProjectStacks(storage=storage, network=network, monitoring=monitoring, pipeline=pipeline)
