@@ -339,6 +339,20 @@ def peak_cpu_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def cast_dense_parameters(model: Any, dtype: Any) -> None:
+    """Cast the 16/32-bit float parameters (norms, embeddings, scales, ignored layers) to ``dtype``.
+
+    ``model.to(dtype)`` is not usable here: it also casts float8 weights (FP8 schemes are
+    floating point too) back to 16 bits, which silently undoes the compression.
+    """
+    import torch  # noqa: PLC0415
+
+    dense = (torch.float32, torch.float16, torch.bfloat16)
+    for param in model.parameters():
+        if param.dtype in dense and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+
+
 def quantize_into(
     *,
     hp: Hyperparameters,
@@ -391,7 +405,7 @@ def quantize_into(
         # Casting first would re-round int8 weights against bf16 scales and move some of them
         # by one step.
         ModelCompressor.from_pretrained_model(model).compress_model(model)
-        model.to(target_dtype)
+        cast_dense_parameters(model, target_dtype)
     model.save_pretrained(str(staging), save_compressed=True)
     tokenizer.save_pretrained(str(staging))
     for name in SIDECAR_FILES:

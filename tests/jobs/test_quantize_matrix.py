@@ -31,6 +31,15 @@ EXPECTED_ACTIVATIONS: dict[str, dict[str, Any] | None] = {
     "W8A8": {"num_bits": 8, "type": "int", "strategy": "token", "dynamic": True},
     "FP8_DYNAMIC": {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True},
 }
+# How a quantized Linear's weight is stored (format: pack-quantized, int-quantized, float-quantized).
+STORED_WEIGHT: dict[str, tuple[str, str]] = {
+    "W4A16": ("weight_packed", "torch.int32"),
+    "W4A16_ASYM": ("weight_packed", "torch.int32"),
+    "W8A16": ("weight_packed", "torch.int32"),
+    "W3A16": ("weight_packed", "torch.int32"),
+    "W8A8": ("weight", "torch.int8"),
+    "FP8_DYNAMIC": ("weight", "torch.float8_e4m3fn"),
+}
 MANIFEST_KEYS = {
     "quantization": {"algorithm", "scheme", "group_size", "ignore", "changes"},
     "calibration": {"sha256", "samples_used"},
@@ -95,6 +104,10 @@ def test_supported_pair_writes_a_loadable_compressed_artifact(
         # hidden 192: 128 does not divide it, so the rule must have picked 64.
         assert group["weights"]["group_size"] == manifest["quantization"]["group_size"] == 64
     assert dense_dtypes(result.output) == {"torch.bfloat16"}
+    name, dtype = STORED_WEIGHT[scheme]
+    with safe_open(str(result.output / "model.safetensors"), "pt") as fh:
+        assert str(fh.get_tensor(f"model.layers.0.self_attn.q_proj.{name}").dtype) == dtype
+        assert str(fh.get_tensor("model.layers.0.self_attn.q_proj.weight_scale").dtype) == "torch.bfloat16"
     assert (result.output / "chat_template.jinja").is_file()
     assert (result.output / "tokenizer.json").is_file()
 
