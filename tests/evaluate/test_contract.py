@@ -96,8 +96,8 @@ def test_evaluate_container_runs_the_job_as_non_root_with_every_import_pinned():
     assert "COPY jobs/" in dockerfile and "requirements.txt" in dockerfile
 
     pins = {}
-    for line in (ROOT / "containers/evaluate/requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in (ROOT / "containers/evaluate/requirements.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
         if line:
             name, sep, version = line.partition("==")
             assert sep and version, f"unpinned requirement: {line}"

@@ -58,7 +58,7 @@ def test_kv_cache_bytes_per_token_of_a_gqa_llama():
 def test_smaller_weights_fit_a_cheaper_instance():
     table = PriceTable.load()
     assert table.as_of and table.source and "on-demand" in table.price_kind
-    common = {"config": LLAMA_8B, "concurrency": 16, "context_tokens": 4096}
+    common: dict = {"config": LLAMA_8B, "concurrency": 16, "context_tokens": 4096}
     bf16 = smallest_fitting_instance(table, scheme="BF16", weight_bytes=16_060_000_000, **common)
     w4 = smallest_fitting_instance(table, scheme="W4A16", weight_bytes=5_700_000_000, **common)
     # 15 GiB of weights + 8 GiB of KV cache + 1 GiB overhead exceed 90 % of any single 24 GB card;
