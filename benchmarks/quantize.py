@@ -54,7 +54,17 @@ def run_pair(
         "--num-calibration-samples", str(args.samples), "--max-seq-length", str(args.seq_len),
     ]  # fmt: skip
     started = time.monotonic()
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=args.pair_timeout
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "algorithm": algorithm,
+            "scheme": scheme,
+            "exit_code": None,
+            "failure": f"not finished within {args.pair_timeout} s on this machine",
+        }
     elapsed = time.monotonic() - started
     row: dict[str, Any] = {"algorithm": algorithm, "scheme": scheme, "exit_code": proc.returncode}
     if proc.returncode != 0:
@@ -100,7 +110,7 @@ def markdown(result: dict) -> str:
     ]
     for row in result["rows"]:
         if row["exit_code"] != 0:
-            lines.append(f"| {row['algorithm']} | {row['scheme']} | failed: {row.get('failure', '')[:80]} |||||||")
+            lines.append(f"| {row['algorithm']} | {row['scheme']} | {row.get('failure', '')[:90]} |||||||")
             continue
         lines.append(
             f"| {row['algorithm']} | {row['scheme']} | {row['wall_seconds']:.0f} | "
@@ -135,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pairs", nargs="*", help="algorithm:scheme items (default: every supported pair)")
+    parser.add_argument("--pair-timeout", type=int, default=1200, help="seconds before a pair is reported unfinished")
     parser.add_argument("--note", default="", help="a sentence for the docs (e.g. why a subset ran)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--write-docs", action="store_true")
@@ -144,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     everything = sorted(SUPPORTED, key=lambda p: (ALGORITHM_ORDER.index(p[0]), p[1]))
-    pairs = [tuple(p.split(":", 1)) for p in args.pairs] if args.pairs else everything
+    pairs: list[tuple[str, str]] = (
+        [(p.split(":", 1)[0], p.split(":", 1)[1]) for p in args.pairs] if args.pairs else everything
+    )
     model = ensure_smollm2()
     calibration_texts, held_out = pydoc_texts()
     baseline = perplexity(model, held_out, max_tokens=args.eval_tokens, window=args.window)
@@ -165,6 +178,23 @@ def main(argv: list[str] | None = None) -> int:
                 row["perplexity_change_percent"] = round(100 * (ppl["perplexity"] / baseline["perplexity"] - 1), 2)
             print(json.dumps(row), flush=True)
             rows.append(row)
+            save(args, pairs, everything, baseline, rows)
+    result = save(args, pairs, everything, baseline, rows)
+    table = markdown(result)
+    print(table)
+    if args.write_docs:
+        write_docs_section(table)
+    return 0
+
+
+def save(
+    args: argparse.Namespace,
+    pairs: list[tuple[str, str]],
+    everything: list[tuple[str, str]],
+    baseline: dict[str, Any],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Write the results so far (a long run that is interrupted keeps its finished rows)."""
     result = {
         "benchmark": "quantize-cpu",
         "date": time.strftime("%Y-%m-%d"),
@@ -182,15 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         "eval_tokens_scored": baseline["tokens"],
         "rows": rows,
         "not_run": [f"{a}:{s}" for a, s in everything if (a, s) not in pairs],
+        "finished": len(rows) == len(pairs),
         "note": args.note,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    print(table)
-    if args.write_docs:
-        write_docs_section(table)
-    return 0
+    return result
 
 
 if __name__ == "__main__":
