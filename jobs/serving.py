@@ -198,7 +198,7 @@ class VllmServer:
             r"Checkpoint size: ([\d.]+) GiB", text
         )
         out["model_weights_gib"] = float(match.group(1)) if match else None
-        kernels = sorted(set(re.findall(r"Selected (\w+) for (\w+)", text)))
+        kernels = sorted(set(re.findall(r"(?:Selected|Using) (\w+Kernel) for (CompressedTensors\w+)", text)))
         out["linear_kernels"] = [f"{scheme}: {kernel}" for kernel, scheme in kernels]
         match = re.search(r"KV cache size: ([\d,]+) tokens", text)
         out["kv_cache_tokens"] = int(match.group(1).replace(",", "")) if match else None
