@@ -42,6 +42,7 @@ def run_pair(
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(args.threads),
+        "OMP_WAIT_POLICY": "PASSIVE",
         "SM_CHANNEL_MODEL": str(model),
         "SM_CHANNEL_CALIBRATION": str(calibration),
         "SM_MODEL_DIR": str(out),
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
-
+    # Before torch loads: passive OpenMP waiting (see jobs/quantize.py main()).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(args.threads)

@@ -15,16 +15,20 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Two threads at most (the CPU is shared), and passive waiting: spinning OpenMP threads on an
+# oversubscribed machine made forward passes 50-100x slower (docs/quantize.md).
+THREADS = int(os.environ.get("LLMQ_TORCH_THREADS", "2"))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch
+import torch  # noqa: E402  (after the OpenMP settings above)
 
-from jobs import quantize
-from jobs.quantize_check import pydoc_texts, write_jsonl
-from jobs.smollm2 import ensure_smollm2
-from jobs.tiny_model import build_tiny_llama
+from jobs import quantize  # noqa: E402
+from jobs.quantize_check import pydoc_texts, write_jsonl  # noqa: E402
+from jobs.smollm2 import ensure_smollm2  # noqa: E402
+from jobs.tiny_model import build_tiny_llama  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")
