@@ -31,7 +31,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from jobs.evaluate_cost import PriceTable, PriceTableError, cost_section, smallest_fitting_instance
 from jobs.evaluate_fidelity import (
@@ -401,9 +401,16 @@ def write_report(report: dict[str, Any], output_dir: Path) -> dict[str, Path]:
 # The job
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors become job failures, so SageMaker shows them as the FailureReason."""
+
+    def error(self, message: str) -> NoReturn:
+        raise JobFailureError(f"invalid argument: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ
-    p = argparse.ArgumentParser(description="Evaluate a quantized candidate against its baseline (SageMaker job)")
+    p = _Parser(description="Evaluate a quantized candidate against its baseline (SageMaker job)")
     p.add_argument(
         "--baseline-dir", type=Path, default=Path(env.get("SM_CHANNEL_BASELINE", "/opt/ml/input/data/baseline"))
     )

@@ -106,3 +106,12 @@ def test_evaluate_container_runs_the_job_as_non_root_with_every_import_pinned():
     for module in third_party_imports(job_modules()):
         dist = DIST.get(module, module).lower().replace("_", "-")
         assert dist in pins, f"{module} is imported by the evaluate job but not pinned in requirements.txt"
+
+
+def test_a_bad_argument_writes_the_failure_file(tmp_path, monkeypatch):
+    from jobs.evaluate import main
+
+    monkeypatch.setenv("SM_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv("SM_INPUT_CONFIG_DIR", str(tmp_path / "none"))
+    assert main(["--max-tokens", "many"]) == 1
+    assert "invalid argument: argument --max-tokens" in (tmp_path / "failure").read_text()
