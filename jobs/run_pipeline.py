@@ -28,6 +28,9 @@ TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
 def load_run_spec_module() -> ModuleType:
+    # run_spec imports its sibling quantize_sizing, as it does inside the function.
+    if str(RUN_SPEC.parent) not in sys.path:
+        sys.path.insert(0, str(RUN_SPEC.parent))
     spec = importlib.util.spec_from_file_location("run_spec", RUN_SPEC)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {RUN_SPEC}")

@@ -457,7 +457,7 @@ class PipelineWorkflow(Construct):
                 "ResourceConfig": {
                     "InstanceType": J.string_at("$.run.instances.quantize"),
                     "InstanceCount": 1,
-                    "VolumeSizeInGB": 500,
+                    "VolumeSizeInGB": J.number_at("$.run.instances.quantize_volume_gb"),
                     "VolumeKmsKeyId": self._key.key_arn,
                 },
                 "VpcConfig": {

@@ -20,6 +20,7 @@ from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from quantize_sizing import estimate, instance_problem
 
 # Algorithm x scheme pairs, grouped schemes and group sizes: a copy of the quantize
 # job's table (jobs/quantize_support.py SUPPORTED, SCHEME_INFO, KERNEL_GROUP_SIZES).
@@ -127,12 +128,16 @@ class RunSpec(BaseModel):
     model_name: str = Field(description="lowercase letters, digits and single '-'; part of every resource name")
     run_id: str | None = Field(default=None, description="derived from the spec's content when absent")
     source_model_uri: str
+    # Sizes the quantize job (quantize_sizing.py): an instance that cannot hold
+    # the model is refused here, before any job starts.
+    model_parameters_billion: float = Field(gt=0, le=2000, description="source model size, e.g. 8.03")
     calibration_uri: str
     validation_uri: str
     algorithm: Algorithm
     scheme: Scheme
     group_size: int | None = None
-    num_calibration_samples: int = Field(default=512, ge=1, le=4096)
+    # 128 x 2048 tokens: the job's default and the calibration the sizing rule was measured with.
+    num_calibration_samples: int = Field(default=128, ge=1, le=4096)
     max_seq_length: int = Field(default=2048, ge=64, le=32768)
     seed: int = Field(default=0, ge=0)
     ignore: tuple[str, ...] = ("lm_head",)
@@ -275,6 +280,17 @@ def _deployment_problems(spec: RunSpec, defaults: Defaults) -> list[Problem]:
             problems.append(
                 Problem(field=field, message=f"bucket {match['bucket']!r} is neither the artifact bucket nor allowed")
             )
+    quantize_instance = spec.quantize_instance_type or defaults.quantize_instance_type
+    needs = estimate(
+        spec.model_parameters_billion,
+        spec.algorithm,
+        samples=spec.num_calibration_samples,
+        max_seq_length=spec.max_seq_length,
+        weight_bits=8 if spec.scheme.startswith(("W8", "FP8")) else 4,
+    )
+    too_small = instance_problem(quantize_instance, needs)
+    if too_small:
+        problems.append(Problem(field="quantize_instance_type", message=too_small))
     if spec.baseline_endpoint not in defaults.monitored_endpoints:
         known = ", ".join(defaults.monitored_endpoints) or "none"
         problems.append(
@@ -404,6 +420,16 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "evaluate": spec.evaluate_instance_type or defaults.evaluate_instance_type,
             "serving": spec.serving_instance_type or defaults.serving_instance_type,
             "serving_count": spec.serving_instance_count,
+            # The source, the staged artifact and room for the container (quantize_sizing.py).
+            "quantize_volume_gb": max(
+                50,
+                estimate(
+                    spec.model_parameters_billion,
+                    spec.algorithm,
+                    samples=spec.num_calibration_samples,
+                    max_seq_length=spec.max_seq_length,
+                ).disk_gib,
+            ),
         },
         "hyperparameters": hyperparameters,
         # LMI (vLLM engine) reads the compressed-tensors config from the model directory.

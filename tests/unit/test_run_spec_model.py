@@ -35,6 +35,7 @@ def spec(**overrides):
     base = {
         "model_name": "llama-8b",
         "source_model_uri": "s3://artifacts-bucket/sources/llama-8b/",
+        "model_parameters_billion": 8.03,
         "calibration_uri": "s3://artifacts-bucket/datasets/cal/",
         "validation_uri": "s3://shared-models/datasets/val/",
         "algorithm": "gptq",
@@ -104,7 +105,9 @@ def test_every_problem_is_reported_at_once_with_its_field():
     ],
 )
 def test_only_supported_algorithm_scheme_pairs_pass(algorithm, scheme, valid):
-    outcome = validate_spec(spec(algorithm=algorithm, scheme=scheme, group_size=None), DEFAULTS)
+    # An instance big enough for any 8B job, so only the pair decides.
+    raw = spec(algorithm=algorithm, scheme=scheme, group_size=None, quantize_instance_type="ml.p5e.48xlarge")
+    outcome = validate_spec(raw, DEFAULTS)
     assert outcome.valid is valid, outcome.message
 
 

@@ -126,6 +126,7 @@ class EmulatedAccount:
             "model_name": "llama-8b",
             "run_id": "run-001",
             "source_model_uri": f"s3://{bucket}/sources/llama-8b/",
+            "model_parameters_billion": 8.03,
             "calibration_uri": f"s3://{bucket}/datasets/calibration/",
             "validation_uri": f"s3://{bucket}/datasets/validation/",
             "algorithm": "gptq",

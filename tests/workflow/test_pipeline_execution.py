@@ -55,6 +55,8 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     assert len(synthesized.subnets) == 2
     assert job["OutputDataConfig"]["KmsKeyId"] == synthesized.key_arn
     assert job["ResourceConfig"]["VolumeKmsKeyId"] == synthesized.key_arn
+    # Sized by quantize_sizing: 8.03B bf16 source + 4-bit artifact + 10 GiB, at least 50.
+    assert job["ResourceConfig"]["VolumeSizeInGB"] == 50
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{synthesized.bucket}/models/llama-8b/run-001/"
     assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 8 * 3600
     assert job["HyperParameters"] == {
