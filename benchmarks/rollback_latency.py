@@ -78,7 +78,7 @@ def main() -> None:
     server.start()
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 (the emulator accepts any)
+        AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
         POWERTOOLS_SERVICE_NAME="rollback",
