@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambda" / "validate_input"))
 
-from quantize_sizing import PRICES_AS_OF, cheapest_fitting, estimate  # noqa: E402
+from quantize_sizing import PRICES_AS_OF, cheapest_fitting, estimate
 
 MODELS = ((8.03, "8B"), (70.6, "70B"), (405.9, "405B"))
 

@@ -439,19 +439,24 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "OPTION_TENSOR_PARALLEL_DEGREE": "max",
             "OPTION_MAX_MODEL_LEN": str(spec.max_seq_length),
         },
+        # jobs/evaluate.py's own flags (tests/evaluate/test_pipeline_contract.py parses them
+        # with its parser). Offline, no server: fidelity is measured and gated; speed is
+        # stated as not measured and judged live by the canary's alarms.
         "evaluate_arguments": [
             "--baseline-dir",
             "/opt/ml/processing/input/baseline",
             "--candidate-dir",
             "/opt/ml/processing/input/candidate",
-            "--validation-dir",
+            "--validation",
             "/opt/ml/processing/input/validation",
             "--output-dir",
             "/opt/ml/processing/output",
-            "--max-perplexity-increase-pct",
+            "--failure-dir",
+            "/opt/ml/output",
+            "--max-ppl-increase-pct",
             str(gate.max_perplexity_increase_pct),
-            "--max-p95-latency-increase-pct",
-            str(gate.max_p95_latency_increase_pct),
+            "--max-p95-latency-ratio",
+            str(round(1 + gate.max_p95_latency_increase_pct / 100, 4)),
             "--min-throughput-ratio",
             str(gate.min_throughput_ratio),
         ],
