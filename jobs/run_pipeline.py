@@ -1,6 +1,7 @@
 """Start a pipeline execution from a model spec, follow it state by state, print the outcome.
 
-    python -m jobs.run_pipeline docs/examples/gptq-w4a16.yaml --stage dev --bucket <artifact bucket>
+    python -m jobs.run_pipeline docs/examples/gptq-w4a16.yaml --stage dev
+    python -m jobs.run_pipeline docs/examples/gptq-w4a16.yaml --stage dev --offline   # no AWS needed
 
 The spec is validated locally first with the same model the validate Lambda uses
 (lambda/validate_input/run_spec.py, imported by path), so a bad spec fails here,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 import boto3
 import yaml
+from botocore.exceptions import BotoCoreError, ClientError
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_SPEC = ROOT / "lambda" / "validate_input" / "run_spec.py"
@@ -40,8 +43,14 @@ def load_run_spec_module() -> ModuleType:
     return module
 
 
-def read_spec(path: Path) -> Any:
+PLACEHOLDER_BUCKET = "ARTIFACT_BUCKET"
+
+
+def read_spec(path: Path, bucket: str | None = None) -> Any:
+    """The spec as data; ``bucket`` replaces the examples' ARTIFACT_BUCKET placeholder."""
     text = path.read_text()
+    if bucket:
+        text = text.replace(PLACEHOLDER_BUCKET, bucket)
     return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
 
 
@@ -59,6 +68,38 @@ def local_defaults(run_spec: ModuleType, function: dict[str, Any]) -> Any:
         quantize_image_uri=env["QUANTIZE_IMAGE_URI"],
         evaluate_image_uri=env["EVALUATE_IMAGE_URI"],
         serving_image_uri=env["SERVING_IMAGE_URI"],
+    )
+
+
+def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucket: str) -> Any:
+    """Defaults from cdk.json's stage config, as the deployed function would get them.
+
+    For checking a spec before anything is deployed (or without credentials); the
+    artifact bucket's real name is only known after deploy, so it is a parameter
+    (the examples use the placeholder ARTIFACT_BUCKET).
+    """
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from stacks.config import load_stage_config  # noqa: PLC0415 - only this path needs the CDK config
+    from stacks.sagemaker_images import SERVING, TRAINING, resolve  # noqa: PLC0415
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    config = load_stage_config(context, stage)
+    images = resolve(
+        config.pipeline.images,
+        region or config.region or "us-east-1",
+        training_instance_type=config.instances.quantize,
+    )
+    return run_spec.Defaults(
+        resource_prefix=config.resource_prefix,
+        artifact_bucket=bucket,
+        allowed_buckets=config.pipeline.allowed_source_buckets,
+        monitored_endpoints=config.monitored_endpoints,
+        quantize_instance_type=config.instances.quantize,
+        evaluate_instance_type=config.instances.evaluate,
+        serving_instance_type=config.instances.serving,
+        quantize_image_uri=images[TRAINING],
+        evaluate_image_uri=images[TRAINING],
+        serving_image_uri=images[SERVING],
     )
 
 
@@ -100,15 +141,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=None)
     parser.add_argument("--poll-seconds", type=float, default=15.0)
     parser.add_argument("--validate-only", action="store_true", help="check the spec locally and stop")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="validate against cdk.json's stage config instead of the deployed function (implies --validate-only)",
+    )
+    parser.add_argument(
+        "--bucket",
+        help="artifact bucket name: replaces ARTIFACT_BUCKET in the spec (default with --offline: llmq-artifacts)",
+    )
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (BotoCoreError, ClientError) as exc:
+        # No region, no credentials, no such function: one line, not a traceback.
+        print(f"AWS error: {exc} (use --offline to validate the spec without AWS)", file=sys.stderr)
+        return 3
+
+
+def _run(args: argparse.Namespace) -> int:
 
     run_spec = load_run_spec_module()
-    raw = read_spec(args.spec)
+    bucket = args.bucket or ("llmq-artifacts" if args.offline else None)
+    raw = read_spec(args.spec, bucket)
     prefix = f"{args.project}-{args.stage}"
-    session = boto3.session.Session(region_name=args.region)
-    region = session.region_name
-    function = session.client("lambda").get_function_configuration(FunctionName=f"{prefix}-validate-input")
-    outcome = run_spec.validate_spec(raw, local_defaults(run_spec, function))
+    if args.offline:
+        defaults = offline_defaults(run_spec, args.stage, args.region, bucket or "llmq-artifacts")
+    else:
+        session = boto3.session.Session(region_name=args.region)
+        function = session.client("lambda").get_function_configuration(FunctionName=f"{prefix}-validate-input")
+        defaults = local_defaults(run_spec, function)
+    outcome = run_spec.validate_spec(raw, defaults)
     if not outcome.valid:
         print(f"invalid spec {args.spec}:", file=sys.stderr)
         for problem in outcome.problems:
@@ -116,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = outcome.run
     print(f"spec valid: {plan['model_name']} run {plan['run_id']} ({plan['algorithm']} {plan['scheme']})")
-    if args.validate_only:
+    if args.validate_only or args.offline:
         return 0
+    region = session.region_name
     sfn = session.client("stepfunctions")
     account = session.client("sts").get_caller_identity()["Account"]
     machine = (
