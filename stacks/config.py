@@ -133,6 +133,10 @@ class PipelineSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     images: ImageVersions = ImageVersions()
+    # Build containers/quantize and containers/evaluate as image assets at deploy
+    # (stacks/job_images.py) and make them the runs' default images. Off: runs must
+    # name quantize_image_uri/evaluate_image_uri (images pushed by your own CI).
+    build_job_images: bool = True
     # Buckets besides the artifact bucket that source models and data may come from
     # (the SageMaker execution role may read them).
     allowed_source_buckets: tuple[str, ...] = ()

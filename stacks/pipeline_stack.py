@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.config import StageConfig
+from stacks.job_images import JobImages
 from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge
 from stacks.network_stack import removal_policy
@@ -53,6 +54,13 @@ class PipelineStack(Stack):
         images = PipelineImages(
             self, "Images", versions=settings.images, training_instance_type=config.instances.quantize
         ).uris
+        if settings.build_job_images:
+            built = JobImages(self, "JobImages")
+            quantize_image, evaluate_image = built.quantize.image_uri, built.evaluate.image_uri
+        else:
+            # The PyTorch training image these containers build FROM: a run must then
+            # name its own build with quantize_image_uri/evaluate_image_uri.
+            quantize_image = evaluate_image = images.training
         self.sagemaker_role = SageMakerExecutionRole(
             self,
             "SageMakerRole",
@@ -86,10 +94,8 @@ class PipelineStack(Stack):
                 "QUANTIZE_INSTANCE_TYPE": config.instances.quantize,
                 "EVALUATE_INSTANCE_TYPE": config.instances.evaluate,
                 "SERVING_INSTANCE_TYPE": config.instances.serving,
-                # The quantize and evaluate containers build FROM the PyTorch training
-                # image; a run names its own build with quantize_image_uri/evaluate_image_uri.
-                "QUANTIZE_IMAGE_URI": images.training,
-                "EVALUATE_IMAGE_URI": images.training,
+                "QUANTIZE_IMAGE_URI": quantize_image,
+                "EVALUATE_IMAGE_URI": evaluate_image,
                 "SERVING_IMAGE_URI": images.serving,
             },
             **common,

@@ -33,6 +33,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -104,7 +105,7 @@ def _physical(logical_id: str, resource: dict[str, Any]) -> dict[str, str]:  # n
 
 
 class TemplateResolver:
-    """Resolves Ref, Fn::GetAtt, Fn::Join, Fn::ImportValue, Fn::FindInMap, Fn::Select across the app's templates."""
+    """Resolves Ref, GetAtt, Join, Sub, ImportValue, FindInMap and Select across the app's templates."""
 
     def __init__(self, templates: dict[str, dict[str, Any]]) -> None:
         self.templates = templates
@@ -139,10 +140,28 @@ class TemplateResolver:
             if fn == "Fn::FindInMap":
                 mapping, top, second = (self.resolve(stack, part) for part in arg)
                 return template["Mappings"][mapping][top][second]
+            if fn == "Fn::Sub":
+                return self._substitute(stack, arg)
             if fn == "Fn::Select":
                 index, items = arg
                 return self.resolve(stack, items)[int(self.resolve(stack, index))]
         return {key: self.resolve(stack, item) for key, item in value.items()}
+
+    def _substitute(self, stack: str, arg: Any) -> str:
+        """Fn::Sub: ${Pseudo}, ${LogicalId}, ${LogicalId.Attr} and explicit variables (image asset URIs use it)."""
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        resources = self.templates[stack]["Resources"]
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(self.resolve(stack, variables[name]))
+            if name in PSEUDO:
+                return str(PSEUDO[name])
+            logical_id, _, attribute = name.partition(".")
+            return str(_physical(logical_id, resources[logical_id])[attribute or "Ref"])
+
+        return re.sub(r"\$\{([^}!]+)\}", value, text)
 
     def resources_of_type(self, stack: str, kind: str) -> dict[str, dict[str, Any]]:
         return {lid: r for lid, r in self.templates[stack]["Resources"].items() if r["Type"] == kind}

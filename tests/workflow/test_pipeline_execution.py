@@ -45,7 +45,9 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     # Quantize: the training job as the contract asks (image, channels, VPC, KMS, limits, network isolation).
     job = account.sagemaker.describe_training_job(TrainingJobName=TRAINING_JOB)
     assert job["AlgorithmSpecification"]["TrainingImage"] == synthesized.training_image
-    assert ".dkr.ecr.us-east-1.amazonaws.com/pytorch-training:" in synthesized.training_image
+    # The default is containers/quantize built as a CDK image asset (stacks/job_images.py).
+    assert synthesized.training_image.startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/cdk-")
+    assert "container-assets" in synthesized.training_image
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
     assert channels == {
         "model": f"s3://{synthesized.bucket}/sources/llama-8b/",
