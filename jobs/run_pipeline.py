@@ -56,19 +56,7 @@ def read_spec(path: Path, bucket: str | None = None) -> Any:
 
 def local_defaults(run_spec: ModuleType, function: dict[str, Any]) -> Any:
     """The validate function's own environment, so local and remote judge alike."""
-    env = function["Environment"]["Variables"]
-    return run_spec.Defaults(
-        resource_prefix=env["RESOURCE_PREFIX"],
-        artifact_bucket=env["ARTIFACT_BUCKET"],
-        allowed_buckets=tuple(json.loads(env.get("ALLOWED_BUCKETS", "[]"))),
-        monitored_endpoints=tuple(json.loads(env["MONITORED_ENDPOINTS"])),
-        quantize_instance_type=env["QUANTIZE_INSTANCE_TYPE"],
-        evaluate_instance_type=env["EVALUATE_INSTANCE_TYPE"],
-        serving_instance_type=env["SERVING_INSTANCE_TYPE"],
-        quantize_image_uri=env["QUANTIZE_IMAGE_URI"],
-        evaluate_image_uri=env["EVALUATE_IMAGE_URI"],
-        serving_image_uri=env["SERVING_IMAGE_URI"],
-    )
+    return run_spec.Defaults.from_environment(function["Environment"]["Variables"])
 
 
 def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucket: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cache
 from typing import Any
@@ -18,19 +17,7 @@ tracer = Tracer()
 @cache
 def defaults_from_env() -> Defaults:
     """The deployment's defaults, parsed once per container."""
-    env = os.environ
-    return Defaults(
-        resource_prefix=env["RESOURCE_PREFIX"],
-        artifact_bucket=env["ARTIFACT_BUCKET"],
-        allowed_buckets=tuple(json.loads(env.get("ALLOWED_BUCKETS", "[]"))),
-        monitored_endpoints=tuple(json.loads(env["MONITORED_ENDPOINTS"])),
-        quantize_instance_type=env["QUANTIZE_INSTANCE_TYPE"],
-        evaluate_instance_type=env["EVALUATE_INSTANCE_TYPE"],
-        serving_instance_type=env["SERVING_INSTANCE_TYPE"],
-        quantize_image_uri=env["QUANTIZE_IMAGE_URI"],
-        evaluate_image_uri=env["EVALUATE_IMAGE_URI"],
-        serving_image_uri=env["SERVING_IMAGE_URI"],
-    )
+    return Defaults.from_environment(os.environ)
 
 
 @logger.inject_lambda_context

@@ -76,6 +76,22 @@ class Defaults(BaseModel):
     evaluate_image_uri: str
     serving_image_uri: str
 
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> Defaults:
+        """The validate function's environment variables (set by stacks/pipeline_stack.py)."""
+        return cls(
+            resource_prefix=env["RESOURCE_PREFIX"],
+            artifact_bucket=env["ARTIFACT_BUCKET"],
+            allowed_buckets=tuple(json.loads(env.get("ALLOWED_BUCKETS", "[]"))),
+            monitored_endpoints=tuple(json.loads(env["MONITORED_ENDPOINTS"])),
+            quantize_instance_type=env["QUANTIZE_INSTANCE_TYPE"],
+            evaluate_instance_type=env["EVALUATE_INSTANCE_TYPE"],
+            serving_instance_type=env["SERVING_INSTANCE_TYPE"],
+            quantize_image_uri=env["QUANTIZE_IMAGE_URI"],
+            evaluate_image_uri=env["EVALUATE_IMAGE_URI"],
+            serving_image_uri=env["SERVING_IMAGE_URI"],
+        )
+
 
 def _check_instance_type(value: str) -> str:
     match = _INSTANCE_TYPE.match(value)

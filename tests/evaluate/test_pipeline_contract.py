@@ -4,42 +4,13 @@ own parser and carry the gate's thresholds, or the step would fail only in AWS."
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lambda" / "validate_input"))
-
-from run_spec import Defaults, validate_spec  # noqa: E402
-
-from jobs.evaluate import build_parser  # noqa: E402
-
-DEFAULTS = Defaults(
-    resource_prefix="llmq-dev",
-    artifact_bucket="artifacts",
-    monitored_endpoints=("llmq-dev-chat",),
-    quantize_instance_type="ml.g5.4xlarge",
-    evaluate_instance_type="ml.g5.2xlarge",
-    serving_instance_type="ml.g5.2xlarge",
-    quantize_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313",
-    evaluate_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313",
-    serving_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.38.0-lmi29.0.0-cu130",
-)
+from jobs.evaluate import build_parser
+from tests.run_spec_support import DEFAULTS, example_spec, validate_spec
 
 
 def test_pipeline_evaluate_arguments_parse_with_the_jobs_parser_and_carry_the_gate():
-    raw = {
-        "model_name": "llama-8b",
-        "source_model_uri": "s3://artifacts/sources/llama-8b/",
-        "model_parameters_billion": 8.03,
-        "calibration_uri": "s3://artifacts/calibration/",
-        "validation_uri": "s3://artifacts/validation/",
-        "algorithm": "gptq",
-        "scheme": "W4A16",
-        "baseline_endpoint": "llmq-dev-chat",
-        "canary": [{"weight": 10, "bake_minutes": 5}, {"weight": 100, "bake_minutes": 5}],
-        "gate": {"max_perplexity_increase_pct": 4.5, "max_p95_latency_increase_pct": 20, "min_throughput_ratio": 0.9},
-    }
+    gate = {"max_perplexity_increase_pct": 4.5, "max_p95_latency_increase_pct": 20, "min_throughput_ratio": 0.9}
+    raw = example_spec(gate=gate)
     outcome = validate_spec(raw, DEFAULTS)
     assert outcome.valid, outcome.message
     args = build_parser().parse_args(outcome.run["evaluate_arguments"])

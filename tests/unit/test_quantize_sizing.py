@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lambda" / "validate_input"))
+from tests.run_spec_support import DEFAULTS, example_spec
 
-from quantize_sizing import (  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+
+from quantize_sizing import (  # noqa: E402 - on sys.path through tests.run_spec_support
     INSTANCES_BY_NAME,
     cheapest_fitting,
     estimate,
@@ -19,8 +19,6 @@ from quantize_sizing import (  # noqa: E402
     llama_shape,
 )
 from run_spec import validate_spec  # noqa: E402
-
-from tests.unit.test_run_spec_model import DEFAULTS  # noqa: E402
 
 MEASURED = json.loads((ROOT / "benchmarks" / "results" / "gpu-scale-h200.json").read_text())
 
@@ -80,17 +78,7 @@ def test_unknown_instance_types_are_not_judged():
 
 def test_validation_refuses_a_quantize_instance_that_cannot_hold_the_model():
     defaults = DEFAULTS.model_copy(update={"quantize_instance_type": "ml.g5.4xlarge"})
-    raw = {
-        "model_name": "llama-70b",
-        "source_model_uri": "s3://artifacts-bucket/sources/llama-70b/",
-        "model_parameters_billion": 70.6,
-        "calibration_uri": "s3://artifacts-bucket/calibration/",
-        "validation_uri": "s3://artifacts-bucket/validation/",
-        "algorithm": "gptq",
-        "scheme": "W4A16",
-        "baseline_endpoint": "llmq-dev-chat",
-        "canary": [{"weight": 10, "bake_minutes": 5}, {"weight": 100, "bake_minutes": 5}],
-    }
+    raw = example_spec(model_name="llama-70b", model_parameters_billion=70.6)
     outcome = validate_spec(raw, defaults)
     assert not outcome.valid
     (problem,) = outcome.problems
