@@ -344,8 +344,17 @@ def hardware() -> dict[str, Any]:
 
 
 def peak_cpu_rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux: the high-water mark of this process's resident memory.
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """This process's resident-memory high-water mark.
+
+    Linux's ``VmHWM`` belongs to the current program image. ``ru_maxrss`` is not usable
+    alone: it survives fork and exec, so a job started by a large parent (the benchmark, the
+    pilot) reported the parent's 2 GiB as its own peak.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
 def cast_dense_parameters(model: Any, dtype: Any) -> None:
