@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.quantize_check import perplexity, pydoc_texts, write_jsonl
+from jobs.calibration import write_jsonl
+from jobs.quantize_check import perplexity, pydoc_texts
 from jobs.quantize_support import SUPPORTED
 from jobs.smollm2 import ensure_smollm2
 

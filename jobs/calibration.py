@@ -130,3 +130,12 @@ def record_text(record: Record, render_messages: ChatRenderer | None) -> str:
     if render_messages is None:
         raise CalibrationError(f"{record.source}: messages records need a model with a chat template")
     return render_messages(record.data["messages"])
+
+
+def write_jsonl(path: Path, texts: Sequence[str]) -> Path:
+    """Write ``texts`` as ``{"text": ...}`` records, the plainest calibration shape; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for text in texts:
+            fh.write(json.dumps({"text": text}) + "\n")
+    return path

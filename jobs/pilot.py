@@ -255,14 +255,6 @@ def pydoc_split() -> tuple[list[str], list[str]]:
     return cal, val
 
 
-def write_jsonl(path: Path, texts: Sequence[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for text in texts:
-            fh.write(json.dumps({"text": text}) + "\n")
-    return path
-
-
 def model_name_of(path: Path) -> str:
     name = path.name.lower()
     name = re.sub(r"-[0-9a-f]{16}-v\d+$", "", name)  # the SmolLM2 cache's hash suffix
@@ -482,8 +474,10 @@ def terminate_on_sigterm() -> Iterator[None]:
 
 def prepare_data(plan: Plan, pilot_dir: Path, log: Progress) -> tuple[Path, Path]:
     cal_texts, val_texts = pydoc_split()
-    calibration = plan.args.calibration or write_jsonl(pilot_dir / "calibration" / "pydoc-topics.jsonl", cal_texts)
-    validation = plan.args.validation or write_jsonl(pilot_dir / "validation" / "pydoc-topics.jsonl", val_texts)
+    calibration = plan.args.calibration or calib.write_jsonl(
+        pilot_dir / "calibration" / "pydoc-topics.jsonl", cal_texts
+    )
+    validation = plan.args.validation or calib.write_jsonl(pilot_dir / "validation" / "pydoc-topics.jsonl", val_texts)
     log(f"calibration {calibration}; validation {validation}")
     return Path(calibration), Path(validation)
 

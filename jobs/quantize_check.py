@@ -11,7 +11,6 @@ This is a quick fidelity probe, not the evaluation job (jobs/evaluate*.py owns t
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,6 @@ def pydoc_texts() -> tuple[list[str], str]:
     calibration = [topics[k] for k in keys[:-HELD_OUT_TOPICS] if len(topics[k]) > 200]
     held_out = "\n\n".join(topics[k] for k in keys[-HELD_OUT_TOPICS:])
     return calibration, held_out
-
-
-def write_jsonl(path: Path, texts: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for text in texts:
-            fh.write(json.dumps({"text": text}) + "\n")
-    return path
 
 
 def perplexity(model_dir: Path, text: str, *, max_tokens: int = 4096, window: int = 1024) -> dict[str, Any]:

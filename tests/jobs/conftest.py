@@ -24,7 +24,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402  (after the OpenMP settings above)
 
 from jobs import quantize  # noqa: E402
-from jobs.quantize_check import pydoc_texts, write_jsonl  # noqa: E402
+from jobs.calibration import write_jsonl  # noqa: E402
+from jobs.quantize_check import pydoc_texts  # noqa: E402
 from jobs.smollm2 import ensure_smollm2  # noqa: E402
 from jobs.tiny_model import build_tiny_llama  # noqa: E402
 

@@ -13,22 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lambda" / "validate_input"))
 
 import run_spec  # noqa: E402
-from run_spec import Defaults, resource_name, validate_spec  # noqa: E402
+from run_spec import resource_name, validate_spec  # noqa: E402
 
 from stacks.config import KNOWN_INSTANCE_FAMILIES  # noqa: E402
+from tests.run_spec_support import DEFAULTS as SHARED_DEFAULTS  # noqa: E402
 
-DEFAULTS = Defaults(
-    resource_prefix="llmq-dev",
-    artifact_bucket="artifacts-bucket",
-    allowed_buckets=("shared-models",),
-    monitored_endpoints=("llmq-dev-chat",),
-    quantize_instance_type="ml.g5.4xlarge",
-    evaluate_instance_type="ml.g5.2xlarge",
-    serving_instance_type="ml.g5.2xlarge",
-    quantize_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313",
-    evaluate_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313",
-    serving_image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.38.0-lmi29.0.0-cu130",
-)
+DEFAULTS = SHARED_DEFAULTS
 
 
 def spec(**overrides):
