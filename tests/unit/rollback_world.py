@@ -34,6 +34,17 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/llmq-dev-sagemaker"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/serve:1"
 
 
+def use_emulated_aws(monkeypatch: Any, **extra: str) -> None:
+    """Fake credentials and region for moto, no endpoint override, fresh cached clients."""
+    from rollback_settings import aws_client
+
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in {**env, **extra}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws_client.cache_clear()
+
+
 def load_handler_module() -> ModuleType:
     """lambda/rollback/handler.py under a unique module name (every function has a handler.py)."""
     spec = importlib.util.spec_from_file_location("rollback_handler", ROLLBACK_DIR / "handler.py")

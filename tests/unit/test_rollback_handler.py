@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from moto import mock_aws
 
-from tests.unit.rollback_world import ENDPOINT, PREFIX, alarm_event, build_world, load_handler_module
+from tests.unit.rollback_world import ENDPOINT, PREFIX, alarm_event, build_world, load_handler_module, use_emulated_aws
 
 from rollback_settings import aws_client, load_settings  # type: ignore[import-not-found]  # isort: skip
 
@@ -24,17 +24,12 @@ class FakeContext:
 
 @pytest.fixture
 def deployed(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": "rollback",
-        "POWERTOOLS_METRICS_NAMESPACE": "LLMQ/Rollback",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    aws_client.cache_clear()
+    use_emulated_aws(
+        monkeypatch,
+        POWERTOOLS_SERVICE_NAME="rollback",
+        POWERTOOLS_METRICS_NAMESPACE="LLMQ/Rollback",
+        POWERTOOLS_TRACE_DISABLED="true",
+    )
     load_settings.cache_clear()
     with mock_aws():
         world = build_world()

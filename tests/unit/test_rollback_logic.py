@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tests.unit.rollback_world import ENDPOINT, MODEL, PREFIX, RUN_ID, alarm_event, build_world
+from tests.unit.rollback_world import ENDPOINT, MODEL, PREFIX, RUN_ID, alarm_event, build_world, use_emulated_aws
 
 # lambda/rollback is on sys.path (rollback_world puts it there); mypy checks that folder on its own.
 import rollback_logic  # type: ignore[import-not-found]  # isort: skip
@@ -21,14 +21,7 @@ CANDIDATE_5XX = f"{ENDPOINT}-candidate-5xx"
 
 @pytest.fixture
 def world(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    aws_client.cache_clear()
+    use_emulated_aws(monkeypatch)
     with mock_aws():
         yield build_world()
     aws_client.cache_clear()
