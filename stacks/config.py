@@ -168,10 +168,22 @@ class StageConfig(BaseModel):
     # variants, and the pipeline refuses a run whose baseline endpoint is not here
     # (no alarm would protect that canary). See docs/contracts.md.
     monitored_endpoints: tuple[str, ...] = ()
+    # The production variant that serves users on each monitored endpoint. Its name never
+    # changes: a canary adds a variant named "candidate" beside it, and promotion puts the
+    # candidate's model into this variant (so an autoscaling target registered on it stays
+    # valid and its alarms keep guarding it). "AllTraffic" is the SageMaker SDK's default.
+    serving_variant: str = Field(default="AllTraffic", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
     # Thresholds of the alarms on those endpoints (the rollback triggers).
     monitoring: MonitoringThresholds = MonitoringThresholds()
     # The per-model pipeline (images, allowed buckets, execution timeout).
     pipeline: PipelineSettings = PipelineSettings()
+
+    @field_validator("serving_variant")
+    @classmethod
+    def _serving_variant_name(cls, value: str) -> str:
+        if value == "candidate":
+            raise ValueError("'candidate' is the name a canary gives the new variant; name the serving variant otherwise")
+        return value
 
     @field_validator("stage")
     @classmethod
