@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import CloudWatchAlarmEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from rollback_logic import Alarm, as_alarm_action_event, roll_back
+from rollback_logic import ROLLBACK_FAILED_METRIC, Alarm, as_alarm_action_event, roll_back
 from rollback_settings import AwsClients, load_settings
 
 logger = Logger()
@@ -34,6 +34,9 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     report = roll_back(alarm, settings=load_settings(), clients=AwsClients(), request_id=context.aws_request_id)
     metrics.add_dimension(name="Outcome", value=report.outcome)
     metrics.add_metric(name="RollbackEvents", unit=MetricUnit.Count, value=1)
+    if report.outcome == "rollback-failed":
+        # Alarmed on in the monitoring stack (dimensions service=rollback, Outcome=rollback-failed).
+        metrics.add_metric(name=ROLLBACK_FAILED_METRIC, unit=MetricUnit.Count, value=1)
     if report.seconds_from_alarm is not None:
         metrics.add_metric(name="SecondsFromAlarmToTraffic", unit=MetricUnit.Seconds, value=report.seconds_from_alarm)
     if report.seconds_to_traffic_call is not None:

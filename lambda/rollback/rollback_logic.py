@@ -1,14 +1,34 @@
 """Alarm-driven rollback of a canaried SageMaker endpoint; no running execution needed.
 
 Everything the function needs to act is on the endpoint itself (its tags,
-docs/contracts.md), so an alarm an hour after promotion is handled exactly like
-one during the canary:
+docs/contracts.md), so an alarm an hour after promotion is handled like one
+during the canary. The serving production variant keeps its own name
+(``Settings.baseline_variant``, from ``StageConfig.serving_variant``); a canary
+adds a variant named ``candidate`` beside it.
 
-- ``llmq:phase=canary``: the candidate variant goes to weight 0 and the
-  baseline to 100 (UpdateEndpointWeightsAndCapacities: seconds, no new instances);
-- ``llmq:phase=promoted``: the endpoint goes back to the config named by
-  ``llmq:last-approved-config`` (UpdateEndpoint: a blue/green replacement);
-- anything else (``rolled-back``, untagged): nothing to do.
+Order of work (every step is safe to repeat on a retry):
+
+1. claim the rollback record (S3 conditional put, below);
+2. tag ``llmq:phase=rolling-back`` (and ``llmq:rollback-from-phase``) BEFORE any
+   traffic moves, so a running execution sees it before its next step and stops;
+3. wait (bounded) for ``EndpointStatus`` InService: SageMaker refuses to change
+   an endpoint that is Updating or Creating;
+4. describe again and act on what the endpoint runs now:
+   - phase ``canary`` and both variants present: weights serving 100 /
+     candidate 0 (UpdateEndpointWeightsAndCapacities);
+   - phase ``canary`` but one variant only (a promotion's UpdateEndpoint raced
+     the alarm), or phase ``promoted``: UpdateEndpoint to
+     ``llmq:last-approved-config``, whatever its name;
+5. wait for InService again and check the outcome (the variants' CurrentWeight,
+   or EndpointConfigName equal to the expected config);
+6. tag ``rolled-back`` only when the check passed; otherwise tag
+   ``rollback-failed``, report ``RollbackFailed`` and stay armed: a later
+   invocation (another alarm, a retry) takes the record over and tries again.
+
+A wait that runs out while the endpoint is still changing raises
+``EndpointBusyError`` (the record is marked ``failed``), so Lambda's async retry
+takes the claim over and continues; on the last attempt (``max_attempts``) it is
+reported ``rollback-failed`` instead.
 
 Exactly-once per (endpoint, run, phase) comes from the rollback record itself:
 it is first written with ``If-None-Match: *`` (an S3 conditional put), so of two
@@ -18,8 +38,8 @@ conditional write would do the same, but needs a table, its key, its IAM and
 its backups only for this; the record has to be written next to the run's
 artifacts anyway, S3 is strongly consistent for it, and the versioned bucket
 keeps every state the record went through. A claim whose invocation failed
-(status ``failed``) or died (no outcome after ``lock_stale_seconds``) is taken
-over with ``If-Match`` on its ETag, so a retry still rolls back.
+(status ``failed`` or ``rollback-failed``) or died (no outcome after
+``lock_stale_seconds``) is taken over with ``If-Match`` on its ETag.
 
 Missing endpoints, variants or configs are reported (log, SNS, record), never
 raised: an exception would only make Lambda retry something that cannot work.
@@ -31,7 +51,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -43,22 +64,47 @@ from rollback_settings import Settings
 # records come out as structured JSON in Lambda and reach caplog in tests.
 logger = logging.getLogger("rollback.logic")
 
+# Endpoint tags: the contract with the state machine (docs/contracts.md).
 TAG_PHASE = "llmq:phase"
 TAG_MODEL = "llmq:model-name"
 TAG_RUN = "llmq:run-id"
 TAG_PACKAGE = "llmq:model-package-arn"
 TAG_LAST_APPROVED = "llmq:last-approved-config"
+TAG_PROMOTED_AT = "llmq:promoted-at"
+# Set by this function next to rolling-back: which phase the rollback started from.
+TAG_ROLLBACK_FROM = "llmq:rollback-from-phase"
 PHASE_CANARY = "canary"
 PHASE_PROMOTED = "promoted"
+PHASE_ROLLING_BACK = "rolling-back"
 PHASE_ROLLED_BACK = "rolled-back"
+PHASE_ROLLBACK_FAILED = "rollback-failed"
+ACTIVE_PHASES = (PHASE_CANARY, PHASE_PROMOTED)
+# Phases of a rollback that has not reached its expected state yet: still armed.
+UNFINISHED_PHASES = (PHASE_ROLLING_BACK, PHASE_ROLLBACK_FAILED)
+
 SIGNALS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
+# The absolute ModelLatency alarm only notifies: an LLM's latency grows with its output
+# length, so it would roll back long completions (docs/monitoring.md).
+ROLLBACK_SIGNALS = ("latency-p95-vs-baseline", "5xx", "4xx", "quality")
 COMPOSITE_SUFFIX = "canary"
+# Roles in alarm names (<endpoint>-<role>-<signal>); the baseline role's dimension is
+# the serving variant's own name.
+ROLE_BASELINE = "baseline"
+ROLE_CANDIDATE = "candidate"
+# The function's own metric when a rollback did not reach its expected state.
+ROLLBACK_FAILED_METRIC = "RollbackFailed"
+
+IN_SERVICE = "InService"
+# DescribeEndpoint statuses that end on their own (SageMaker API reference, EndpointStatus).
+TRANSITIONAL_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 _CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 Outcome = Literal[
-    "rolled-back",  # traffic is (being) moved back; record written, package rejected, notified
+    "rolled-back",  # restore reached InService on the expected weights/config; record written, notified
+    "rollback-failed",  # restore did not reach the expected state; RollbackFailed, notified, still armed
     "duplicate",  # another invocation owns this rollback
-    "ignored",  # not an ALARM of a candidate, or the endpoint is in no phase to roll back
+    "ignored",  # not an ALARM that rolls back, or the endpoint is in no phase to roll back
+    "outside-window",  # reported: promoted longer ago than the rollback window
     "endpoint-missing",  # reported: nothing to roll back
     "untracked",  # reported: the endpoint lacks the run tags, so there is no run to roll back
     "not-possible",  # reported: variant or last approved config missing
@@ -67,6 +113,14 @@ Outcome = Literal[
 
 class RollbackImpossibleError(Exception):
     """The endpoint's state rules out the rollback (missing variant or config); report, do not retry."""
+
+
+class EndpointBusyError(Exception):
+    """The endpoint is still changing after the bounded wait: raised so Lambda's retry continues it."""
+
+
+class RollbackFailedError(Exception):
+    """A definitive outcome other than the expected one (FailureReason, Failed, wrong weights)."""
 
 
 class Clients(Protocol):
@@ -137,17 +191,21 @@ def as_alarm_action_event(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def endpoint_for_alarm(alarm_name: str, settings: Settings) -> tuple[str, str | None] | None:
-    """(endpoint, variant or None for the composite) for an alarm named per docs/contracts.md."""
+def endpoint_for_alarm(alarm_name: str, settings: Settings) -> tuple[str, str | None, str | None] | None:
+    """(endpoint, role, signal) for an alarm named per docs/contracts.md; role and signal are None for the composite.
+
+    The role is the word in the name (``baseline`` for the serving variant,
+    ``candidate``), not the variant's name: the serving variant keeps its own.
+    """
     for endpoint in sorted(settings.monitored_endpoints, key=len, reverse=True):
         if not alarm_name.startswith(f"{endpoint}-"):
             continue
         rest = alarm_name[len(endpoint) + 1 :]
         if rest == COMPOSITE_SUFFIX:
-            return endpoint, None
-        for variant in (settings.baseline_variant, settings.candidate_variant):
-            if rest.startswith(f"{variant}-") and rest[len(variant) + 1 :] in SIGNALS:
-                return endpoint, variant
+            return endpoint, None, None
+        for role in (ROLE_BASELINE, ROLE_CANDIDATE):
+            if rest.startswith(f"{role}-") and rest[len(role) + 1 :] in SIGNALS:
+                return endpoint, role, rest[len(role) + 1 :]
     return None
 
 
@@ -199,7 +257,9 @@ class RollbackLock:
         existing = self.s3.get_object(Bucket=self.bucket, Key=self.key)
         previous = json.loads(existing["Body"].read())
         age = time.time() - float(previous.get("claimed_at_epoch", 0))
-        abandoned = previous.get("status") == "failed" or (
+        # A failed invocation, a rollback that did not reach its expected state (the
+        # function stays armed) or a claim whose invocation died.
+        abandoned = previous.get("status") in ("failed", PHASE_ROLLBACK_FAILED) or (
             previous.get("status") == "in-progress" and age > self.stale_seconds
         )
         if not abandoned:
@@ -207,6 +267,7 @@ class RollbackLock:
             return False
         # Kept in the final record too: it shows the rollback needed a second attempt.
         record["takes_over"] = previous.get("status")
+        record["attempt"] = int(previous.get("attempt", 1)) + 1
         try:
             self._put(record, IfMatch=existing["ETag"])
         except ClientError as exc:
@@ -221,28 +282,107 @@ class RollbackLock:
         self._put(record)
 
 
-def shift_traffic_to_baseline(sagemaker: Any, endpoint: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    variants = {v["VariantName"]: v for v in endpoint.get("ProductionVariants", [])}
-    missing = [v for v in (settings.baseline_variant, settings.candidate_variant) if v not in variants]
-    if missing:
-        raise RollbackImpossibleError(
-            f"endpoint {endpoint['EndpointName']} has no variant {', '.join(missing)} (has: {', '.join(variants)})"
-        )
-    weights = {settings.candidate_variant: 0.0, settings.baseline_variant: 100.0}
-    sagemaker.update_endpoint_weights_and_capacities(
-        EndpointName=endpoint["EndpointName"],
-        DesiredWeightsAndCapacities=[{"VariantName": name, "DesiredWeight": w} for name, w in weights.items()],
-    )
-    return {"type": "shift-traffic", "weights": weights}
+@contextmanager
+def _busy_is_retryable(name: str) -> Iterator[None]:
+    """SageMaker refuses a change while the endpoint is Updating/Creating (ValidationException
+    "Cannot update in-progress endpoint"): someone changed it after our wait; retry later."""
+    try:
+        yield
+    except ClientError as exc:
+        message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+        if _error_code(exc) == "ValidationException" and "in-progress" in message:
+            raise EndpointBusyError(f"endpoint {name} changed again before the rollback call: {message}") from exc
+        raise
 
 
-def restore_last_approved_config(sagemaker: Any, endpoint: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+def wait_for_terminal_status(
+    sagemaker: Any,
+    name: str,
+    settings: Settings,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    """DescribeEndpoint until the status is no longer transitional, at most ``wait_in_service_seconds``.
+
+    Raises ``EndpointBusyError`` if the endpoint is still changing at the deadline.
+    """
+    deadline = clock() + settings.wait_in_service_seconds
+    while True:
+        described: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=name)
+        status = described.get("EndpointStatus")
+        if status not in TRANSITIONAL_STATUSES:
+            return described
+        if clock() >= deadline:
+            raise EndpointBusyError(
+                f"endpoint {name} still {status} after {settings.wait_in_service_seconds} s "
+                f"(config {described.get('EndpointConfigName')})"
+            )
+        sleep(settings.poll_seconds)
+
+
+def _variants(endpoint: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["VariantName"]: v for v in endpoint.get("ProductionVariants", [])}
+
+
+def _require_in_service(endpoint: dict[str, Any]) -> None:
+    status = endpoint.get("EndpointStatus")
+    if status != IN_SERVICE:
+        reason = endpoint.get("FailureReason") or "no FailureReason"
+        raise RollbackFailedError(f"endpoint {endpoint['EndpointName']} is {status}: {reason}")
+
+
+def shift_traffic_to_baseline(
+    sagemaker: Any,
+    endpoint: dict[str, Any],
+    settings: Settings,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    """Serving variant 100, candidate 0; returns the action once SageMaker reports those weights."""
+    name = endpoint["EndpointName"]
+    serving, candidate = settings.baseline_variant, settings.candidate_variant
+    weights = {candidate: 0.0, serving: 100.0}
+    action: dict[str, Any] = {"type": "shift-traffic", "weights": weights}
+    current = _variants(endpoint)
+    if current.get(candidate, {}).get("CurrentWeight") == 0 and endpoint.get("EndpointStatus") == IN_SERVICE:
+        # A retry after the weights call already went through.
+        action["note"] = "candidate already at weight 0"
+    else:
+        with _busy_is_retryable(name):
+            sagemaker.update_endpoint_weights_and_capacities(
+                EndpointName=name,
+                DesiredWeightsAndCapacities=[{"VariantName": v, "DesiredWeight": w} for v, w in weights.items()],
+            )
+        action["traffic_call_returned_at"] = _now_iso()
+    after = wait_for_terminal_status(sagemaker, name, settings, clock=clock, sleep=sleep)
+    _require_in_service(after)
+    observed = {v: s.get("CurrentWeight") for v, s in _variants(after).items()}
+    action["observed_weights"] = observed
+    if observed.get(candidate) != 0 or not observed.get(serving):
+        raise RollbackFailedError(f"endpoint {name} is InService with weights {observed}, expected {weights}")
+    return action
+
+
+def restore_last_approved_config(
+    sagemaker: Any,
+    endpoint: dict[str, Any],
+    tags: dict[str, str],
+    settings: Settings,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    """UpdateEndpoint to ``llmq:last-approved-config``; returns the action once the endpoint serves it."""
     name, current = endpoint["EndpointName"], endpoint.get("EndpointConfigName")
     target = tags.get(TAG_LAST_APPROVED)
     if not target:
-        raise RollbackImpossibleError(f"endpoint {name} is promoted but has no {TAG_LAST_APPROVED} tag")
-    if target == current:
-        return {"type": "restore-config", "from": current, "to": target, "note": "already serving it"}
+        raise RollbackImpossibleError(f"endpoint {name} has no {TAG_LAST_APPROVED} tag: no config to restore")
+    action: dict[str, Any] = {"type": "restore-config", "from": current, "to": target}
+    if target == current and endpoint.get("EndpointStatus") == IN_SERVICE:
+        action["note"] = "already serving it"
+        return action
     try:
         sagemaker.describe_endpoint_config(EndpointConfigName=target)
     except ClientError as exc:
@@ -252,8 +392,18 @@ def restore_last_approved_config(sagemaker: Any, endpoint: dict[str, Any], tags:
         raise
     # A plain UpdateEndpoint: SageMaker's blue/green replacement keeps serving the
     # current fleet until the restored one is in service.
-    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=target, RetainAllVariantProperties=False)
-    return {"type": "restore-config", "from": current, "to": target}
+    with _busy_is_retryable(name):
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=target, RetainAllVariantProperties=False)
+    action["traffic_call_returned_at"] = _now_iso()
+    after = wait_for_terminal_status(sagemaker, name, settings, clock=clock, sleep=sleep)
+    _require_in_service(after)
+    if after.get("EndpointConfigName") != target:
+        # A failed update returns the endpoint to InService on the old config with FailureReason.
+        raise RollbackFailedError(
+            f"endpoint {name} is InService on {after.get('EndpointConfigName')}, not {target}: "
+            f"{after.get('FailureReason') or 'no FailureReason'}"
+        )
+    return action
 
 
 def roll_back(
@@ -263,29 +413,35 @@ def roll_back(
     clients: Clients,
     request_id: str = "",
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
 ) -> RollbackReport:
     """Handle one alarm state change; see the module docstring for what happens when."""
     started = clock()
     report = RollbackReport(outcome="ignored", alarm=alarm.name)
-    if not _triage(alarm, settings, report):
+    target = _triage(alarm, settings, report)
+    state = _read_endpoint(clients, settings, report) if target else None
+    if target is None or state is None:
         return report
-    state = _read_endpoint(clients, settings, report)
-    if state is None:
+    endpoint, tags, from_phase = state
+    if not _alarm_applies(target[1], from_phase, tags, settings, report, now(), clients):
         return report
-    endpoint, tags = state
-    assert report.model_name and report.run_id and report.phase and report.endpoint
-    key = record_key(report.model_name, report.run_id, report.endpoint, report.phase)
+    assert report.model_name and report.run_id and report.endpoint
+    key = record_key(report.model_name, report.run_id, report.endpoint, from_phase)
     lock = RollbackLock(clients.s3, settings.artifact_bucket, key, settings.lock_stale_seconds)
     report.record_uri = lock.uri
     record: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,
         "status": "in-progress",
+        "attempt": 1,
         "endpoint": report.endpoint,
         "model_name": report.model_name,
         "run_id": report.run_id,
-        "phase_before": report.phase,
+        "phase_before": from_phase,
         "endpoint_config_before": endpoint.get("EndpointConfigName"),
+        "endpoint_status_before": endpoint.get("EndpointStatus"),
         "model_package_arn": tags.get(TAG_PACKAGE),
+        "last_approved_config": tags.get(TAG_LAST_APPROVED),
         "alarm": {"name": alarm.name, "arn": alarm.arn, "reason": alarm.reason, "changed_at": alarm.changed_at},
         "who": {"actor": "alarm-driven rollback", "function": settings.function_name, "request_id": request_id},
         "claimed_at": _now_iso(),
@@ -295,60 +451,173 @@ def roll_back(
         report.outcome = "duplicate"
         report.detail = f"rollback already claimed in {lock.uri}"
         return report
-
-    try:
-        if report.phase == PHASE_CANARY:
-            report.action = shift_traffic_to_baseline(clients.sagemaker, endpoint, settings)
-        else:
-            report.action = restore_last_approved_config(clients.sagemaker, endpoint, tags)
-    except RollbackImpossibleError as exc:
-        report.outcome, report.detail = "not-possible", str(exc)
-        logger.error(report.detail, extra={"alarm": alarm.name, "endpoint": report.endpoint})
-        lock.write({**record, "status": "not-possible", "detail": report.detail, "completed_at": _now_iso()})
-        _notify(clients.sns, settings, report)
-        return report
-    except Exception as exc:
-        # Transient (throttling, endpoint busy updating): free the claim for the retry.
-        lock.write({**record, "status": "failed", "detail": repr(exc), "completed_at": _now_iso()})
-        raise
-    report.seconds_to_traffic_call = clock() - started
-    alarm_epoch = alarm.changed_at_epoch()
-    if alarm_epoch is not None:
-        report.seconds_from_alarm = max(0.0, time.time() - alarm_epoch)
-    report.outcome = "rolled-back"
-    report.detail = f"{report.action['type']} on {report.endpoint} after alarm {alarm.name}"
-    logger.warning(report.detail, extra={"action": report.action, "record": lock.uri})
-
-    record.update(status="done", action=report.action, traffic_call_returned_at=_now_iso())
-    _tag_rolled_back(clients.sagemaker, endpoint["EndpointArn"], report)
-    record["model_package"] = _reject_package(clients.sagemaker, tags.get(TAG_PACKAGE), alarm, lock.uri, report)
-    record.update(problems=report.problems, completed_at=_now_iso())
-    lock.write(record)
-    _notify(clients.sns, settings, report)
+    run = _Rollback(alarm, settings, clients, report, lock, record, endpoint, tags, from_phase, clock, sleep)
+    run.execute()
+    if report.outcome == "rolled-back":
+        report.seconds_to_traffic_call = clock() - started
+        alarm_epoch = alarm.changed_at_epoch()
+        if alarm_epoch is not None:
+            report.seconds_from_alarm = max(0.0, time.time() - alarm_epoch)
     return report
 
 
-def _triage(alarm: Alarm, settings: Settings, report: RollbackReport) -> bool:
-    """True if the alarm is a candidate (or composite) ALARM of a monitored endpoint."""
+@dataclass
+class _Rollback:
+    """One claimed rollback: act, confirm, record the outcome."""
+
+    alarm: Alarm
+    settings: Settings
+    clients: Clients
+    report: RollbackReport
+    lock: RollbackLock
+    record: dict[str, Any]
+    endpoint: dict[str, Any]
+    tags: dict[str, str]
+    from_phase: str
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+
+    def execute(self) -> None:
+        report, record = self.report, self.record
+        try:
+            report.action = self._act()
+        except RollbackImpossibleError as exc:
+            report.outcome, report.detail = "not-possible", str(exc)
+            logger.error(report.detail, extra={"alarm": self.alarm.name, "endpoint": report.endpoint})
+            _tag_outcome(self.clients.sagemaker, self.endpoint["EndpointArn"], PHASE_ROLLBACK_FAILED, report)
+            self.lock.write({**record, "status": "not-possible", "detail": report.detail, "completed_at": _now_iso()})
+            _notify(self.clients.sns, self.settings, report)
+            return
+        except RollbackFailedError as exc:
+            self._finish(PHASE_ROLLBACK_FAILED, str(exc))
+            return
+        except EndpointBusyError as exc:
+            attempt = int(record.get("attempt", 1))
+            if attempt >= self.settings.max_attempts:
+                self._finish(
+                    PHASE_ROLLBACK_FAILED, f"{exc}; gave up on attempt {attempt} of {self.settings.max_attempts}"
+                )
+                return
+            logger.warning("endpoint still changing: freeing the claim for the retry", extra={"detail": str(exc)})
+            self.lock.write({**record, "status": "failed", "detail": str(exc), "completed_at": _now_iso()})
+            raise
+        except Exception as exc:
+            # Transient (throttling, a network error): free the claim for the retry.
+            self.lock.write({**record, "status": "failed", "detail": repr(exc), "completed_at": _now_iso()})
+            raise
+        detail = f"{report.action['type']} on {report.endpoint} after alarm {self.alarm.name}: confirmed InService"
+        self._finish(PHASE_ROLLED_BACK, detail)
+
+    def _act(self) -> dict[str, Any]:
+        sagemaker, settings, name = self.clients.sagemaker, self.settings, self.endpoint["EndpointName"]
+        # First, before any traffic moves: a running execution stops at its next step.
+        _tag(
+            sagemaker, self.endpoint["EndpointArn"], {TAG_PHASE: PHASE_ROLLING_BACK, TAG_ROLLBACK_FROM: self.from_phase}
+        )
+        current = wait_for_terminal_status(sagemaker, name, settings, clock=self.clock, sleep=self.sleep)
+        _require_in_service(current)
+        variants = _variants(current)
+        if self.from_phase == PHASE_CANARY and {settings.baseline_variant, settings.candidate_variant} <= set(variants):
+            return shift_traffic_to_baseline(sagemaker, current, settings, clock=self.clock, sleep=self.sleep)
+        if self.from_phase == PHASE_CANARY and len(variants) != 1:
+            raise RollbackImpossibleError(
+                f"endpoint {name} has neither both variants {settings.baseline_variant} and "
+                f"{settings.candidate_variant} nor one promoted variant (has: {', '.join(variants) or 'none'})"
+            )
+        # Promoted, or a promotion's UpdateEndpoint raced the alarm and the endpoint now
+        # runs the single-variant promoted config: restore the approved one.
+        action = restore_last_approved_config(
+            sagemaker, current, self.tags, settings, clock=self.clock, sleep=self.sleep
+        )
+        if self.from_phase == PHASE_CANARY:
+            action["note"] = "the promotion raced the alarm: restored the last approved config"
+        return action
+
+    def _finish(self, phase: str, detail: str) -> None:
+        """Tag the outcome, reject the package, write the record, notify.
+
+        ``rolled-back`` only after the check passed; ``rollback-failed`` leaves the
+        function armed (the record's status lets the next invocation take over).
+        """
+        report, record, sagemaker = self.report, self.record, self.clients.sagemaker
+        report.outcome, report.detail = ("rolled-back" if phase == PHASE_ROLLED_BACK else "rollback-failed"), detail
+        if phase == PHASE_ROLLED_BACK:
+            logger.warning(detail, extra={"action": report.action, "record": self.lock.uri})
+        else:
+            logger.error(detail, extra={"alarm": self.alarm.name, "endpoint": report.endpoint})
+        _tag_outcome(sagemaker, self.endpoint["EndpointArn"], phase, report)
+        status = "done" if phase == PHASE_ROLLED_BACK else PHASE_ROLLBACK_FAILED
+        record.update(status=status, detail=detail, action=report.action)
+        package = _reject_package(sagemaker, self.tags.get(TAG_PACKAGE), self.alarm, self.lock.uri, report)
+        record.update(model_package=package, problems=report.problems, completed_at=_now_iso())
+        self.lock.write(record)
+        _notify(self.clients.sns, self.settings, report)
+
+
+def _triage(alarm: Alarm, settings: Settings, report: RollbackReport) -> tuple[str, str | None, str | None] | None:
+    """(endpoint, role, signal) if the alarm is an ALARM of a rollback signal of a monitored endpoint."""
+    target = endpoint_for_alarm(alarm.name, settings) if alarm.state == "ALARM" else None
     if alarm.state != "ALARM":
         report.detail = f"alarm state is {alarm.state}, not ALARM"
-    elif (target := endpoint_for_alarm(alarm.name, settings)) is None:
+    elif target is None:
         report.detail = "alarm does not belong to a monitored endpoint (docs/contracts.md names)"
-    elif target[1] == settings.baseline_variant:
+    elif target[2] is not None and target[2] not in ROLLBACK_SIGNALS:
         report.endpoint = target[0]
-        # Moving traffic onto the variant that is alarming would make things worse.
-        report.detail = "baseline alarms are for the dashboard; only candidate alarms roll back"
+        report.detail = f"{target[2]} alarms only notify (ModelLatency grows with output length)"
     else:
         report.endpoint = target[0]
-        return True
+        return target
     logger.info(report.detail, extra={"alarm": alarm.name})
-    return False
+    return None
+
+
+def _alarm_applies(  # noqa: PLR0917
+    role: str | None,
+    from_phase: str,
+    tags: dict[str, str],
+    settings: Settings,
+    report: RollbackReport,
+    now_epoch: float,
+    clients: Clients,
+) -> bool:
+    """Which alarms roll back in which phase (docs/monitoring.md)."""
+    if from_phase == PHASE_CANARY and role == ROLE_BASELINE:
+        # Moving traffic onto the variant that is alarming would make things worse.
+        report.detail = "during a canary the serving variant's alarms are for people; only candidate alarms roll back"
+        logger.info(report.detail, extra={"alarm": report.alarm})
+        return False
+    if from_phase == PHASE_PROMOTED and settings.promoted_window_seconds and report.phase == PHASE_PROMOTED:
+        promoted_at = _parse_iso(tags.get(TAG_PROMOTED_AT))
+        if promoted_at is None:
+            report.problems.append(f"no valid {TAG_PROMOTED_AT} tag: rolled back as if within the window")
+        elif now_epoch - promoted_at > settings.promoted_window_seconds:
+            report.outcome = "outside-window"
+            report.detail = (
+                f"promoted at {tags.get(TAG_PROMOTED_AT)}, more than {settings.promoted_window_seconds} s ago: "
+                "the promoted config is the approved one now; not rolled back"
+            )
+            logger.warning(report.detail, extra={"alarm": report.alarm})
+            _notify(clients.sns, settings, report)
+            return False
+    return True
+
+
+def _parse_iso(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def _read_endpoint(
     clients: Clients, settings: Settings, report: RollbackReport
-) -> tuple[dict[str, Any], dict[str, str]] | None:
-    """The endpoint and its tags if it is in a phase to roll back; otherwise report why not."""
+) -> tuple[dict[str, Any], dict[str, str], str] | None:
+    """The endpoint, its tags and the phase to roll back from; otherwise report why not."""
     try:
         endpoint: dict[str, Any] = clients.sagemaker.describe_endpoint(EndpointName=report.endpoint)
     except ClientError as exc:
@@ -362,7 +631,12 @@ def _read_endpoint(
     listed = clients.sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"])
     tags = {t["Key"]: t["Value"] for t in listed.get("Tags", [])}
     report.phase, report.model_name, report.run_id = tags.get(TAG_PHASE), tags.get(TAG_MODEL), tags.get(TAG_RUN)
-    if report.phase not in (PHASE_CANARY, PHASE_PROMOTED):
+    if report.phase in ACTIVE_PHASES:
+        from_phase = report.phase
+    elif report.phase in UNFINISHED_PHASES and tags.get(TAG_ROLLBACK_FROM) in ACTIVE_PHASES:
+        # A rollback that has not reached its expected state yet: still armed.
+        from_phase = tags[TAG_ROLLBACK_FROM]
+    else:
         report.detail = f"endpoint phase is {report.phase!r}: nothing to roll back"
         logger.info(report.detail, extra={"alarm": report.alarm, "endpoint": report.endpoint})
         return None
@@ -372,14 +646,18 @@ def _read_endpoint(
         logger.error(report.detail, extra={"alarm": report.alarm, "tags": tags})
         _notify(clients.sns, settings, report)
         return None
-    return endpoint, tags
+    return endpoint, tags, from_phase
 
 
-def _tag_rolled_back(sagemaker: Any, endpoint_arn: str, report: RollbackReport) -> None:
+def _tag(sagemaker: Any, endpoint_arn: str, tags: dict[str, str]) -> None:
+    sagemaker.add_tags(ResourceArn=endpoint_arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+def _tag_outcome(sagemaker: Any, endpoint_arn: str, phase: str, report: RollbackReport) -> None:
     try:
-        sagemaker.add_tags(ResourceArn=endpoint_arn, Tags=[{"Key": TAG_PHASE, "Value": PHASE_ROLLED_BACK}])
+        _tag(sagemaker, endpoint_arn, {TAG_PHASE: phase})
     except ClientError as exc:
-        report.problems.append(f"could not tag the endpoint {PHASE_ROLLED_BACK}: {exc}")
+        report.problems.append(f"could not tag the endpoint {phase}: {exc}")
         logger.exception("tagging the endpoint failed")
 
 

@@ -25,8 +25,20 @@ class Settings(BaseModel):
     topic_arn: str = Field(alias="ROLLBACK_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:")
     resource_prefix: str = Field(alias="RESOURCE_PREFIX", min_length=1)
     monitored_endpoints: tuple[str, ...] = Field(alias="MONITORED_ENDPOINTS")
-    baseline_variant: str = Field(default="baseline", alias="BASELINE_VARIANT")
+    # The serving production variant's own name (StageConfig.serving_variant); its alarms
+    # keep the role word "baseline" in their names (<endpoint>-baseline-<signal>).
+    baseline_variant: str = Field(default="AllTraffic", alias="BASELINE_VARIANT")
     candidate_variant: str = Field(default="candidate", alias="CANDIDATE_VARIANT")
+    # How long one invocation waits for EndpointStatus InService (before acting and after),
+    # polling every poll_seconds. Less than the function timeout; what is left over is
+    # continued by Lambda's retry (the claim is freed for it).
+    wait_in_service_seconds: int = Field(default=240, alias="WAIT_IN_SERVICE_SECONDS", ge=0)
+    poll_seconds: float = Field(default=5.0, alias="POLL_SECONDS", ge=0)
+    # Invocations one rollback may take (the first plus Lambda's async retries): on the
+    # last one a restore still Updating is reported rollback-failed instead of raising.
+    max_attempts: int = Field(default=3, alias="MAX_ATTEMPTS", ge=1)
+    # After promotion, alarms roll back only this long after llmq:promoted-at (0: forever).
+    promoted_window_seconds: int = Field(default=86400, alias="PROMOTED_ROLLBACK_WINDOW_SECONDS", ge=0)
     # A claim older than this with no outcome belongs to an invocation that died
     # (timeout, crash): a later invocation may take it over. Longer than the
     # function timeout, so a live invocation is never overtaken.
