@@ -8,7 +8,9 @@ SageMaker conventions (docs/evaluate.md has the exact contract):
   directories) and ``SM_CHANNEL_VALIDATION`` (JSONL or .txt files);
 - report.json, report.md and performance.png to ``--output-dir`` (default
   ``$SM_OUTPUT_DATA_DIR``, else ``$SM_MODEL_DIR``);
-- a bad input or a crash writes one reason to ``$SM_OUTPUT_DIR/failure`` and exits non-zero.
+- a bad input or a crash writes one reason to ``--failure-dir`` (default ``$SM_OUTPUT_DIR``) and
+  exits non-zero: to ``message`` when it runs as a SageMaker processing job (what SageMaker
+  shows as the job's ExitMessage), to ``failure`` otherwise (a training job's FailureReason);
   A failed *gate* is not a failed job: the job succeeds and report.json says ``passed: false``,
   so the pipeline's Choice state decides.
 
@@ -49,7 +51,7 @@ from jobs.evaluate_fidelity import (
 from jobs.evaluate_gate import GateConfigError, Thresholds, Workload, evaluate_gate
 from jobs.evaluate_report import plot, render_markdown
 from jobs.evaluate_stats import LevelSummary, ratio, round_or_none
-from jobs.failure import JobFailureError, write_failure
+from jobs.failure import JobFailureError, is_processing_job, write_failure
 from jobs.load_test import DEFAULT_MAX_TOKENS, Target, one_request, quiet_litellm, run_level
 
 REPORT_VERSION = 1
@@ -593,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     config_dir = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
     failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    # The pipeline runs this job as a processing job: its reason belongs in /opt/ml/output/message.
+    processing = is_processing_job()
     try:
         cli = list(sys.argv[1:] if argv is None else argv)
         if cli[:1] == ["train"]:
@@ -601,12 +605,12 @@ def main(argv: list[str] | None = None) -> int:
         failure_dir = args.failure_dir
         report = run_job(args)
     except JobFailureError as exc:
-        write_failure(str(exc), failure_dir)
+        write_failure(str(exc), failure_dir, processing=processing)
         print(f"evaluate: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         traceback.print_exc()
-        write_failure(f"internal error: {type(exc).__name__}: {exc}", failure_dir)
+        write_failure(f"internal error: {type(exc).__name__}: {exc}", failure_dir, processing=processing)
         return 2
     gate = report["gate"]
     fid = report["fidelity"]

@@ -7,7 +7,10 @@ Contract (docs/quantize.md, design.md "Job contracts"):
   ``SM_OUTPUT_DIR``, defaulting to SageMaker's /opt/ml/... locations;
 - output: a compressed-tensors model directory plus ``manifest.json``; a finished artifact is
   one whose directory holds ``manifest.json`` (it is written last, after an atomic move);
-- any failure exits non-zero and writes one reason to ``$SM_OUTPUT_DIR/failure``.
+- any failure exits non-zero and writes one reason to ``$SM_OUTPUT_DIR/failure``, including
+  a GPU instance whose torch sees no CUDA (refused before anything is loaded);
+- the artifact is staged in a hidden directory inside ``SM_MODEL_DIR`` (the same volume, so
+  publishing is a rename even where SageMaker mounts /opt/ml/model separately).
 
 Large models: the model is loaded into CPU memory and llm-compressor's sequential pipeline
 onloads one decoder layer at a time onto the GPU, so host RAM, not GPU memory, sizes the job
@@ -25,8 +28,10 @@ import logging
 import os
 import platform
 import random
+import re
 import resource
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -50,6 +55,8 @@ from jobs.quantize_support import (
 LOG = logging.getLogger("quantize")
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
+# The artifact is written into ``<SM_MODEL_DIR>/.partial-<pid>`` and moved up when complete.
+STAGING_PREFIX = ".partial-"
 # Files that make a model directory usable besides the weights: tokenizer, chat template,
 # generation defaults. Copied verbatim so the artifact serves exactly like the source.
 SIDECAR_FILES = (
@@ -163,8 +170,114 @@ def check_model_dir(model_dir: Path) -> None:
 
 
 def check_output_dir(output: Path) -> None:
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise JobFailureError(f"output path {output} is not a directory")
+    entries = sorted(p.name for p in output.iterdir())
+    if entries and all(name.startswith(STAGING_PREFIX) for name in entries):
+        raise JobFailureError(
+            f"output directory {output} is not empty: it holds {entries[0]}, the unfinished staging directory "
+            "of an interrupted run; remove it"
+        )
+    if entries:
         raise JobFailureError(f"output directory {output} is not empty; refusing to overwrite an artifact")
+
+
+# --------------------------------------------------------------------------------------------
+# The instance: a GPU host whose torch sees no CUDA must not quantize on the CPU for hours
+
+# SageMaker's NVIDIA GPU instance families (ml.p3, ml.p4d, ml.p5, ml.g4dn, ml.g5, ml.g6, ...).
+GPU_INSTANCE_TYPE = re.compile(r"^ml\.[pg]\d")
+NVIDIA_SMI_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class GpuProbe:
+    """Where the signs of NVIDIA GPUs are read; each can be pointed elsewhere (tests).
+
+    - ``/dev/nvidia<N>``: the device nodes the NVIDIA container runtime passes in
+      (``LLMQ_DEV_DIR`` moves /dev);
+    - ``current_instance_type`` in SageMaker's ``resourceconfig.json`` (``SM_INPUT_CONFIG_DIR``);
+    - ``nvidia-smi --list-gpus``, the count SageMaker's training toolkit uses
+      (``LLMQ_NVIDIA_SMI`` names another executable).
+    """
+
+    dev_dir: Path
+    resource_config: Path
+    nvidia_smi: str
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> GpuProbe:
+        env = os.environ if env is None else env
+        return cls(
+            dev_dir=Path(env.get("LLMQ_DEV_DIR", "/dev")),
+            resource_config=Path(env.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")) / "resourceconfig.json",
+            nvidia_smi=env.get("LLMQ_NVIDIA_SMI", "nvidia-smi"),
+        )
+
+    def instance_type(self) -> str | None:
+        try:
+            config = json.loads(self.resource_config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        value = config.get("current_instance_type") if isinstance(config, dict) else None
+        return value if isinstance(value, str) else None
+
+    def listed_gpus(self) -> int:
+        executable = shutil.which(self.nvidia_smi)
+        if executable is None:
+            return 0
+        try:
+            listing = subprocess.run(
+                [executable, "--list-gpus"],
+                capture_output=True,
+                text=True,
+                timeout=NVIDIA_SMI_TIMEOUT_S,
+                check=False,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return 0
+        return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+
+    def evidence(self) -> list[str]:
+        """One phrase per sign that this host has NVIDIA GPUs (empty: a CPU host)."""
+        found = []
+        devices = sorted(p.name for p in self.dev_dir.glob("nvidia[0-9]*")) if self.dev_dir.is_dir() else []
+        if devices:
+            found.append(f"{self.dev_dir / devices[0]} exists")
+        instance = self.instance_type()
+        if instance is not None and GPU_INSTANCE_TYPE.match(instance):
+            found.append(f"the instance type is {instance}")
+        gpus = self.listed_gpus()
+        if gpus:
+            found.append(f"nvidia-smi lists {gpus} GPU(s)")
+        return found
+
+
+def check_gpu_is_usable(probe: GpuProbe) -> None:
+    """Refuse to start when the host has NVIDIA GPUs but torch sees no CUDA device.
+
+    Quantizing a large model on the CPU takes hours instead of minutes: a wrong image (a CPU
+    build of torch, a CUDA build newer than the driver) must fail in seconds, with the reason.
+    """
+    import torch  # noqa: PLC0415
+
+    if torch.cuda.is_available():
+        return
+    evidence = probe.evidence()
+    if not evidence:
+        return
+    build = (
+        "a CPU-only build"
+        if torch.version.cuda is None
+        else f"built for CUDA {torch.version.cuda}: check the NVIDIA driver and the container runtime"
+    )
+    raise JobFailureError(
+        f"this instance has NVIDIA GPUs ({'; '.join(evidence)}) but torch {torch.__version__} ({build}) sees no "
+        "CUDA device; refusing to quantize on the CPU. Use an image whose torch matches the instance's driver "
+        "(containers/quantize builds FROM the PyTorch training DLC) or a CPU instance type"
+    )
 
 
 def model_source_dtype(model_dir: Path) -> str:
@@ -441,46 +554,37 @@ def quantize_into(
 
 
 def make_staging(output: Path) -> Path:
-    """A fresh directory for the artifact while it is written, beside the output if possible.
+    """A fresh hidden directory *inside* the output directory for the artifact being written.
 
-    Beside it (same volume) the final move is a rename. Where the parent is not writable (a
-    platform that mounts /opt/ml/model into a root-owned /opt/ml), it goes inside the output
-    directory instead; the artifact is still unfinished until manifest.json arrives.
+    SageMaker mounts /opt/ml/model on its own volume, so a directory beside it (in /opt/ml)
+    would be on another filesystem and the final move would fail with EXDEV. Inside the output
+    directory, publishing is always a same-filesystem rename; the artifact is unfinished until
+    manifest.json arrives at the top level.
     """
-    name = f".{output.name}.partial-{os.getpid()}"
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staging = output.parent / name
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-    except PermissionError:
-        output.mkdir(parents=True, exist_ok=True)
-        staging = output / name
-        staging.mkdir()
+    output.mkdir(parents=True, exist_ok=True)
+    staging = output / f"{STAGING_PREFIX}{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     return staging
 
 
 def publish(staging: Path, output: Path) -> None:
-    """Move the finished artifact into place; manifest.json arrives last.
+    """Move the finished artifact from ``staging`` up into ``output``; manifest.json moves last.
 
-    ``output`` may be a directory SageMaker created (/opt/ml/model) and that cannot be replaced
-    by a rename; then the files move one by one and the manifest, which marks an artifact as
-    finished, moves after everything else.
+    Every move is a rename within one directory tree (``staging`` is a child of ``output``), so
+    none can cross a mount; the manifest, which marks an artifact as finished, arrives after
+    every other file.
     """
-    if staging.parent != output and (not output.exists() or (output.is_dir() and not any(output.iterdir()))):
-        with contextlib.suppress(OSError):
-            if output.exists():
-                output.rmdir()
-            staging.rename(output)
-            return
-    output.mkdir(parents=True, exist_ok=True)
+    if staging.parent != output:
+        raise ValueError(f"staging {staging} must be a directory inside {output}")
     for child in sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST):
         child.rename(output / child.name)
     staging.rmdir()
 
 
-def run(hp: Hyperparameters, paths: Paths) -> dict[str, Any]:
+def run(hp: Hyperparameters, paths: Paths, probe: GpuProbe | None = None) -> dict[str, Any]:
     wall_started = time.monotonic()
+    check_gpu_is_usable(probe if probe is not None else GpuProbe.from_environment())
     check_model_dir(paths.model)
     check_output_dir(paths.output)
     source_dtype = model_source_dtype(paths.model)
@@ -508,7 +612,9 @@ def run(hp: Hyperparameters, paths: Paths) -> dict[str, Any]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing a large model takes minutes; it overlaps with calibration.
         source_hash = pool.submit(directory_sha256, paths.model)
+        created_output = not paths.output.exists()
         staging = make_staging(paths.output)
+        published = False
         try:
             stats = quantize_into(
                 hp=hp,
@@ -576,8 +682,13 @@ def run(hp: Hyperparameters, paths: Paths) -> dict[str, Any]:
                 # safetensors writes owner-only files; the artifact is meant to be read by servers.
                 child.chmod(0o644)
             publish(staging, paths.output)
+            published = True
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if not published and created_output:
+                # Leave nothing behind that the job created; a mounted /opt/ml/model stays.
+                with contextlib.suppress(OSError):
+                    paths.output.rmdir()
     return manifest
 
 
@@ -610,7 +721,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         if hp is None:
             raise JobFailureError("invalid hyperparameters: " + "; ".join(problems))
         LOG.info("hyperparameters: %s", asdict(hp))
-        manifest = run(hp, paths)
+        manifest = run(hp, paths, GpuProbe.from_environment(env))
     except JobFailureError as exc:
         write_failure(str(exc), paths.failure_dir)
         LOG.error("failed: %s", exc)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
+
+from stacks.job_images import BASE_IMAGE_ARG, FALLBACK_BASE_REGION, base_image_region, base_image_uri
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _docker_assets(dev_app) -> list[dict]:
@@ -31,3 +37,31 @@ def test_validate_function_defaults_to_the_built_images(dev_app):
     env = next(f["Properties"]["Environment"]["Variables"] for f in functions if "QUANTIZE_IMAGE_URI" in str(f))
     for name in ("QUANTIZE_IMAGE_URI", "EVALUATE_IMAGE_URI"):
         assert "container-assets" in json.dumps(env[name]), env[name]
+
+
+def test_both_images_build_from_the_configs_base_image_uri(dev_app):
+    """The BASE_IMAGE build argument is the PyTorch training DLC that ImageVersions names,
+    resolved from sagemaker-core's tables for the region the build pulls from."""
+    region = base_image_region(dev_app.stacks.pipeline.region)
+    expected = base_image_uri(
+        dev_app.config.pipeline.images, region, training_instance_type=dev_app.config.instances.quantize
+    )
+    assert expected.startswith("763104351884.dkr.ecr.") and "/pytorch-training:2.10.0-gpu-py313" in expected
+    for asset in _docker_assets(dev_app):
+        assert asset["source"].get("dockerBuildArgs") == {BASE_IMAGE_ARG: expected}, asset["source"]
+
+
+def test_dockerfiles_build_from_the_build_argument_and_name_no_base_of_their_own():
+    for name in ("quantize", "evaluate"):
+        lines = (ROOT / "containers" / name / "Dockerfile").read_text().splitlines()
+        instructions = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        assert instructions[0] == "ARG BASE_IMAGE", f"{name}: the first instruction declares BASE_IMAGE, no default"
+        assert [line for line in instructions if line.upper().startswith("FROM ")] == ["FROM ${BASE_IMAGE}"], name
+        assert not re.search(r"dkr\.ecr\.|pytorch/pytorch:|python:\d", "\n".join(instructions)), name
+
+
+def test_base_region_is_the_stacks_own_region_when_it_has_one():
+    assert base_image_region("eu-west-1", {"CDK_DEFAULT_REGION": "us-west-2"}) == "eu-west-1"
+    unresolved = "${Token[AWS.Region.12]}"
+    assert base_image_region(unresolved, {"CDK_DEFAULT_REGION": "us-west-2"}) == "us-west-2"
+    assert base_image_region(unresolved, {}) == FALLBACK_BASE_REGION
