@@ -3,20 +3,84 @@
 One role for the quantize training job, the evaluate processing job and the
 candidate model: all three read the run's inputs, write under ``models/``,
 pull the images, log, and run in the workload subnets. Nothing else.
+
+Image pulls are limited to the repositories this stack's images come from,
+found in the stack at synth: every CDK image asset (its bootstrap
+container-assets repository) and every ``PipelineImages`` construct (the AWS
+Deep Learning Containers repositories its resolved URIs name, literal or from
+its per-region CfnMapping). No account id is typed here.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Aspects, Aws, Fn, IAspect, Stack, Token
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from constructs import Construct
+from constructs import Construct, IConstruct
+from jsii import implements as jsii_implements
 
 from stacks.nag import acknowledge
 from stacks.pipeline_nag import token_text
+from stacks.sagemaker_images import PipelineImages
+
+_ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?:[:@].*)?$")
+SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
+
+
+def repository_arn_of_image(uri: str) -> str:
+    """The ECR repository ARN of an image URI (``<account>.dkr.ecr.<region>.<suffix>/<repo>[:tag|@digest]``).
+
+    A literal URI is parsed here; a token (a Fn::FindInMap of the per-region image
+    table) is taken apart with Fn::Split at deploy time, the same way.
+    """
+    if not Token.is_unresolved(uri):
+        match = _ECR_URI.match(uri)
+        if match is None:
+            raise ValueError(f"{uri!r} is not an ECR image URI")
+        account, region, repository = match.groups()
+        return f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{repository}"
+    host, path = Fn.select(0, Fn.split("/", uri)), Fn.select(1, Fn.split("/", uri))
+    return Fn.join(
+        "",
+        [
+            f"arn:{Aws.PARTITION}:ecr:",
+            Fn.select(3, Fn.split(".", host)),
+            ":",
+            Fn.select(0, Fn.split(".", host)),
+            ":repository/",
+            Fn.select(0, Fn.split(":", path)),
+        ],
+    )
+
+
+def pulled_repository_arns(stack: Stack) -> list[str]:
+    """Repositories of every image in ``stack``: CDK image assets and the resolved SageMaker images."""
+    arns: dict[str, str] = {}
+    for construct in stack.node.find_all():
+        if isinstance(construct, ecr_assets.DockerImageAsset):
+            arn = construct.repository.repository_arn
+            arns[json.dumps(stack.resolve(arn), sort_keys=True)] = arn
+        elif isinstance(construct, PipelineImages):
+            for uri in (construct.uris.training, construct.uris.serving):
+                arn = repository_arn_of_image(uri)
+                arns[json.dumps(stack.resolve(arn), sort_keys=True)] = arn
+    return list(arns.values())
+
+
+def grant_pass_to_sagemaker(role: iam.IRole, grantee: iam.IGrantable) -> iam.Grant:
+    """iam:PassRole on ``role`` for ``grantee``, only when the role is passed to SageMaker."""
+    return iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=["iam:PassRole"],
+        resource_arns=[role.role_arn],
+        conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
+    )
 
 
 class SageMakerExecutionRole(Construct):
@@ -60,13 +124,9 @@ class SageMakerExecutionRole(Construct):
         )
         # Jobs and endpoints with a KMS volume key hand the key to EC2 by grant.
         key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey")
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PullImages",
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[stack.format_arn(service="ecr", account="*", resource="repository", resource_name="*")],
-            )
-        )
+        # Added at synth (an aspect runs once every image construct of the stack exists).
+        Aspects.of(self).add(_AllowImagePulls(self))
+        # GetAuthorizationToken supports no resource type (Service Authorization Reference).
         self.role.add_to_principal_policy(
             iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
         )
@@ -133,12 +193,6 @@ class SageMakerExecutionRole(Construct):
         )
         acknowledge(
             policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:*:repository/*]",
-            "Images come from AWS's Deep Learning Container accounts (per region, from sagemaker-core's tables) "
-            "or from a per-run override; only the three image-pull read actions are allowed.",
-        )
-        acknowledge(
-            policy,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*]",
             "SageMaker jobs and endpoints log to log groups it names under /aws/sagemaker/ per job type.",
         )
@@ -146,4 +200,30 @@ class SageMakerExecutionRole(Construct):
             policy,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]",
             "SageMaker creates the network interfaces of a VPC job itself; their ids are unknown in advance.",
+        )
+
+
+PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+
+
+@jsii_implements(IAspect)
+class _AllowImagePulls:
+    """Adds the PullImages statement once, for the repositories found in the role's stack."""
+
+    def __init__(self, owner: SageMakerExecutionRole) -> None:
+        self._owner = owner
+        self._done = False
+
+    def visit(self, node: IConstruct) -> None:
+        if self._done or node is not self._owner:
+            return
+        self._done = True
+        arns = pulled_repository_arns(Stack.of(self._owner))
+        if not arns:
+            raise ValueError(
+                "SageMakerExecutionRole: no image asset or PipelineImages construct in its stack, so there is "
+                "no repository to allow image pulls from"
+            )
+        self._owner.role.add_to_principal_policy(
+            iam.PolicyStatement(sid="PullImages", actions=list(PULL_ACTIONS), resources=arns)
         )
