@@ -1,9 +1,20 @@
 """A canaried endpoint in the emulator (moto), as the pipeline leaves it, for the rollback tests.
 
-Also the one test-only shim: moto 5.2.5 does not implement SageMaker's
-UpdateEndpoint, so ``SageMakerWithUpdateEndpoint`` records the call and applies
-its end state (the endpoint now serves the given config) to moto's backend.
-The rollback code itself calls the real boto3 method and is not patched.
+moto is lenient where SageMaker is not, so ``EmulatedSageMaker`` wraps moto's
+client and models SageMaker as its API reference documents it (the rollback
+code itself calls the real boto3 methods and is not patched):
+
+- UpdateEndpoint (missing in moto 5.2.5) and UpdateEndpointWeightsAndCapacities
+  set the endpoint ``Updating``; it stays so for ``updating_polls``
+  DescribeEndpoint calls, showing the OLD config (and the old CurrentWeight with
+  the new DesiredWeight), then ``InService`` on the new state;
+- a change while the endpoint is Updating or Creating fails with
+  ValidationException "Cannot update in-progress endpoint";
+- ``fail_next_update_endpoint(reason)``: the next UpdateEndpoint fails; the
+  endpoint returns to InService on the OLD config with ``FailureReason`` set;
+- ``hold_updating(endpoint, polls, status)``: a change someone else started (e.g.
+  the state machine's), the endpoint reports Updating (or Creating) for that many polls;
+- ``events``: every AddTags and every change, in order, to check what came first.
 """
 
 from __future__ import annotations
@@ -12,11 +23,13 @@ import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLLBACK_DIR = ROOT / "lambda" / "rollback"
@@ -54,28 +67,117 @@ def load_handler_module() -> ModuleType:
     return module
 
 
-class SageMakerWithUpdateEndpoint:
-    """The moto client plus UpdateEndpoint (missing in moto 5.2.5), applied to moto's backend."""
+SERVING = "AllTraffic"  # StageConfig.serving_variant's default: the serving variant keeps its name
+CANDIDATE = "candidate"
+UPDATING_POLLS = 2
+
+
+@dataclass
+class _Pending:
+    polls_left: int
+    config: str | None = None  # UpdateEndpoint's target; None: the config does not change
+    old_weights: dict[str, float] = field(default_factory=dict)  # shown as CurrentWeight while Updating
+    failure: str | None = None  # an injected failure of UpdateEndpoint
+    status: str = "Updating"
+
+
+class EmulatedSageMaker:
+    """moto's SageMaker client plus the documented Updating/InService behaviour moto lacks."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self.update_endpoint_calls: list[dict[str, Any]] = []
+        self.weight_calls: list[dict[str, Any]] = []
+        self.events: list[tuple[str, Any]] = []
+        self.updating_polls = UPDATING_POLLS
+        self.describe_calls = 0
+        self._pending: dict[str, _Pending] = {}
+        self._failure_reason: dict[str, str] = {}
+        self._next_update_failure: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
+    # --- test controls -----------------------------------------------------------------------------
+
+    def hold_updating(self, endpoint: str, polls: int, status: str = "Updating") -> None:
+        self._pending[endpoint] = _Pending(polls_left=polls, status=status)
+
+    def fail_next_update_endpoint(self, reason: str) -> None:
+        self._next_update_failure = reason
+
+    # --- the API ---------------------------------------------------------------------------------------
+
+    def describe_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        name = kwargs["EndpointName"]
+        described: dict[str, Any] = self._client.describe_endpoint(**kwargs)
+        self.describe_calls += 1
+        pending = self._pending.get(name)
+        if pending is not None and pending.polls_left > 0:
+            pending.polls_left -= 1
+            described["EndpointStatus"] = pending.status
+            for variant in described.get("ProductionVariants", []):
+                if variant["VariantName"] in pending.old_weights:
+                    variant["CurrentWeight"] = pending.old_weights[variant["VariantName"]]
+            return described
+        if pending is not None:
+            del self._pending[name]
+            self._complete(name, pending)
+            described = self._client.describe_endpoint(**kwargs)
+        if name in self._failure_reason:
+            described["FailureReason"] = self._failure_reason[name]
+        return described
+
+    def add_tags(self, **kwargs: Any) -> dict[str, Any]:
+        self.events.append(("AddTags", {t["Key"]: t["Value"] for t in kwargs["Tags"]}))
+        result: dict[str, Any] = self._client.add_tags(**kwargs)
+        return result
+
+    def _refuse_if_in_progress(self, name: str, operation: str) -> None:
+        if name in self._pending:
+            arn = self._client.describe_endpoint(EndpointName=name)["EndpointArn"]
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": f'Cannot update in-progress endpoint "{arn}".'}},
+                operation,
+            )
+
+    def update_endpoint_weights_and_capacities(self, **kwargs: Any) -> dict[str, Any]:
+        name = kwargs["EndpointName"]
+        self._refuse_if_in_progress(name, "UpdateEndpointWeightsAndCapacities")
+        before = self._client.describe_endpoint(EndpointName=name)["ProductionVariants"]
+        result: dict[str, Any] = self._client.update_endpoint_weights_and_capacities(**kwargs)
+        self.weight_calls.append(kwargs)
+        self.events.append(("UpdateEndpointWeightsAndCapacities", kwargs["DesiredWeightsAndCapacities"]))
+        old = {v["VariantName"]: v.get("CurrentWeight") for v in before}
+        self._pending[name] = _Pending(polls_left=self.updating_polls, old_weights=old)
+        return result
+
     def update_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        name, config = kwargs["EndpointName"], kwargs["EndpointConfigName"]
+        # Real SageMaker validates both names first; so does this model (via describe).
+        described = self._client.describe_endpoint(EndpointName=name)
+        self._client.describe_endpoint_config(EndpointConfigName=config)
+        self._refuse_if_in_progress(name, "UpdateEndpoint")
+        self.update_endpoint_calls.append(kwargs)
+        self.events.append(("UpdateEndpoint", config))
+        failure, self._next_update_failure = self._next_update_failure, None
+        self._failure_reason.pop(name, None)
+        self._pending[name] = _Pending(polls_left=self.updating_polls, config=config, failure=failure)
+        return {"EndpointArn": described["EndpointArn"]}
+
+    def _complete(self, name: str, pending: _Pending) -> None:
+        if pending.config is None:
+            return
+        if pending.failure is not None:
+            # The update failed: back in service on the old config, FailureReason set.
+            self._failure_reason[name] = pending.failure
+            return
         from moto.sagemaker.models import sagemaker_backends
 
-        self.update_endpoint_calls.append(kwargs)
-        backend = sagemaker_backends[ACCOUNT][REGION]
-        # Real SageMaker validates both names first; so does this shim (via describe).
-        self._client.describe_endpoint(EndpointName=kwargs["EndpointName"])
-        config = self._client.describe_endpoint_config(EndpointConfigName=kwargs["EndpointConfigName"])
-        endpoint = backend.endpoints[kwargs["EndpointName"]]
-        endpoint.endpoint_config_name = kwargs["EndpointConfigName"]
+        config = self._client.describe_endpoint_config(EndpointConfigName=pending.config)
+        endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[name]
+        endpoint.endpoint_config_name = pending.config
         endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
-        return {"EndpointArn": endpoint.arn}
 
 
 @dataclass
@@ -87,7 +189,7 @@ class Clients:
 
 @dataclass
 class World:
-    sagemaker: SageMakerWithUpdateEndpoint
+    sagemaker: EmulatedSageMaker
     s3: Any
     sns: Any
     sqs: Any
@@ -142,30 +244,52 @@ class World:
         )
 
     def deploy(
-        self, *, phase: str, endpoint: str = ENDPOINT, tags: dict[str, str] | None = None, run_id: str = RUN_ID
+        self,
+        *,
+        phase: str,
+        endpoint: str = ENDPOINT,
+        tags: dict[str, str | None] | None = None,
+        run_id: str = RUN_ID,
+        approved_config: str | None = None,
     ) -> None:
-        """The endpoint as the pipeline leaves it in ``phase`` (docs/contracts.md tags)."""
-        approved = f"{PREFIX}-{MODEL}-{run_id}-approved"
-        self.create_config(approved, {"baseline": 1.0})
+        """The endpoint as the pipeline leaves it in ``phase`` (docs/contracts.md tags).
+
+        ``approved_config`` is the single-variant config that served before the run
+        (default ``<prefix>-<model>-<run>-approved``; the platform team's own may have any name).
+        """
+        approved = approved_config or f"{PREFIX}-{MODEL}-{run_id}-approved"
+        self.create_config(approved, {SERVING: 1.0})
         if phase == "canary":
             config = f"{PREFIX}-{MODEL}-{run_id}"
-            self.create_config(config, {"baseline": 95.0, "candidate": 5.0})
+            self.create_config(config, {SERVING: 95.0, CANDIDATE: 5.0})
         else:
-            config = f"{PREFIX}-{MODEL}-{run_id}-promoted"
-            self.create_config(config, {"candidate": 1.0})
-        base_tags = {
+            # Promotion puts the candidate's model into the serving variant: one variant.
+            config = self.promoted_config(run_id)
+            self.create_config(config, {SERVING: 1.0})
+        base_tags: dict[str, str | None] = {
             "llmq:phase": phase,
             "llmq:model-name": MODEL,
             "llmq:run-id": run_id,
             "llmq:model-package-arn": self.package_arn,
             "llmq:last-approved-config": approved,
         }
+        if phase == "promoted":
+            base_tags["llmq:promoted-at"] = datetime.now(UTC).isoformat(timespec="seconds")
         base_tags.update(tags or {})
         self.sagemaker.create_endpoint(
             EndpointName=endpoint,
             EndpointConfigName=config,
             Tags=[{"Key": k, "Value": v} for k, v in base_tags.items() if v is not None],
         )
+
+    def promoted_config(self, run_id: str = RUN_ID) -> str:
+        """The promotion's config (the state machine creates it for the promotion's UpdateEndpoint)."""
+        config = f"{PREFIX}-{MODEL}-{run_id}-promoted"
+        try:
+            self.sagemaker.describe_endpoint_config(EndpointConfigName=config)
+        except ClientError:
+            self.create_config(config, {SERVING: 1.0})
+        return config
 
 
 def build_world() -> World:
@@ -196,9 +320,13 @@ def build_world() -> World:
         "RESOURCE_PREFIX": PREFIX,
         "MONITORED_ENDPOINTS": f"{ENDPOINT},{PREFIX}-gone",
         "AWS_LAMBDA_FUNCTION_NAME": f"{PREFIX}-rollback",
+        "BASELINE_VARIANT": SERVING,
+        # The tests inject the sleep; the deadline is counted on their clock.
+        "POLL_SECONDS": "5",
+        "WAIT_IN_SERVICE_SECONDS": "60",
     }
     return World(
-        sagemaker=SageMakerWithUpdateEndpoint(sagemaker),
+        sagemaker=EmulatedSageMaker(sagemaker),
         s3=s3,
         sns=sns,
         sqs=sqs,

@@ -10,13 +10,41 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tests.unit.rollback_world import ENDPOINT, MODEL, PREFIX, RUN_ID, alarm_event, build_world, use_emulated_aws
+from tests.unit.rollback_world import (
+    CANDIDATE,
+    ENDPOINT,
+    MODEL,
+    PREFIX,
+    RUN_ID,
+    SERVING,
+    alarm_event,
+    build_world,
+    use_emulated_aws,
+)
 
 # lambda/rollback is on sys.path (rollback_world puts it there); mypy checks that folder on its own.
 import rollback_logic  # type: ignore[import-not-found]  # isort: skip
 from rollback_settings import Settings, aws_client  # type: ignore[import-not-found]  # isort: skip
 
 CANDIDATE_5XX = f"{ENDPOINT}-candidate-5xx"
+SERVING_5XX = f"{ENDPOINT}-baseline-5xx"  # the serving variant's alarm keeps the role word in its name
+CANARY_WEIGHTS = {SERVING: 95.0, CANDIDATE: 5.0}
+ROLLED_BACK_WEIGHTS = {SERVING: 100.0, CANDIDATE: 0.0}
+
+
+class FakeTime:
+    """The injected clock and sleep: sleeping advances the clock, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture
@@ -42,29 +70,132 @@ def _alarm(name: str = CANDIDATE_5XX, state: str = "ALARM") -> rollback_logic.Al
     )
 
 
-def _roll_back(world, name: str = CANDIDATE_5XX, state: str = "ALARM") -> rollback_logic.RollbackReport:
-    return rollback_logic.roll_back(_alarm(name, state), settings=_settings(world), clients=world.clients)
+def _roll_back(
+    world, name: str = CANDIDATE_5XX, state: str = "ALARM", fake: FakeTime | None = None, **env: str
+) -> rollback_logic.RollbackReport:
+    fake = fake or FakeTime()
+    return rollback_logic.roll_back(
+        _alarm(name, state),
+        settings=Settings.from_env({**world.environ, **env}),
+        clients=world.clients,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
 
 
 def _record_key(phase: str) -> str:
     return f"models/{MODEL}/{RUN_ID}/rollbacks/{ENDPOINT}-{phase}.json"
 
 
-def test_alarm_during_canary_sets_candidate_weight_0_and_baseline_100(world):
+def test_alarm_during_canary_tags_rolling_back_first_then_moves_weights_and_confirms(world):
     world.deploy(phase="canary")
     report = _roll_back(world)
     assert report.outcome == "rolled-back", report
-    assert world.weights() == {"baseline": 100.0, "candidate": 0.0}
-    assert report.action == {"type": "shift-traffic", "weights": {"candidate": 0.0, "baseline": 100.0}}
+    assert world.weights() == ROLLED_BACK_WEIGHTS
+    assert report.action["type"] == "shift-traffic"
+    assert report.action["weights"] == {CANDIDATE: 0.0, SERVING: 100.0}
+    # Checked after InService: what SageMaker reports, not what was asked for.
+    assert report.action["observed_weights"] == ROLLED_BACK_WEIGHTS
+    kinds = [kind for kind, _ in world.sagemaker.events]
+    assert kinds == ["AddTags", "UpdateEndpointWeightsAndCapacities", "AddTags"]
+    assert world.sagemaker.events[0][1] == {"llmq:phase": "rolling-back", "llmq:rollback-from-phase": "canary"}
+    assert world.sagemaker.events[-1][1] == {"llmq:phase": "rolled-back"}
     assert world.tags()["llmq:phase"] == "rolled-back"
     assert report.seconds_to_traffic_call is not None
     assert world.sagemaker.update_endpoint_calls == []
 
 
+def test_rolled_back_only_after_the_weights_are_in_service(world):
+    # The weights call leaves the endpoint Updating (old CurrentWeight) for some polls.
+    world.deploy(phase="canary")
+    world.sagemaker.updating_polls = 4
+    fake = FakeTime()
+    report = _roll_back(world, fake=fake)
+    assert report.outcome == "rolled-back"
+    assert fake.sleeps == [5.0] * 4
+    assert report.action["observed_weights"] == ROLLED_BACK_WEIGHTS
+
+
+def test_endpoint_updating_when_the_alarm_arrives_waits_then_acts(world):
+    world.deploy(phase="canary")
+    # The state machine's own weights step is in flight: a change now would be refused.
+    world.sagemaker.hold_updating(ENDPOINT, polls=3)
+    fake = FakeTime()
+    report = _roll_back(world, fake=fake)
+    assert report.outcome == "rolled-back", report
+    assert world.weights() == ROLLED_BACK_WEIGHTS
+    # 1 poll by the first read, 2 more in the wait, then the weights call, then its own 2 polls.
+    assert len(fake.sleeps) == 2 + 2
+    assert world.sagemaker.events[0][0] == "AddTags"
+
+
+def test_a_change_while_updating_is_refused_like_sagemaker_does(world):
+    # The test world itself: the rollback must not rely on moto accepting this.
+    world.deploy(phase="canary")
+    world.sagemaker.hold_updating(ENDPOINT, polls=1)
+    with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):
+        world.sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=ENDPOINT, DesiredWeightsAndCapacities=[{"VariantName": CANDIDATE, "DesiredWeight": 0}]
+        )
+
+
+def test_creating_endpoint_is_waited_for_too(world):
+    world.deploy(phase="canary")
+    world.sagemaker.hold_updating(ENDPOINT, polls=2, status="Creating")
+    assert _roll_back(world).outcome == "rolled-back"
+    assert world.weights() == ROLLED_BACK_WEIGHTS
+
+
+def test_endpoint_still_updating_at_the_deadline_frees_the_claim_for_the_retry(world):
+    world.deploy(phase="canary")
+    world.sagemaker.hold_updating(ENDPOINT, polls=100)
+    with pytest.raises(rollback_logic.EndpointBusyError, match="still Updating"):
+        _roll_back(world)
+    assert world.rollback_records()[_record_key("canary")]["status"] == "failed"
+    assert world.tags()["llmq:phase"] == "rolling-back"
+    assert world.sagemaker.weight_calls == []
+    # The retry (Lambda's, or the next alarm) takes the claim over and finishes.
+    world.sagemaker.hold_updating(ENDPOINT, polls=1)
+    retried = _roll_back(world)
+    assert retried.outcome == "rolled-back"
+    assert world.rollback_records()[_record_key("canary")]["attempt"] == 2
+    assert world.weights() == ROLLED_BACK_WEIGHTS
+
+
+def test_promotion_racing_the_alarm_restores_the_last_approved_config(world):
+    world.deploy(phase="canary")
+    # The state machine's promotion UpdateEndpoint is under way when the alarm arrives.
+    world.sagemaker.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName=world.promoted_config())
+    report = _roll_back(world, f"{ENDPOINT}-canary")
+    assert report.outcome == "rolled-back", report
+    approved = f"{PREFIX}-{MODEL}-{RUN_ID}-approved"
+    assert [c["EndpointConfigName"] for c in world.sagemaker.update_endpoint_calls] == [
+        world.promoted_config(),
+        approved,
+    ]
+    assert report.action["type"] == "restore-config"
+    assert report.action["from"] == world.promoted_config()
+    assert "raced" in report.action["note"]
+    assert world.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == approved
+    assert world.weights() == {SERVING: 1.0}
+    assert world.sagemaker.weight_calls == []
+    assert world.tags()["llmq:phase"] == "rolled-back"
+
+
+def test_failed_promotion_racing_the_alarm_shifts_weights_on_the_canary_config(world):
+    world.deploy(phase="canary")
+    world.sagemaker.fail_next_update_endpoint("Model container failed the ping health check")
+    world.sagemaker.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName=world.promoted_config())
+    report = _roll_back(world)
+    assert report.outcome == "rolled-back", report
+    assert report.action["type"] == "shift-traffic"
+    assert world.weights() == ROLLED_BACK_WEIGHTS
+
+
 def test_composite_alarm_also_rolls_back(world):
     world.deploy(phase="canary")
     assert _roll_back(world, f"{ENDPOINT}-canary").outcome == "rolled-back"
-    assert world.weights() == {"baseline": 100.0, "candidate": 0.0}
+    assert world.weights() == ROLLED_BACK_WEIGHTS
 
 
 def test_rollback_record_written_next_to_the_run_artifacts(world):
@@ -75,11 +206,12 @@ def test_rollback_record_written_next_to_the_run_artifacts(world):
     record = records[_record_key("canary")]
     assert report.record_uri == f"s3://{world.environ['ARTIFACT_BUCKET']}/{_record_key('canary')}"
     assert record["status"] == "done"
+    assert record["attempt"] == 1
     assert record["alarm"]["name"] == CANDIDATE_5XX
     assert record["alarm"]["changed_at"] == "2025-01-01T00:00:00.000+0000"
     assert record["who"]["function"] == f"{PREFIX}-rollback"
     assert record["phase_before"] == "canary"
-    assert record["action"]["weights"] == {"candidate": 0.0, "baseline": 100.0}
+    assert record["action"]["weights"] == {CANDIDATE: 0.0, SERVING: 100.0}
     assert record["model_package"] == {"arn": world.package_arn, "status": "Rejected"}
     assert record["completed_at"] >= record["claimed_at"]
     # The claim ("in-progress") survives as the previous version of the object.
@@ -110,25 +242,84 @@ def test_rollback_published_to_sns(world):
     assert message["MessageAttributes"]["outcome"]["Value"] == "rolled-back"
 
 
-def test_after_promotion_restores_last_approved_config(world):
-    world.deploy(phase="promoted")
+def test_after_promotion_restores_the_platform_teams_config_whatever_its_name(world):
+    world.deploy(phase="promoted", approved_config="chat-bf16-v1-config")
     before = world.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
-    report = _roll_back(world, f"{ENDPOINT}-candidate-latency-p95")
+    report = _roll_back(world, SERVING_5XX)
     assert report.outcome == "rolled-back", report
-    approved = f"{PREFIX}-{MODEL}-{RUN_ID}-approved"
     assert world.sagemaker.update_endpoint_calls == [
-        {"EndpointName": ENDPOINT, "EndpointConfigName": approved, "RetainAllVariantProperties": False}
+        {"EndpointName": ENDPOINT, "EndpointConfigName": "chat-bf16-v1-config", "RetainAllVariantProperties": False}
     ]
-    assert world.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == approved
-    assert world.weights() == {"baseline": 1.0}
-    assert report.action == {"type": "restore-config", "from": before, "to": approved}
+    assert world.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == "chat-bf16-v1-config"
+    assert world.weights() == {SERVING: 1.0}
+    assert (report.action["type"], report.action["from"], report.action["to"]) == (
+        "restore-config",
+        before,
+        "chat-bf16-v1-config",
+    )
     record = world.rollback_records()[_record_key("promoted")]
     assert record["endpoint_config_before"] == before
     assert record["status"] == "done"
+    assert [kind for kind, _ in world.sagemaker.events] == ["AddTags", "UpdateEndpoint", "AddTags"]
     assert world.tags()["llmq:phase"] == "rolled-back"
     assert world.sagemaker.describe_model_package(ModelPackageName=world.package_arn)["ModelApprovalStatus"] == (
         "Rejected"
     )
+
+
+def test_restore_still_updating_at_the_deadline_raises_for_the_retry_then_completes(world):
+    world.deploy(phase="promoted")
+    world.sagemaker.updating_polls = 15  # a blue/green replacement takes longer than one invocation waits
+    with pytest.raises(rollback_logic.EndpointBusyError):
+        _roll_back(world, SERVING_5XX)
+    assert world.rollback_records()[_record_key("promoted")]["status"] == "failed"
+    assert world.tags()["llmq:phase"] == "rolling-back"
+    retried = _roll_back(world, SERVING_5XX)  # the retry keeps waiting; UpdateEndpoint is not repeated
+    assert retried.outcome == "rolled-back", retried
+    assert len(world.sagemaker.update_endpoint_calls) == 1
+    assert world.tags()["llmq:phase"] == "rolled-back"
+
+
+def test_restore_still_updating_on_the_last_attempt_is_reported_rollback_failed(world):
+    world.deploy(phase="promoted")
+    world.sagemaker.updating_polls = 1000
+    with pytest.raises(rollback_logic.EndpointBusyError):
+        _roll_back(world, SERVING_5XX, MAX_ATTEMPTS="2")
+    report = _roll_back(world, SERVING_5XX, MAX_ATTEMPTS="2")
+    assert report.outcome == "rollback-failed"
+    assert "gave up on attempt 2 of 2" in report.detail
+    assert world.tags()["llmq:phase"] == "rollback-failed"
+
+
+def test_failed_restore_is_rollback_failed_notified_and_the_function_stays_armed(world):
+    world.deploy(phase="promoted")
+    world.sagemaker.fail_next_update_endpoint("Insufficient capacity for ml.g5.2xlarge")
+    report = _roll_back(world, SERVING_5XX)
+    assert report.outcome == "rollback-failed", report
+    assert "Insufficient capacity" in report.detail
+    promoted = world.promoted_config()
+    assert world.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == promoted
+    assert world.tags()["llmq:phase"] == "rollback-failed"
+    assert world.rollback_records()[_record_key("promoted")]["status"] == "rollback-failed"
+    [message] = world.notifications()
+    assert json.loads(message["Message"])["outcome"] == "rollback-failed"
+    assert "Insufficient capacity" in json.loads(message["Message"])["detail"]
+    # Still armed: the next alarm tries again (and this time the restore works).
+    again = _roll_back(world, f"{ENDPOINT}-baseline-4xx")
+    assert again.outcome == "rolled-back", again
+    assert len(world.sagemaker.update_endpoint_calls) == 2
+    assert world.tags()["llmq:phase"] == "rolled-back"
+    assert world.rollback_records()[_record_key("promoted")]["takes_over"] == "rollback-failed"
+
+
+def test_promoted_longer_ago_than_the_window_is_not_rolled_back(world):
+    world.deploy(phase="promoted", tags={"llmq:promoted-at": "2020-01-01T00:00:00+00:00"})
+    report = _roll_back(world, SERVING_5XX)
+    assert report.outcome == "outside-window"
+    assert world.sagemaker.update_endpoint_calls == []
+    assert json.loads(world.notifications()[0]["Message"])["outcome"] == "outside-window"
+    # 0 means forever.
+    assert _roll_back(world, SERVING_5XX, PROMOTED_ROLLBACK_WINDOW_SECONDS="0").outcome == "rolled-back"
 
 
 def test_same_event_twice_rolls_back_once(world):
@@ -144,15 +335,9 @@ def test_same_event_twice_rolls_back_once(world):
 
 def test_two_alarms_at_once_roll_back_once(world):
     world.deploy(phase="canary")
-    calls = []
-    real = world.sagemaker._client.update_endpoint_weights_and_capacities
-
-    def counting(**kwargs):
-        calls.append(kwargs)
-        return real(**kwargs)
-
-    world.sagemaker._client.update_endpoint_weights_and_capacities = counting
-    names = [f"{ENDPOINT}-candidate-{s}" for s in ("5xx", "4xx", "latency-p95", "quality")] + [f"{ENDPOINT}-canary"]
+    names = [f"{ENDPOINT}-candidate-{s}" for s in ("5xx", "4xx", "latency-p95-vs-baseline", "quality")] + [
+        f"{ENDPOINT}-canary"
+    ]
     barrier = threading.Barrier(len(names))
     reports: list[rollback_logic.RollbackReport] = []
 
@@ -167,7 +352,7 @@ def test_two_alarms_at_once_roll_back_once(world):
         thread.join(timeout=60)
     outcomes = sorted(r.outcome for r in reports)
     assert outcomes.count("rolled-back") == 1, outcomes
-    assert len(calls) == 1
+    assert len(world.sagemaker.weight_calls) == 1
     # Later alarms of a finished rollback see the endpoint rolled back (or the claim).
     assert set(outcomes) <= {"rolled-back", "duplicate", "ignored"}
     assert len(world.notifications()) == 1
@@ -183,8 +368,10 @@ def test_missing_endpoint_is_reported_not_raised(world, caplog):
     assert json.loads(message["Message"])["outcome"] == "endpoint-missing"
 
 
-def test_missing_candidate_variant_is_reported_not_raised(world):
-    world.create_config("llmq-dev-single", {"baseline": 1.0})
+def test_canary_endpoint_without_a_config_to_restore_is_reported_not_raised(world):
+    # One variant in phase canary reads as a raced promotion; without llmq:last-approved-config
+    # there is nothing to restore.
+    world.create_config("llmq-dev-single", {SERVING: 1.0})
     world.sagemaker.create_endpoint(
         EndpointName=ENDPOINT,
         EndpointConfigName="llmq-dev-single",
@@ -196,16 +383,34 @@ def test_missing_candidate_variant_is_reported_not_raised(world):
     )
     report = _roll_back(world)
     assert report.outcome == "not-possible"
-    assert "no variant candidate" in report.detail
+    assert "no llmq:last-approved-config tag" in report.detail
     assert world.rollback_records()[_record_key("canary")]["status"] == "not-possible"
     assert json.loads(world.notifications()[0]["Message"])["outcome"] == "not-possible"
+    assert world.tags()["llmq:phase"] == "rollback-failed"
     # A second alarm for the same incident does not notify again.
     assert _roll_back(world).outcome == "duplicate"
 
 
+def test_canary_endpoint_with_foreign_variants_is_reported(world):
+    world.create_config("llmq-dev-odd", {"blue": 50.0, "green": 50.0})
+    world.sagemaker.create_endpoint(
+        EndpointName=ENDPOINT,
+        EndpointConfigName="llmq-dev-odd",
+        Tags=[
+            {"Key": "llmq:phase", "Value": "canary"},
+            {"Key": "llmq:model-name", "Value": MODEL},
+            {"Key": "llmq:run-id", "Value": RUN_ID},
+        ],
+    )
+    report = _roll_back(world)
+    assert report.outcome == "not-possible"
+    assert f"neither both variants {SERVING} and candidate" in report.detail
+    assert world.sagemaker.weight_calls == []
+
+
 def test_promoted_without_last_approved_config_is_reported(world):
     world.deploy(phase="promoted", tags={"llmq:last-approved-config": None})
-    report = _roll_back(world)
+    report = _roll_back(world, SERVING_5XX)
     assert report.outcome == "not-possible"
     assert "llmq:last-approved-config" in report.detail
     assert world.sagemaker.update_endpoint_calls == []
@@ -214,15 +419,15 @@ def test_promoted_without_last_approved_config_is_reported(world):
 def test_promoted_with_deleted_last_approved_config_is_reported(world):
     world.deploy(phase="promoted")
     world.sagemaker.delete_endpoint_config(EndpointConfigName=f"{PREFIX}-{MODEL}-{RUN_ID}-approved")
-    report = _roll_back(world)
+    report = _roll_back(world, SERVING_5XX)
     assert report.outcome == "not-possible"
     assert "no longer exists" in report.detail
 
 
-def test_untagged_endpoint_is_ignored_and_untracked_run_reported(world):
+def test_untagged_endpoint_is_ignored(world):
     world.deploy(phase="canary", tags={"llmq:phase": None})
     assert _roll_back(world).outcome == "ignored"
-    assert world.weights() == {"baseline": 95.0, "candidate": 5.0}
+    assert world.weights() == CANARY_WEIGHTS
 
 
 def test_rolled_back_endpoint_is_not_rolled_back_again(world):
@@ -235,11 +440,21 @@ def test_rolled_back_endpoint_is_not_rolled_back_again(world):
     assert world.notifications() == []
 
 
-def test_baseline_alarm_does_not_shift_traffic_onto_the_baseline(world):
+def test_serving_variant_alarm_during_a_canary_does_not_shift_traffic_onto_it(world):
     world.deploy(phase="canary")
-    report = _roll_back(world, f"{ENDPOINT}-baseline-latency-p95")
+    report = _roll_back(world, SERVING_5XX)
     assert report.outcome == "ignored"
-    assert world.weights() == {"baseline": 95.0, "candidate": 5.0}
+    assert world.weights() == CANARY_WEIGHTS
+    assert world.tags()["llmq:phase"] == "canary"
+
+
+def test_absolute_latency_alarms_only_notify(world):
+    world.deploy(phase="canary")
+    assert _roll_back(world, f"{ENDPOINT}-candidate-latency-p95").outcome == "ignored"
+    world.deploy(phase="promoted", endpoint=f"{PREFIX}-gone")
+    assert _roll_back(world, f"{PREFIX}-gone-baseline-latency-p95").outcome == "ignored"
+    assert world.weights() == CANARY_WEIGHTS
+    assert world.sagemaker.update_endpoint_calls == []
 
 
 def test_ok_state_and_foreign_alarms_are_ignored(world):
@@ -247,7 +462,7 @@ def test_ok_state_and_foreign_alarms_are_ignored(world):
     assert _roll_back(world, state="OK").outcome == "ignored"
     assert _roll_back(world, "someone-elses-alarm").outcome == "ignored"
     assert _roll_back(world, f"{ENDPOINT}-candidate-unknown-signal").outcome == "ignored"
-    assert world.weights() == {"baseline": 95.0, "candidate": 5.0}
+    assert world.weights() == CANARY_WEIGHTS
     assert world.rollback_records() == {}
 
 
@@ -265,7 +480,7 @@ def test_transient_failure_frees_the_claim_for_the_retry(world):
     world.sagemaker._client.update_endpoint_weights_and_capacities = real
     retried = _roll_back(world)
     assert retried.outcome == "rolled-back"
-    assert world.weights() == {"baseline": 100.0, "candidate": 0.0}
+    assert world.weights() == ROLLED_BACK_WEIGHTS
     assert world.rollback_records()[_record_key("canary")]["takes_over"] == "failed"
 
 
@@ -282,7 +497,8 @@ def test_live_in_progress_claim_is_respected(world):
     live = {"status": "in-progress", "claimed_at_epoch": 10**10}
     world.s3.put_object(Bucket=world.environ["ARTIFACT_BUCKET"], Key=_record_key("canary"), Body=json.dumps(live))
     assert _roll_back(world).outcome == "duplicate"
-    assert world.weights() == {"baseline": 95.0, "candidate": 5.0}
+    assert world.weights() == CANARY_WEIGHTS
+    assert world.tags()["llmq:phase"] == "canary"
 
 
 def test_endpoint_for_alarm_prefers_the_longest_endpoint_name():
@@ -297,10 +513,20 @@ def test_endpoint_for_alarm_prefers_the_longest_endpoint_name():
     assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-2-candidate-5xx", settings) == (
         "llmq-dev-chat-2",
         "candidate",
+        "5xx",
     )
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-candidate-5xx", settings) == ("llmq-dev-chat", "candidate")
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-canary", settings) == ("llmq-dev-chat", None)
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-baseline-4xx", settings) == ("llmq-dev-chat", "baseline")
+    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-candidate-5xx", settings) == (
+        "llmq-dev-chat",
+        "candidate",
+        "5xx",
+    )
+    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-canary", settings) == ("llmq-dev-chat", None, None)
+    # The role word, whatever the serving variant is called (BASELINE_VARIANT).
+    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-baseline-4xx", settings) == (
+        "llmq-dev-chat",
+        "baseline",
+        "4xx",
+    )
     assert rollback_logic.endpoint_for_alarm("llmq-dev-other-candidate-5xx", settings) is None
 
 
