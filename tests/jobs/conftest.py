@@ -73,8 +73,13 @@ class JobResult:
     def finished_artifact_exists(self) -> bool:
         """A finished artifact is a directory holding manifest.json (docs/quantize.md)."""
         return (self.output / "manifest.json").exists() or any(
-            (p / "manifest.json").exists() for p in self.output.parent.glob(f".{self.output.name}*")
+            (p / "manifest.json").exists() for p in self.staging_dirs()
         )
+
+    def staging_dirs(self) -> list[Path]:
+        """Staging directories left behind: inside the output (where the job stages) or beside it."""
+        inside = list(self.output.glob(f"{quantize.STAGING_PREFIX}*")) if self.output.is_dir() else []
+        return inside + list(self.output.parent.glob(f".{self.output.name}.partial-*"))
 
 
 RunJob = Callable[..., JobResult]
@@ -90,6 +95,7 @@ def run_job(tmp_path: Path) -> RunJob:
         calibration: Path | None = None,
         hyperparameters: dict[str, Any] | None = None,
         output: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> JobResult:
         config_dir = tmp_path / "config"
         config_dir.mkdir(exist_ok=True)
@@ -97,14 +103,18 @@ def run_job(tmp_path: Path) -> RunJob:
             (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters))
         out = output if output is not None else tmp_path / "model-out"
         failure_dir = tmp_path / "output"
-        env = {
+        job_env = {
+            # The GPU probe looks only where a test points it: an empty /dev, no nvidia-smi.
+            "LLMQ_DEV_DIR": str(tmp_path / "no-dev"),
+            "LLMQ_NVIDIA_SMI": str(tmp_path / "no-nvidia-smi"),
             "SM_CHANNEL_MODEL": str(model),
             "SM_CHANNEL_CALIBRATION": str(calibration if calibration is not None else tmp_path / "no-calibration"),
             "SM_MODEL_DIR": str(out),
             "SM_OUTPUT_DIR": str(failure_dir),
             "SM_INPUT_CONFIG_DIR": str(config_dir),
+            **(env or {}),
         }
-        code = quantize.main(list(args), env=env)
+        code = quantize.main(list(args), env=job_env)
         return JobResult(code, out, failure_dir)
 
     return _run

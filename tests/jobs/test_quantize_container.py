@@ -1,9 +1,11 @@
-"""The quantize image: entrypoint, non-root user, pinned base, and requirements that match imports.
+"""The quantize image: entrypoint, user, base image, and requirements that match imports.
 
 No Docker engine runs here, so the Dockerfile is checked as text: every module the job
 imports (following jobs.* imports with ast) must either be copied into the image (jobs/),
 come with the base image (torch, the standard library) or be pinned in requirements.txt,
-at the version .venv-quantize runs the tests with.
+at the version .venv-quantize runs the tests with. The base is the PyTorch training DLC of
+stacks/config.py ImageVersions, passed as the BASE_IMAGE build argument (the CDK asset's
+value is checked in tests/infra/test_job_images.py); the pins must accept its torch and Python.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import re
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from stacks.config import ImageVersions
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "containers" / "quantize" / "Dockerfile"
@@ -81,23 +88,52 @@ def job_imports() -> tuple[set[str], set[str]]:
     return seen, third_party
 
 
-def test_image_uses_a_pinned_official_pytorch_base():
-    (base,) = [args for keyword, args in instructions() if keyword == "FROM"]
-    assert base.startswith("pytorch/pytorch:")
-    tag = base.split(":", 1)[1]
-    assert tag != "latest" and re.match(r"\d+\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime$", tag), tag
-    torch_version = metadata.version("torch").split("+")[0]
-    assert tag.startswith(torch_version + "-"), f"base image torch {tag} differs from the tested {torch_version}"
+def test_image_builds_from_the_base_image_build_argument_without_a_default():
+    steps = instructions()
+    keywords = [keyword for keyword, _ in steps]
+    assert steps[0] == ("ARG", "BASE_IMAGE"), "declare BASE_IMAGE first and without a default (one definition)"
+    assert [args for keyword, args in steps if keyword == "FROM"] == ["${BASE_IMAGE}"]
+    assert keywords.index("ARG") < keywords.index("FROM")
+    text = " ".join(args for _, args in steps)
+    assert not re.search(r"dkr\.ecr\.|pytorch/pytorch:|python:\d", text), "a base image is hard-coded"
 
 
-def test_entrypoint_runs_the_quantize_job_as_a_non_root_user():
+def dlc_versions() -> tuple[str, str]:
+    """(torch, Python) of the base: the PyTorch DLC of version X ships torch X (its Dockerfile's
+    PYTORCH_VERSION); py313 is Python 3.13."""
+    images = ImageVersions()
+    assert images.training_framework == "pytorch"
+    py = images.training_py_version.removeprefix("py")
+    return images.training_version, f"{py[0]}.{py[1:]}"
+
+
+def test_every_pin_accepts_the_base_images_torch_and_python():
+    torch_version, python_version = dlc_versions()
+    checked = []
+    for dist in pinned_requirements():
+        requires_python = metadata.metadata(dist).get("Requires-Python")
+        if requires_python:
+            assert SpecifierSet(requires_python).contains(python_version), f"{dist} needs Python {requires_python}"
+        for raw in metadata.requires(dist) or []:
+            requirement = Requirement(raw)
+            if canonical(requirement.name) != "torch" or requirement.marker is not None:
+                continue
+            checked.append(dist)
+            assert requirement.specifier.contains(torch_version), (
+                f"{dist} needs torch{requirement.specifier}; the base image ships {torch_version}"
+            )
+    assert {"llmcompressor", "compressed-tensors"} <= set(checked), checked
+
+
+def test_entrypoint_runs_the_quantize_job_as_root():
+    """SageMaker mounts /opt/ml/* at run time: a non-root user could not write the artifact."""
     steps = instructions()
     (entrypoint,) = [args for keyword, args in steps if keyword == "ENTRYPOINT"]
-    assert ast.literal_eval(entrypoint) == ["python", "-m", ENTRY_MODULE]
+    assert ast.literal_eval(entrypoint) == ["python3", "-m", ENTRY_MODULE]
     users = [args for keyword, args in steps if keyword == "USER"]
-    assert users and users[-1] not in ("root", "0")
-    keywords = [keyword for keyword, _ in steps]
-    assert keywords.index("USER") < keywords.index("ENTRYPOINT")
+    assert not users or users[-1] in ("root", "0", "0:0"), users
+    assert not [args for keyword, args in steps if keyword == "RUN" and re.search(r"\b(useradd|adduser)\b", args)]
+    assert "--chown" not in " ".join(args for keyword, args in steps if keyword == "COPY")
 
 
 def test_every_jobs_module_the_job_imports_is_copied_into_the_image():

@@ -22,7 +22,7 @@ def assert_failed_cleanly(result, *fragments: str) -> None:
     for fragment in fragments:
         assert fragment in reason, reason
     assert not result.finished_artifact_exists()
-    assert not list(result.output.parent.glob(f".{result.output.name}.partial-*")), "staging left behind"
+    assert not result.staging_dirs(), "staging left behind"
 
 
 @pytest.mark.parametrize(
