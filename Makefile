@@ -66,7 +66,14 @@ $(VENV_S)/.installed: containers/serve/requirements-cpu.txt
 	$(VENV_S)/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed
+# The functions' dependency layer, built for the Lambda platform (stacks/lambda_layer.py); synth
+# only reads it. The stamp follows lambda/requirements.txt and the layer module's target.
+LAYER_STAMP := build/lambda-layer/.stamp
+$(LAYER_STAMP): lambda/requirements.txt stacks/lambda_layer.py $(VENV)/.installed
+	$(VENV)/bin/python -m stacks.lambda_layer
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed $(LAYER_STAMP)
 
 synth: setup
 	rm -rf cdk.out

@@ -1,76 +1,87 @@
-"""A Lambda layer assembled from the build environment's installed packages.
+"""The functions' dependency layer, built for the Lambda platform from lambda/requirements.txt.
 
-Bundling with Docker is not available everywhere this app is synthesized, and a
-pip install at synth would need the network. The build environment (.venv) is
-CPython 3.11 on x86_64 and already holds the pinned packages of
-lambda/requirements.txt, so the layer is a copy of those distributions and the
-functions run on the matching python3.11 runtime.
+`python -m stacks.lambda_layer` (run by `make setup`) installs the pinned
+requirements with pip for the target runtime's Python and manylinux x86_64,
+wheels only, into build/lambda-layer/<hash>/python. The folder name is a hash
+of lambda/requirements.txt and the target, so a changed pin builds a new
+folder and an unchanged one is reused. Synth only reads the folder
+(`layer_dir()`): it needs neither the network nor Docker, and stops with a
+clear message when the layer has not been built.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
-from importlib import metadata
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "lambda" / "requirements.txt"
 BUILD_DIR = ROOT / "build" / "lambda-layer"
-# Present in the Lambda runtime already; copying them would only shadow it.
-PROVIDED_BY_RUNTIME = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"})
+# The runtime the layer is built for (stacks/python_function.py uses the same one).
+PYTHON_VERSION = "3.14"
+PLATFORM = "manylinux2014_x86_64"
+COMPLETE = ".complete"
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+class LayerNotBuiltError(RuntimeError):
+    """Synth found no layer built from the current lambda/requirements.txt."""
 
 
-def _pinned_requirements() -> list[str]:
-    names = []
-    for raw in REQUIREMENTS.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            installed = metadata.version(name)
-            if installed != version:
-                raise RuntimeError(f"lambda/requirements.txt pins {name}=={version} but {installed} is installed")
-            names.append(name)
-    return names
+def _digest() -> str:
+    text = f"{PYTHON_VERSION}\n{PLATFORM}\n{REQUIREMENTS.read_text()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _closure(names: list[str]) -> list[metadata.Distribution]:
-    seen: dict[str, metadata.Distribution] = {}
-    todo = list(names)
-    while todo:
-        name = _canonical(todo.pop())
-        if name in seen or name in PROVIDED_BY_RUNTIME:
-            continue
-        dist = metadata.distribution(name)
-        seen[name] = dist
-        for requirement in dist.requires or []:
-            if "extra ==" in requirement:
-                continue
-            todo.append(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0])
-    return [seen[key] for key in sorted(seen)]
-
-
-def build_layer_dir() -> Path:
-    """Copy the pinned distributions into build/lambda-layer/<hash>/python and return the layer root."""
-    dists = _closure(_pinned_requirements())
-    files: list[tuple[Path, str]] = []
-    for dist in dists:
-        for file in dist.files or []:
-            if file.suffix == ".pyc" or "__pycache__" in file.parts or str(file).startswith(".."):
-                continue
-            files.append((Path(str(file.locate())), str(file)))
-    digest = hashlib.sha256("\n".join(f"{d.metadata['Name']}=={d.version}" for d in dists).encode()).hexdigest()[:16]
-    target = BUILD_DIR / digest
-    if not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        for source, relative in files:
-            destination = target / "python" / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
-        (target / ".complete").touch()
+def layer_dir() -> Path:
+    """The built layer's root (it holds python/); raises LayerNotBuiltError when it is missing."""
+    target = BUILD_DIR / _digest()
+    if not (target / COMPLETE).is_file():
+        raise LayerNotBuiltError(
+            f"the Lambda dependency layer for lambda/requirements.txt is not built ({target} is missing): "
+            "run `make setup` (or `.venv/bin/python -m stacks.lambda_layer`) once with access to PyPI"
+        )
     return target
+
+
+def build(*, python: str = sys.executable) -> Path:
+    """pip-install the requirements for the Lambda platform into build/lambda-layer/<hash>/ (no-op when built)."""
+    target = BUILD_DIR / _digest()
+    if (target / COMPLETE).is_file():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--platform",
+            PLATFORM,
+            "--implementation",
+            "cp",
+            "--python-version",
+            PYTHON_VERSION,
+            "--only-binary=:all:",
+            "--target",
+            str(partial / "python"),
+            "-r",
+            str(REQUIREMENTS),
+        ],
+        check=True,
+    )
+    # Console scripts are of no use in a layer.
+    shutil.rmtree(partial / "python" / "bin", ignore_errors=True)
+    (partial / COMPLETE).touch()
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+if __name__ == "__main__":
+    print(build())
