@@ -14,9 +14,17 @@ Why these alarms:
   would otherwise be judged on one or two requests.
 - Missing data is not breaching: no traffic is not a regression, and after
   promotion the baseline variant (and with it the ratio) disappears.
-- Only the candidate's alarms (and the composite over them) roll back. The
-  baseline's alarms exist for the dashboard and humans: moving traffic onto an
-  alarming baseline would make things worse.
+- The serving production variant keeps its own name (``StageConfig.serving_variant``):
+  alarms named ``<endpoint>-baseline-<signal>`` watch ``VariantName=<serving_variant>``
+  (the name keeps the role word), ``<endpoint>-candidate-<signal>`` watch ``candidate``.
+- During a canary only the candidate's alarms (and the composite over them) roll
+  back; after promotion the serving variant runs the promoted model, so its
+  alarms roll back too (the rollback function decides by the endpoint's phase).
+- The absolute ``latency-p95`` alarms only notify: an LLM's ModelLatency grows with
+  the length of its output, so a threshold on whole generations would roll back
+  long completions. The candidate/baseline ratio is the latency rollback trigger.
+- ``quality`` reads a metric nothing publishes yet (docs/monitoring.md): it stays
+  OK on missing data and is no working trigger until its publisher exists.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 QUALITY_NAMESPACE = "LLMQ/Quality"
 QUALITY_METRIC = "PerplexityIncreasePercent"
 SIGNALS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
+# What rolls back (the rollback function's ROLLBACK_SIGNALS); latency-p95 only notifies.
+ROLLBACK_SIGNALS = ("latency-p95-vs-baseline", "5xx", "4xx", "quality")
+NOTIFY_ONLY_SIGNALS = ("latency-p95",)
+DEFAULT_SERVING_VARIANT = "AllTraffic"
 # ModelLatency is reported in microseconds.
 _MICROSECONDS_PER_MS = 1000
 # SageMaker's limits on a DeploymentConfig (UpdateEndpoint API reference).
@@ -126,28 +138,41 @@ class EndpointMonitoring(Construct):
         *,
         endpoint_name: str,
         thresholds: MonitoringThresholds,
+        serving_variant: str = DEFAULT_SERVING_VARIANT,
     ) -> None:
         super().__init__(scope, construct_id)
         self.endpoint_name = endpoint_name
         self.thresholds = thresholds
+        # Role word in alarm names -> the production variant's actual name (the dimension).
+        self.variant_names = {BASELINE: serving_variant, CANDIDATE: CANDIDATE}
         self._period = Duration.seconds(thresholds.period_seconds)
         self.alarms: dict[tuple[str, str], cw.Alarm] = {}
         for variant in (BASELINE, CANDIDATE):
             self._variant_alarms(variant)
         self._candidate_comparison_alarms()
-        candidate_alarms = [alarm for (variant, _), alarm in self.alarms.items() if variant == CANDIDATE]
+        candidate_alarms = [
+            alarm
+            for (variant, signal), alarm in self.alarms.items()
+            if variant == CANDIDATE and signal in ROLLBACK_SIGNALS
+        ]
         self.composite = cw.CompositeAlarm(
             self,
             "Canary",
             composite_alarm_name=composite_alarm_name(endpoint_name),
-            alarm_description=f"Any candidate alarm of {endpoint_name}: the canary regressed (rolls back)",
+            alarm_description=f"Any candidate rollback alarm of {endpoint_name}: the canary regressed (rolls back)",
             alarm_rule=cw.AlarmRule.any_of(*candidate_alarms),
         )
-        # What rolls back: the candidate's alarms and the composite over them (names, not
-        # tokens, so the EventBridge pattern reads as plain text).
+        # What reaches the rollback function: the rollback signals of both roles and the
+        # composite (names, not tokens, so the EventBridge pattern reads as plain text). The
+        # function acts on candidate alarms during a canary, on both after promotion.
         self.rollback_alarm_names = [
-            alarm_name(endpoint_name, CANDIDATE, signal) for (variant, signal) in self.alarms if variant == CANDIDATE
+            alarm_name(endpoint_name, variant, signal)
+            for variant in (CANDIDATE, BASELINE)
+            for (v, signal) in self.alarms
+            if v == variant and signal in ROLLBACK_SIGNALS
         ] + [composite_alarm_name(endpoint_name)]
+        # Alarms that only notify people (an SNS action, added by the monitoring stack).
+        self.notify_only_alarms = [alarm for (_, signal), alarm in self.alarms.items() if signal in NOTIFY_ONLY_SIGNALS]
 
     # --- metrics -------------------------------------------------------------------------------------
 
@@ -157,7 +182,7 @@ class EndpointMonitoring(Construct):
         return cw.Metric(
             namespace=SAGEMAKER_NAMESPACE,
             metric_name=metric_name,
-            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant},
+            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": self.variant_names[variant]},
             statistic=statistic,
             period=period or self._period,
         )
@@ -166,7 +191,7 @@ class EndpointMonitoring(Construct):
         return cw.Metric(
             namespace=QUALITY_NAMESPACE,
             metric_name=QUALITY_METRIC,
-            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant},
+            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": self.variant_names[variant]},
             statistic="Average",
             period=Duration.seconds(self.thresholds.quality_period_seconds),
         )
@@ -239,7 +264,8 @@ class EndpointMonitoring(Construct):
             "latency-p95",
             self.variant_metric("ModelLatency", variant, "p95"),
             threshold=t.latency_p95_ms * _MICROSECONDS_PER_MS,
-            description=f"{variant} ModelLatency p95 above {t.latency_p95_ms:g} ms (microseconds) in {window}",
+            description=f"{variant} ModelLatency p95 above {t.latency_p95_ms:g} ms (microseconds) in {window}. "
+            "NOTIFY ONLY, never rolls back: ModelLatency of a whole generation grows with its output length",
         )
         for code, limit in (("5XX", t.error_5xx_percent), ("4XX", t.error_4xx_percent)):
             self._alarm(
@@ -267,7 +293,8 @@ class EndpointMonitoring(Construct):
             threshold=t.quality_max_perplexity_increase_percent,
             evaluation_periods=t.quality_evaluation_periods,
             datapoints_to_alarm=t.quality_datapoints_to_alarm,
-            description=f"{QUALITY_NAMESPACE} {QUALITY_METRIC} above "
+            description="NO PUBLISHER YET (see the open issue on live quality): stays OK on missing data. "
+            f"{QUALITY_NAMESPACE} {QUALITY_METRIC} above "
             f"{t.quality_max_perplexity_increase_percent:g} % in {t.quality_datapoints_to_alarm} of "
             f"{t.quality_evaluation_periods} periods of {t.quality_period_seconds} s",
         )
@@ -277,13 +304,14 @@ class EndpointMonitoring(Construct):
     def guardrail_deployment_config(self, variant: str = CANDIDATE, **options: Any) -> dict[str, Any]:
         """DeploymentConfig for replacing the model inside ``variant`` (no side-by-side canary).
 
-        Rolls back on that variant's own alarms; the comparison with the
-        baseline does not apply when there is only one variant.
+        Rolls back on that variant's own rollback alarms; the comparison with
+        the baseline does not apply when there is only one variant, and the
+        absolute latency alarm only notifies.
         """
         names = [
             alarm_name(self.endpoint_name, v, signal)
             for (v, signal) in self.alarms
-            if v == variant and signal != "latency-p95-vs-baseline"
+            if v == variant and signal in ROLLBACK_SIGNALS and signal != "latency-p95-vs-baseline"
         ]
         return guardrail_deployment_config(names, **options)
 

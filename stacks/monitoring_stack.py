@@ -1,8 +1,10 @@
 """Monitoring: per-variant canary alarms, the rollback rule and function, a dashboard.
 
-Rollback does not depend on a running execution: every ALARM of a candidate
-alarm (or the composite over them) reaches the rollback function through
-EventBridge, during the canary or any time after promotion.
+Rollback does not depend on a running execution: every ALARM of a rollback
+alarm (candidate or serving variant) or of the composite reaches the rollback
+function through EventBridge, during the canary or after promotion; the function
+decides by the endpoint's phase. The absolute latency alarms and the function's
+own RollbackFailed alarm notify the rollback topic.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
@@ -22,7 +25,12 @@ from stacks.config import StageConfig
 from stacks.endpoint_monitoring import EndpointMonitoring
 from stacks.network_stack import removal_policy
 from stacks.python_function import dependency_layer
-from stacks.rollback_function import RollbackFunction
+from stacks.rollback_function import (
+    METRICS_NAMESPACE,
+    ROLLBACK_FAILED_DIMENSIONS,
+    ROLLBACK_FAILED_METRIC,
+    RollbackFunction,
+)
 
 
 def _construct_id(endpoint: str) -> str:
@@ -50,6 +58,7 @@ class MonitoringStack(Stack):
             "Rollback",
             resource_prefix=prefix,
             monitored_endpoints=config.monitored_endpoints,
+            serving_variant=config.serving_variant,
             bucket=bucket,
             key=key,
             vpc=vpc,
@@ -62,13 +71,22 @@ class MonitoringStack(Stack):
         self.endpoints: dict[str, EndpointMonitoring] = {}
         self.rules: dict[str, events.Rule] = {}
         for name in config.monitored_endpoints:
-            monitoring = EndpointMonitoring(self, _construct_id(name), endpoint_name=name, thresholds=config.monitoring)
+            monitoring = EndpointMonitoring(
+                self,
+                _construct_id(name),
+                endpoint_name=name,
+                thresholds=config.monitoring,
+                serving_variant=config.serving_variant,
+            )
             self.endpoints[name] = monitoring
+            # The key policy admits CloudWatch alarms of this account (stacks/storage_stack.py).
+            for alarm in monitoring.notify_only_alarms:
+                alarm.add_alarm_action(cw_actions.SnsAction(self.rollback.topic))
             self.rules[name] = events.Rule(
                 monitoring,
                 "RollbackOnAlarm",
                 rule_name=f"{name}-rollback",
-                description=f"Candidate alarm of {name} in ALARM -> rollback function",
+                description=f"Rollback alarm of {name} in ALARM -> rollback function (acts by phase)",
                 event_pattern=events.EventPattern(
                     source=["aws.cloudwatch"],
                     detail_type=["CloudWatch Alarm State Change"],
@@ -76,6 +94,27 @@ class MonitoringStack(Stack):
                 ),
                 targets=[self.rollback.rule_target()],
             )
+
+        self.rollback_failed_alarm = cw.Alarm(
+            self,
+            "RollbackFailedAlarm",
+            alarm_name=f"{prefix}-rollback-failed",
+            alarm_description="The rollback function could not bring an endpoint back to its expected state "
+            "(llmq:phase=rollback-failed); the function stays armed, a person must look now",
+            metric=cw.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=ROLLBACK_FAILED_METRIC,
+                dimensions_map=ROLLBACK_FAILED_DIMENSIONS,
+                statistic="Sum",
+                period=Duration.minutes(1),
+            ),
+            threshold=0,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        self.rollback_failed_alarm.add_alarm_action(cw_actions.SnsAction(self.rollback.topic))
 
         rows: list[list[cw.IWidget]] = []
         for monitoring in self.endpoints.values():

@@ -1,10 +1,12 @@
 """The rollback function, its notification topic and its least-privilege role.
 
-The function (lambda/rollback/) may change only this project's SageMaker
-resources: endpoints and endpoint configs whose names start with
-``<prefix>-`` and model packages in ``<prefix>-*`` groups (docs/contracts.md).
-It writes only rollback records (``models/*/rollbacks/*``) in the artifact
-bucket and publishes only to its own topic.
+The function (lambda/rollback/) may change only the monitored endpoints
+(``StageConfig.monitored_endpoints``, by exact name) and model packages in
+``<prefix>-*`` groups. It reads and restores endpoint configs of ANY name
+(``endpoint-config/*``): after promotion it restores the config that served
+before the run, which may be the platform team's own (docs/contracts.md). It
+writes only rollback records (``models/*/rollbacks/*``) in the artifact bucket
+and publishes only to its own topic.
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ ROLLBACK_RECORDS = "models/*/rollbacks/*"
 METRICS_NAMESPACE = "LLMQ/Rollback"
 # Longer than the function timeout, so a live invocation's claim is never taken over.
 LOCK_STALE_SECONDS = 900
-TIMEOUT_SECONDS = 120
+# One invocation waits up to WAIT_IN_SERVICE_SECONDS before acting and again after; a
+# blue/green restore that takes longer is continued by Lambda's async retries.
+TIMEOUT_SECONDS = 600
+WAIT_IN_SERVICE_SECONDS = 240
+POLL_SECONDS = 10
+RETRY_ATTEMPTS = 2
+# After promotion, alarms roll back for this long after llmq:promoted-at (0: forever).
+PROMOTED_ROLLBACK_WINDOW_SECONDS = 86400
+# Published by the handler when a rollback did not reach its expected state.
+ROLLBACK_FAILED_METRIC = "RollbackFailed"
+ROLLBACK_FAILED_DIMENSIONS = {"service": "rollback", "Outcome": "rollback-failed"}
 
 
 class RollbackFunction(Construct):
@@ -42,6 +54,7 @@ class RollbackFunction(Construct):
         *,
         resource_prefix: str,
         monitored_endpoints: tuple[str, ...],
+        serving_variant: str,
         bucket: s3.IBucket,
         key: kms.IKey,
         vpc: ec2.IVpc,
@@ -77,6 +90,12 @@ class RollbackFunction(Construct):
                 "RESOURCE_PREFIX": resource_prefix,
                 "MONITORED_ENDPOINTS": ",".join(monitored_endpoints),
                 "LOCK_STALE_SECONDS": str(LOCK_STALE_SECONDS),
+                "BASELINE_VARIANT": serving_variant,
+                "CANDIDATE_VARIANT": "candidate",
+                "WAIT_IN_SERVICE_SECONDS": str(WAIT_IN_SERVICE_SECONDS),
+                "POLL_SECONDS": str(POLL_SECONDS),
+                "MAX_ATTEMPTS": str(RETRY_ATTEMPTS + 1),
+                "PROMOTED_ROLLBACK_WINDOW_SECONDS": str(PROMOTED_ROLLBACK_WINDOW_SECONDS),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             timeout_seconds=TIMEOUT_SECONDS,
@@ -89,7 +108,7 @@ class RollbackFunction(Construct):
         # Lambda retries a failed asynchronous invocation twice (the claim is freed
         # for them); when those fail too, operators hear it on the same topic.
         self.function.configure_async_invoke(
-            retry_attempts=2,
+            retry_attempts=RETRY_ATTEMPTS,
             max_event_age=Duration.hours(1),
             on_failure=destinations.SnsDestination(self.topic),
         )
@@ -108,20 +127,22 @@ class RollbackFunction(Construct):
             )
         )
         key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
-        self._grant_sagemaker(role, resource_prefix, key)
+        self._grant_sagemaker(role, resource_prefix, monitored_endpoints, key)
         self._acknowledge_prefix_scoped_resources(role, bucket)
 
-    def _grant_sagemaker(self, role: iam.IRole, prefix: str, key: kms.IKey) -> None:
+    def _grant_sagemaker(self, role: iam.IRole, prefix: str, monitored: tuple[str, ...], key: kms.IKey) -> None:
         stack = Stack.of(self)
 
         def arn(resource: str, name: str) -> str:
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
 
-        endpoints, configs = arn("endpoint", f"{prefix}-*"), arn("endpoint-config", f"{prefix}-*")
+        # Exactly the monitored endpoints; with none configured, nothing but the stage prefix.
+        endpoints = [arn("endpoint", name) for name in monitored] or [arn("endpoint", f"{prefix}-*")]
+        configs = arn("endpoint-config", "*")
         packages = arn("model-package", f"{prefix}-*/*")
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="ReadAndShiftProjectEndpoints",
+                sid="ReadTagAndShiftMonitoredEndpoints",
                 actions=[
                     "sagemaker:DescribeEndpoint",
                     "sagemaker:ListTags",
@@ -129,12 +150,15 @@ class RollbackFunction(Construct):
                     "sagemaker:UpdateEndpointWeightsAndCapacities",
                     "sagemaker:UpdateEndpoint",
                 ],
-                resources=[endpoints],
+                resources=endpoints,
             )
         )
+        # UpdateEndpoint authorizes on the endpoint AND on the endpoint config it deploys
+        # (Service Authorization Reference); the config restored after promotion may be the
+        # platform team's own, of any name, so configs are not prefix-scoped.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="RestoreProjectEndpointConfigs",
+                sid="RestoreAnyLastApprovedEndpointConfig",
                 actions=["sagemaker:DescribeEndpointConfig", "sagemaker:UpdateEndpoint"],
                 resources=[configs],
             )
@@ -158,8 +182,8 @@ class RollbackFunction(Construct):
         )
         # The same patterns as cdk-nag spells them in finding ids (pseudo parameters as <AWS::...>).
         nag_arn = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
-        self._endpoint_arn_pattern = f"{nag_arn}:endpoint/{prefix}-*"
-        self._config_arn_pattern = f"{nag_arn}:endpoint-config/{prefix}-*"
+        self._endpoint_arn_pattern = None if monitored else f"{nag_arn}:endpoint/{prefix}-*"
+        self._config_arn_pattern = f"{nag_arn}:endpoint-config/*"
         self._package_arn_pattern = f"{nag_arn}:model-package/{prefix}-*/*"
 
     def rule_target(self) -> targets.LambdaFunction:
@@ -169,15 +193,19 @@ class RollbackFunction(Construct):
     def _acknowledge_prefix_scoped_resources(self, role: iam.IRole, bucket: s3.IBucket) -> None:
         """cdk-nag IAM5: the wildcards left are name prefixes of this project's resources."""
         why = {
-            self._endpoint_arn_pattern: "endpoints are created per model run by the pipeline, so their names are "
-            "unknown at deploy time; the prefix admits only this stage's endpoints (docs/contracts.md).",
-            self._config_arn_pattern: "UpdateEndpoint authorizes on the restored endpoint config too; configs are "
-            "named per run by the pipeline, and the prefix admits only this stage's.",
+            self._config_arn_pattern: "UpdateEndpoint authorizes on the endpoint config it deploys too; after "
+            "promotion the function restores llmq:last-approved-config, the config that served before the run, "
+            "which may be the platform team's own of any name. The endpoints it may update are scoped to the "
+            "monitored ones by exact name, so a config can only be deployed onto those.",
             self._package_arn_pattern: "model package versions are registered per run; the group prefix admits "
             "only this stage's package groups.",
             f"{nag_label(self, bucket)}/{ROLLBACK_RECORDS}": "records live under each run's prefix "
             "(models/<model>/<run_id>/rollbacks/), unknown at deploy time; nothing else in the bucket is reachable.",
         }
+        if self._endpoint_arn_pattern:
+            why[self._endpoint_arn_pattern] = (
+                "no monitored endpoint configured: the prefix admits only this stage's endpoints."
+            )
         for resource, reason in why.items():
             acknowledge(role, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
         acknowledge(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.artifact_store import ArtifactStore
@@ -18,6 +19,24 @@ class StorageStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.key = ProjectKey(self, "ProjectKey", alias=f"alias/{config.resource_prefix}").key
+        # SNS topics encrypted with this key (rollback notifications, pipeline outcomes) receive
+        # CloudWatch alarm actions; CloudWatch drops them unless the key policy lets it use the
+        # key (SNS developer guide, key management: compatibility with AWS services). Only on
+        # behalf of this account's alarms (confused deputy: aws:SourceAccount, aws:SourceArn).
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccountToPublishToEncryptedTopics",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": self.account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:*"
+                    },
+                },
+            )
+        )
         store = ArtifactStore(
             self,
             "ArtifactStore",
