@@ -1,12 +1,18 @@
-"""The evaluate job's contract: scheme detection, SageMaker hyperparameters, SSE parsing, container."""
+"""The evaluate job's contract: scheme detection, SageMaker hyperparameters, SSE parsing, container, failure files."""
 
 import ast
 import json
 import re
+from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
 from jobs.evaluate import detect_scheme, hyperparameter_argv
+from jobs.failure import MAX_REASON_BYTES, write_failure
 from jobs.load_test import SseUsageParser
+from stacks.config import ImageVersions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,6 +64,8 @@ def test_sse_stream_in_odd_chunks_yields_ttft_tokens_and_usage():
 # import name -> distribution name, where they differ
 DIST = {"yaml": "pyyaml"}
 STDLIB_OR_LOCAL = {"jobs"}
+# Installed by the base image (the PyTorch training DLC), never by requirements.txt.
+FROM_BASE_IMAGE = {"torch"}
 
 
 def third_party_imports(files):
@@ -87,14 +95,12 @@ def job_modules():
     return seen
 
 
-def test_evaluate_container_runs_the_job_as_non_root_with_every_import_pinned():
-    dockerfile = (ROOT / "containers/evaluate/Dockerfile").read_text()
-    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim-\w+$", dockerfile, re.M), "base image must be pinned"
-    assert 'ENTRYPOINT ["python", "-m", "jobs.evaluate"]' in dockerfile
-    users = re.findall(r"^USER (\S+)", dockerfile, re.M)
-    assert users and users[-1] not in {"root", "0"}
-    assert "COPY jobs/" in dockerfile and "requirements.txt" in dockerfile
+def dockerfile_instructions() -> list[str]:
+    text = re.sub(r"\\\n", " ", (ROOT / "containers/evaluate/Dockerfile").read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
+
+def evaluate_pins() -> dict[str, str]:
     pins = {}
     for raw in (ROOT / "containers/evaluate/requirements.txt").read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -102,10 +108,49 @@ def test_evaluate_container_runs_the_job_as_non_root_with_every_import_pinned():
             name, sep, version = line.partition("==")
             assert sep and version, f"unpinned requirement: {line}"
             pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_evaluate_container_builds_from_the_base_image_argument_and_runs_as_root():
+    steps = dockerfile_instructions()
+    assert steps[0] == "ARG BASE_IMAGE", "declare BASE_IMAGE first and without a default"
+    assert [line for line in steps if line.upper().startswith("FROM ")] == ["FROM ${BASE_IMAGE}"]
+    assert not re.search(r"dkr\.ecr\.|pytorch/pytorch:|python:\d", "\n".join(steps)), "a base image is hard-coded"
+    assert 'ENTRYPOINT ["python3", "-m", "jobs.evaluate"]' in steps
+    # SageMaker mounts /opt/ml/processing/* and /opt/ml/output at run time: root writes them.
+    users = [line.split()[1] for line in steps if line.startswith("USER ")]
+    assert not users or users[-1] in {"root", "0", "0:0"}, users
+    assert not [line for line in steps if re.search(r"\b(useradd|adduser)\b", line)]
+    assert any(line.startswith("COPY jobs/") for line in steps)
+    assert any("requirements.txt" in line for line in steps)
+
+
+def test_every_import_is_pinned_and_torch_comes_from_the_base_image():
+    pins = evaluate_pins()
     assert pins["litellm"] != "1.107.0"
-    for module in third_party_imports(job_modules()):
+    assert "torch" not in pins, "pinning torch would make pip replace the base image's CUDA build"
+    for module in third_party_imports(job_modules()) - FROM_BASE_IMAGE:
         dist = DIST.get(module, module).lower().replace("_", "-")
         assert dist in pins, f"{module} is imported by the evaluate job but not pinned in requirements.txt"
+
+
+def test_every_pin_accepts_the_base_images_torch_and_python():
+    """The PyTorch DLC of version X ships torch X; py313 is Python 3.13."""
+    images = ImageVersions()
+    torch_version = images.training_version
+    py = images.training_py_version.removeprefix("py")
+    python_version = f"{py[0]}.{py[1:]}"
+    torch_pins = []
+    for dist in evaluate_pins():
+        requires_python = metadata.metadata(dist).get("Requires-Python")
+        if requires_python:
+            assert SpecifierSet(requires_python).contains(python_version), f"{dist} needs Python {requires_python}"
+        for raw in metadata.requires(dist) or []:
+            requirement = Requirement(raw)
+            if requirement.name.lower() == "torch" and requirement.marker is None:
+                torch_pins.append(dist)
+                assert requirement.specifier.contains(torch_version), f"{dist} needs torch{requirement.specifier}"
+    assert "compressed-tensors" in torch_pins, torch_pins
 
 
 def test_a_bad_argument_writes_the_failure_file(tmp_path, monkeypatch):
@@ -113,5 +158,51 @@ def test_a_bad_argument_writes_the_failure_file(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SM_OUTPUT_DIR", str(tmp_path))
     monkeypatch.setenv("SM_INPUT_CONFIG_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("LLMQ_PROCESSING_CONFIG_DIR", str(tmp_path / "not-a-processing-job"))
     assert main(["--max-tokens", "many"]) == 1
     assert "invalid argument: argument --max-tokens" in (tmp_path / "failure").read_text()
+    assert not (tmp_path / "message").exists()
+
+
+def processing_container(tmp_path: Path, monkeypatch) -> Path:
+    """What SageMaker Processing provides: /opt/ml/config/processingjobconfig.json."""
+    config = tmp_path / "opt-ml-config"
+    config.mkdir()
+    (config / "processingjobconfig.json").write_text(json.dumps({"ProcessingJobName": "llmq-dev-evaluate-x"}))
+    monkeypatch.setenv("LLMQ_PROCESSING_CONFIG_DIR", str(config))
+    monkeypatch.setenv("SM_INPUT_CONFIG_DIR", str(tmp_path / "none"))
+    monkeypatch.delenv("SM_OUTPUT_DIR", raising=False)
+    return tmp_path / "opt-ml-output"
+
+
+def test_as_a_processing_job_the_reason_goes_to_the_message_file(tmp_path, monkeypatch):
+    """ExitMessage is the first 1 KB of /opt/ml/output/message; the pipeline passes --failure-dir."""
+    from jobs.evaluate import main
+
+    output = processing_container(tmp_path, monkeypatch)
+    assert main(["--failure-dir", str(output), "--baseline-dir", str(tmp_path / "missing")]) == 1
+    message = (output / "message").read_text(encoding="utf-8")
+    assert message.count("\n") == 1 and "missing" in message, message
+    assert not (output / "failure").exists(), "a processing job reports through message, not failure"
+
+
+def test_as_a_processing_job_a_crash_also_goes_to_the_message_file(tmp_path, monkeypatch):
+    from jobs import evaluate
+
+    output = processing_container(tmp_path, monkeypatch)
+
+    def crash(args):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(evaluate, "run_job", crash)
+    assert evaluate.main(["--failure-dir", str(output)]) == 2
+    assert "internal error: RuntimeError: simulated crash" in (output / "message").read_text(encoding="utf-8")
+
+
+def test_message_is_one_utf8_line_within_what_sagemaker_keeps(tmp_path):
+    path = write_failure("Modèle introuvable\n" + "é" * 2000, tmp_path, processing=True)
+    assert path.name == "message"
+    data = path.read_bytes()
+    assert len(data.rstrip(b"\n")) <= MAX_REASON_BYTES
+    text = data.decode("utf-8")  # raises if a character was cut in half
+    assert text.count("\n") == 1 and text.startswith("Modèle introuvable é") and text.endswith("...\n")
