@@ -16,7 +16,9 @@ returned it, so the whole service's exceptions count unless an operation is name
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.model import ServiceModel
 
@@ -120,7 +122,7 @@ def step_functions_cause(message: str, service_id: str, status_code: int, error_
     )
 
 
-def name_client_error(service_name: str, service_model: ServiceModel, response: dict) -> tuple[str, str]:
+def name_client_error(service_name: str, service_model: ServiceModel, response: Mapping[str, Any]) -> tuple[str, str]:
     """(Error, Cause) for a botocore ClientError response from ``service_name``."""
     error = response.get("Error", {})
     meta = response.get("ResponseMetadata", {})

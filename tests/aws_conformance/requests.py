@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
+from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StringShape, StructureShape
 from botocore.validate import ParamValidator
 
 # Java patterns that cannot be expressed in Python ``re`` (pattern -> reason); they are skipped, not guessed.
@@ -185,7 +185,7 @@ def _check_constraints(value: Any, shape: Shape, path: str, errors: list[str]) -
     if kind == "string" and isinstance(value, str):
         if "max" in meta and len(value) > meta["max"]:
             _constraint(errors, value, path, f"Member must have length less than or equal to {meta['max']}")
-        enum = shape.enum
+        enum = shape.enum if isinstance(shape, StringShape) else []
         if enum and value not in enum:
             _constraint(errors, value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
         pattern = meta.get("pattern")
