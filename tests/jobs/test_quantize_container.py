@@ -111,7 +111,7 @@ def test_every_pin_accepts_the_base_images_torch_and_python():
     torch_version, python_version = dlc_versions()
     checked = []
     for dist in pinned_requirements():
-        requires_python = metadata.metadata(dist).get("Requires-Python")
+        requires_python = metadata.metadata(dist)["Requires-Python"]
         if requires_python:
             assert SpecifierSet(requires_python).contains(python_version), f"{dist} needs Python {requires_python}"
         for raw in metadata.requires(dist) or []:
