@@ -13,7 +13,9 @@ from stacks.config import MonitoringThresholds
 from stacks.endpoint_monitoring import EndpointMonitoring, guardrail_deployment_config
 
 ENDPOINT = "llmq-dev-chat"
-VARIANTS = ("baseline", "candidate")
+VARIANTS = ("baseline", "candidate")  # roles in alarm names
+SERVING = "AllTraffic"  # StageConfig.serving_variant (default): the dimension of "baseline" alarms
+VARIANT_NAME = {"baseline": SERVING, "candidate": "candidate"}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,8 @@ def _expression(props: dict) -> str:
     return expression
 
 
-def _dims(endpoint: str, variant: str) -> list[dict]:
-    return [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+def _dims(endpoint: str, role: str) -> list[dict]:
+    return [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": VARIANT_NAME[role]}]
 
 
 def test_every_monitored_endpoint_gets_alarms_on_both_variants(dev_app, monitoring):
@@ -64,13 +66,33 @@ def test_every_monitored_endpoint_gets_alarms_on_both_variants(dev_app, monitori
         # Comparisons with the baseline exist only for the candidate.
         f"{ENDPOINT}-candidate-latency-p95-vs-baseline",
         f"{ENDPOINT}-candidate-quality",
+        # The function's own failure (its metric, published by the function).
+        "llmq-dev-rollback-failed",
     }
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_latency_alarm_is_p95_model_latency_in_microseconds_3_of_5_minutes(monitoring, variant):
+def test_baseline_named_alarms_watch_the_serving_variant_by_its_own_name(monitoring):
     _, _, template_json = monitoring
+    assert _alarm(template_json, f"{ENDPOINT}-baseline-latency-p95")["Dimensions"][1] == {
+        "Name": "VariantName",
+        "Value": SERVING,
+    }
+    props = _alarm(template_json, f"{ENDPOINT}-baseline-5xx")
+    assert {json.dumps(s["Metric"]["Dimensions"]) for s in _metric_stats(props).values()} == {
+        json.dumps(_dims(ENDPOINT, "baseline"))
+    }
+    # No alarm watches a variant named "baseline": that is a role word in names only.
+    assert '{"Name": "VariantName", "Value": "baseline"}' not in json.dumps(template_json["Resources"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_latency_alarm_is_p95_model_latency_in_microseconds_and_only_notifies(monitoring, variant):
+    stack, _, template_json = monitoring
     props = _alarm(template_json, f"{ENDPOINT}-{variant}-latency-p95")
+    # Notify only: an SNS action to the rollback topic, never the rollback rule or the composite.
+    topic_id = stack.get_logical_id(stack.rollback.topic.node.default_child)
+    assert props["AlarmActions"] == [{"Ref": topic_id}]
+    assert "NOTIFY ONLY" in props["AlarmDescription"]
     assert props["Namespace"] == "AWS/SageMaker"
     assert props["MetricName"] == "ModelLatency"
     assert props["ExtendedStatistic"] == "p95"
@@ -134,6 +156,27 @@ def test_quality_alarm_reads_the_metric_the_evaluation_publishes(monitoring):
     assert props["Threshold"] == 5
     assert (props["Period"], props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (300, 3, 2)
     assert props["TreatMissingData"] == "notBreaching"
+    # Nothing publishes it yet: it must not read as a working trigger.
+    assert props["AlarmDescription"].startswith("NO PUBLISHER YET")
+
+
+def test_rollback_failed_alarm_watches_the_functions_own_metric_and_notifies(monitoring):
+    stack, _, template_json = monitoring
+    props = _alarm(template_json, "llmq-dev-rollback-failed")
+    assert (props["Namespace"], props["MetricName"]) == ("LLMQ/Rollback", "RollbackFailed")
+    # The dimensions the handler's EMF blob carries (tests/unit/test_rollback_handler.py).
+    assert props["Dimensions"] == [
+        {"Name": "Outcome", "Value": "rollback-failed"},
+        {"Name": "service", "Value": "rollback"},
+    ]
+    assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert props["TreatMissingData"] == "notBreaching"
+    topic_id = stack.get_logical_id(stack.rollback.topic.node.default_child)
+    assert props["AlarmActions"] == [{"Ref": topic_id}]
 
 
 def test_composite_alarm_is_any_candidate_alarm(monitoring):
@@ -144,9 +187,13 @@ def test_composite_alarm_is_any_candidate_alarm(monitoring):
     parts = props["AlarmRule"]["Fn::Join"][1]
     referenced = [p["Fn::GetAtt"][0] for p in parts if isinstance(p, dict)]
     alarms = stack.endpoints[ENDPOINT].alarms
-    expected = [stack.get_logical_id(a.node.default_child) for (v, _), a in alarms.items() if v == "candidate"]
+    expected = [
+        stack.get_logical_id(a.node.default_child)
+        for (v, signal), a in alarms.items()
+        if v == "candidate" and signal != "latency-p95"
+    ]
     assert sorted(referenced) == sorted(expected)
-    assert len(referenced) == 5
+    assert len(referenced) == 4  # ratio, 5xx, 4xx, quality: not the notify-only absolute latency
     assert [p for p in parts if isinstance(p, str) and "OR" in p] and not [p for p in parts if "AND" in str(p)]
 
 
@@ -161,12 +208,14 @@ def test_rule_sends_candidate_and_composite_alarm_transitions_to_alarm_to_the_ro
                 "source": ["aws.cloudwatch"],
                 "detail-type": ["CloudWatch Alarm State Change"],
                 "detail": {
+                    # Candidate and serving-variant rollback alarms; the function acts by phase.
                     "alarmName": [
-                        f"{ENDPOINT}-candidate-latency-p95",
                         f"{ENDPOINT}-candidate-5xx",
                         f"{ENDPOINT}-candidate-4xx",
                         f"{ENDPOINT}-candidate-latency-p95-vs-baseline",
                         f"{ENDPOINT}-candidate-quality",
+                        f"{ENDPOINT}-baseline-5xx",
+                        f"{ENDPOINT}-baseline-4xx",
                         f"{ENDPOINT}-canary",
                     ],
                     "state": {"value": ["ALARM"]},
@@ -197,6 +246,11 @@ def test_rollback_function_knows_bucket_topic_and_endpoints(monitoring):
     assert env["RESOURCE_PREFIX"] == "llmq-dev"
     assert env["POWERTOOLS_SERVICE_NAME"] == "rollback"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LLMQ/Rollback"
+    assert (env["BASELINE_VARIANT"], env["CANDIDATE_VARIANT"]) == (SERVING, "candidate")
+    assert env["MAX_ATTEMPTS"] == "3"  # the first invocation and Lambda's 2 async retries
+    # The bounded waits (before and after acting) fit in one invocation.
+    assert 2 * int(env["WAIT_IN_SERVICE_SECONDS"]) < props["Timeout"] < int(env["LOCK_STALE_SECONDS"])
+    assert env["PROMOTED_ROLLBACK_WINDOW_SECONDS"] == "86400"
     assert "Fn::ImportValue" in json.dumps(env["ARTIFACT_BUCKET"])
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["VpcConfig"]["SubnetIds"]
@@ -222,15 +276,24 @@ def _role_statements(stack, template_json) -> list[dict]:
     return statements
 
 
-def test_rollback_function_may_change_only_this_projects_sagemaker_resources(monitoring):
+def test_rollback_function_may_change_only_the_monitored_endpoints(monitoring):
     stack, _, template_json = monitoring
     statements = _role_statements(stack, template_json)
     sagemaker = [s for s in statements if any(str(a).startswith("sagemaker:") for a in _list(s["Action"]))]
-    assert sagemaker
-    for statement in sagemaker:
-        for resource in _list(statement["Resource"]):
-            text = json.dumps(resource)
-            assert any(f":{kind}/llmq-dev-*" in text for kind in ("endpoint", "endpoint-config", "model-package")), text
+    by_sid = {s["Sid"]: s for s in sagemaker}
+    assert set(by_sid) == {
+        "ReadTagAndShiftMonitoredEndpoints",
+        "RestoreAnyLastApprovedEndpointConfig",
+        "RejectProjectModelPackages",
+    }
+    endpoints = by_sid["ReadTagAndShiftMonitoredEndpoints"]
+    assert [json.dumps(r).endswith(f':endpoint/{ENDPOINT}"]]}}') for r in _list(endpoints["Resource"])] == [True]
+    assert {"sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:UpdateEndpoint"} <= set(endpoints["Action"])
+    # UpdateEndpoint authorizes on the config too, and the restored config may have any name.
+    configs = by_sid["RestoreAnyLastApprovedEndpointConfig"]
+    assert sorted(configs["Action"]) == ["sagemaker:DescribeEndpointConfig", "sagemaker:UpdateEndpoint"]
+    assert json.dumps(configs["Resource"]).endswith(':endpoint-config/*"]]}')
+    assert ":model-package/llmq-dev-*/*" in json.dumps(by_sid["RejectProjectModelPackages"]["Resource"])
     actions = {a for s in sagemaker for a in _list(s["Action"])}
     assert actions == {
         "sagemaker:DescribeEndpoint",
@@ -325,7 +388,6 @@ def test_guardrail_canary_config_rolls_back_on_the_variants_own_alarms(monitorin
         },
         "AutoRollbackConfiguration": {
             "Alarms": [
-                {"AlarmName": f"{ENDPOINT}-candidate-latency-p95"},
                 {"AlarmName": f"{ENDPOINT}-candidate-5xx"},
                 {"AlarmName": f"{ENDPOINT}-candidate-4xx"},
                 {"AlarmName": f"{ENDPOINT}-candidate-quality"},

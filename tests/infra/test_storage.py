@@ -31,7 +31,38 @@ def test_key_policy_admits_logs_only_for_this_accounts_log_groups(dev_app):
     assert len(logs) == 1
     assert "kms:EncryptionContext:aws:logs:arn" in logs[0]["Condition"]["ArnLike"]
     services = [s["Principal"].get("Service") for s in statements if "Service" in s.get("Principal", {})]
-    assert len(services) == 1, "no other service may use the key through its policy"
+    assert len(services) == 2, "no service but Logs and CloudWatch alarms may use the key through its policy"
+
+
+def test_key_policy_admits_cloudwatch_alarms_of_this_account_for_encrypted_topics(dev_app):
+    # Without it, alarm actions publishing to the KMS-encrypted topics are silently dropped.
+    storage = dev_app.stacks.storage
+    key = next(iter(dev_app.template(storage).find_resources("AWS::KMS::Key").values()))
+    [statement] = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"
+    ]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    conditions = statement["Condition"]
+    account = dev_app.config.account or {"Ref": "AWS::AccountId"}
+    assert conditions["StringEquals"] == {"aws:SourceAccount": account}
+    assert _text(conditions["ArnLike"]["aws:SourceArn"]) == (
+        "arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*"
+        if dev_app.config.account is None
+        else f"arn:aws:cloudwatch:{dev_app.config.region}:{dev_app.config.account}:alarm:*"
+    )
+
+
+def _text(value) -> str:
+    """A CloudFormation string (literal, Ref or Fn::Join of both) with pseudo parameters as <...>."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    separator, parts = value["Fn::Join"]
+    return separator.join(_text(part) for part in parts)
 
 
 def test_artifact_bucket_is_versioned_kms_encrypted_private_and_retained(dev_app):
