@@ -86,7 +86,7 @@ def main() -> None:
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_LOG_LEVEL="ERROR",  # the logic logs every rollback at WARNING
     )
-    from tests.unit.rollback_world import ENDPOINT, alarm_event, build_world, load_handler_module
+    from tests.unit.rollback_world import CANDIDATE, ENDPOINT, SERVING, alarm_event, build_world, load_handler_module
 
     world = build_world()
     os.environ.update(world.environ)
@@ -123,7 +123,7 @@ def main() -> None:
             first_call_ms = (ended - started) * 1000
             continue
         assert result["outcome"] == "rolled-back", result
-        assert world.weights() == {"baseline": 100.0, "candidate": 0.0}
+        assert world.weights() == {SERVING: 100.0, CANDIDATE: 0.0}
         outcomes.append(result["outcome"])
         event_to_weights.append((shifted[0] - started) * 1000)
         handler_total.append((ended - started) * 1000)
@@ -137,8 +137,20 @@ def main() -> None:
         "handler_total_ms": _summary(handler_total),
         "first_invocation_ms": round(first_call_ms, 1),
         "handler_import_ms": round(import_ms, 1),
-        "calls_before_weights": ["DescribeEndpoint", "ListTags", "PutObject If-None-Match (claim)"],
-        "calls_after_weights": ["AddTags", "UpdateModelPackage", "PutObject (record)", "Publish"],
+        "calls_before_weights": [
+            "DescribeEndpoint",
+            "ListTags",
+            "PutObject If-None-Match (claim)",
+            "AddTags (rolling-back)",
+            "DescribeEndpoint (InService?)",
+        ],
+        "calls_after_weights": [
+            "DescribeEndpoint (InService, CurrentWeight)",
+            "AddTags (rolled-back)",
+            "UpdateModelPackage",
+            "PutObject (record)",
+            "Publish",
+        ],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), {platform.python_version()}",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
