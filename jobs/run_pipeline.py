@@ -88,6 +88,10 @@ def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucke
         quantize_image_uri=images[TRAINING],
         evaluate_image_uri=images[TRAINING],
         serving_image_uri=images[SERVING],
+        # The key's ARN exists only after deploy; offline checks only need its shape.
+        kms_key_arn=f"arn:aws:kms:{region or config.region or 'us-east-1'}:{'0' * 12}:key/offline-check",
+        serving_variant=config.serving_variant,
+        min_bake_minutes=config.monitoring.min_bake_minutes,
     )
 
 

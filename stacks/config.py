@@ -99,6 +99,12 @@ class MonitoringThresholds(BaseModel):
             raise ValueError("must be a multiple of 60 seconds (SageMaker publishes endpoint metrics per minute)")
         return value
 
+    @property
+    def min_bake_minutes(self) -> int:
+        """Shortest canary bake the alarms can judge: their window plus 2 minutes of metric delay."""
+        window = max(self.evaluation_periods * self.period_seconds, self.quality_period_seconds) // 60
+        return window + 2
+
     @model_validator(mode="after")
     def _datapoints_fit(self) -> MonitoringThresholds:
         if self.datapoints_to_alarm > self.evaluation_periods:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
@@ -97,6 +97,9 @@ class PipelineStack(Stack):
                 "QUANTIZE_IMAGE_URI": quantize_image,
                 "EVALUATE_IMAGE_URI": evaluate_image,
                 "SERVING_IMAGE_URI": images.serving,
+                "KMS_KEY_ARN": key.key_arn,
+                "SERVING_VARIANT": config.serving_variant,
+                "MIN_BAKE_MINUTES": str(config.monitoring.min_bake_minutes),
             },
             **common,
         ).function
@@ -171,6 +174,8 @@ class PipelineStack(Stack):
             "Package versions of this stage's groups (<group>/<version>); scoped to the stage prefix.",
         )
 
+        self.guard_function = self._guard_function(prefix, list(config.monitored_endpoints), common)
+
         self.topic = sns.Topic(
             self,
             "Outcomes",
@@ -191,6 +196,7 @@ class PipelineStack(Stack):
             security_group=security_group,
             validate_function=self.validate_function,
             record_function=self.record_function,
+            guard_function=self.guard_function,
             topic=self.topic,
         )
         log_group = encrypted_log_group(
@@ -251,6 +257,67 @@ class PipelineStack(Stack):
         CfnOutput(self, "OutcomeTopicArn", value=self.topic.topic_arn)
         CfnOutput(self, "SageMakerRoleArn", value=self.sagemaker_role.role_arn)
 
+    def _guard_function(self, prefix: str, endpoints: list[str], common: dict[str, Any]) -> Any:
+        """Read-only judge of the endpoint and the candidate's alarms (lambda/canary_guard)."""
+        guard = PythonFunction(
+            self,
+            "CanaryGuard",
+            name="canary_guard",
+            function_name=f"{prefix}-canary-guard",
+            description="Judges whether a canary may start, go on, and whether an endpoint update landed",
+            **common,
+        )
+        names = endpoints or [f"{prefix}-*"]
+        endpoint_arns = [self.format_arn(service="sagemaker", resource="endpoint", resource_name=n) for n in names]
+        guard.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadEndpoints",
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags"],
+                resources=endpoint_arns,
+            )
+        )
+        guard.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadEndpointConfigs",
+                actions=["sagemaker:DescribeEndpointConfig"],
+                resources=[self.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")],
+            )
+        )
+        guard.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadCandidateAlarms",
+                actions=["cloudwatch:DescribeAlarmHistory", "cloudwatch:DescribeAlarms"],
+                resources=[
+                    self.format_arn(
+                        service="cloudwatch",
+                        resource="alarm",
+                        resource_name=f"{name}-candidate-*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                    for name in names
+                ],
+            )
+        )
+        policy = guard.role.node.find_child("DefaultPolicy")
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint-config/*]",
+            "Reads the config the baseline endpoint runs, which the platform team names; read only.",
+        )
+        for name in names:
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{name}-candidate-*]",
+                "The candidate variant's alarms of a monitored endpoint (<endpoint>-candidate-<signal>); read only.",
+            )
+        if not endpoints:
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint/{prefix}-*]",
+                "No monitored endpoint configured: endpoints of the stage prefix.",
+            )
+        return guard.function
+
     def _acknowledge_state_machine_policy(self, prefix: str, endpoints: list[str], bucket: s3.IBucket) -> None:
         policy = self.state_machine.role.node.find_child("DefaultPolicy")
         acknowledge(
@@ -259,7 +326,7 @@ class PipelineStack(Stack):
             "X-Ray tracing and CloudWatch Logs delivery of a state machine (xray:Put*, logs:*LogDelivery*) "
             "support no resource-level permissions; CDK adds exactly those.",
         )
-        for function in (self.validate_function, self.record_function):
+        for function in (self.validate_function, self.record_function, self.guard_function):
             acknowledge(
                 policy,
                 f"AwsSolutions-IAM5[Resource::{token_text(self, function, function.function_arn)}:*]",
@@ -282,14 +349,7 @@ class PipelineStack(Stack):
                 "the platform team names an endpoint's first config"
             ),
         }
-        for endpoint in endpoints:
-            scoped[f"arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{endpoint}-*"] = (
-                "the per-variant alarms of a monitored endpoint (<endpoint>-<variant>-<signal>), read during bakes"
-            )
         if not endpoints:
             scoped[f"{sagemaker}:endpoint/{prefix}-*"] = "no monitored endpoint configured: the stage prefix"
-            scoped[f"arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{prefix}-*-*"] = (
-                "no monitored endpoint configured: alarms of the stage prefix"
-            )
         for resource, reason in scoped.items():
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{resource}]", f"Scoped by name: {reason}.")

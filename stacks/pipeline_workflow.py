@@ -1,25 +1,37 @@
 """The per-model workflow: validate -> quantize -> record -> evaluate -> gate -> canary -> promote or roll back.
 
 Built from CDK task classes. SageMaker calls go through ``CallAwsService``
-(AWS SDK integrations) rather than the optimized ``sagemaker:*`` tasks: those
-have no ``.sync`` for endpoint updates, and SDK calls with a Describe + Wait
-loop are what can be executed in the emulator the tests use. Every name and URI
-comes from the run plan that the validate function returns (``$.run``), so the
-definition itself holds only infrastructure (roles, key, subnets, bucket).
+(AWS SDK integrations) with Describe + Wait loops rather than ``.sync``: there
+is no ``.sync`` for endpoint updates, and every wait must be bounded by the run
+plan (the validate function derives poll intervals that keep the worst case
+under the 25,000-event history limit, lambda/validate_input/history_budget.py).
+Every name and URI comes from the run plan (``$.run``), so the definition holds
+only infrastructure (roles, key, subnets, bucket, functions).
 
-Idempotency: every SageMaker resource is looked up before it is created
-(Describe -> "not found" -> Create); the name derives from ``run_id``. A run
-whose model package was already approved or rejected stops after the record step.
+Idempotency: every SageMaker resource is looked up before it is created; names
+derive from ``run_id``. A run whose model package was already approved or
+rejected stops after the record step.
 
-Error handling: each Task retries throttling and 5xx errors (exponential
-backoff, full jitter, bounded) and catches everything else into one of three
-paths, chosen by how far the run got:
+The endpoint, as SageMaker really behaves (docs/aws-behaviour.md):
+- a mutation while the endpoint is Creating/Updating is refused, so every
+  UpdateEndpoint and weights call first waits (bounded) for InService;
+- InService is not success: a failed UpdateEndpoint returns to InService on the
+  old config with FailureReason. Done means InService on the expected config
+  with the expected weights (the canary guard function judges each poll);
+- the serving variant keeps its name and instance type through a canary (so an
+  autoscaling target on it stays valid); the candidate is a second variant.
+
+Error handling: each Task retries what is safe to retry under the names Step
+Functions really reports (stacks/workflow_steps.py) and catches everything
+else into one of three paths, chosen by how far the run got:
 
 - before a model package exists: notify, fail;
-- after the package, before the endpoint changes: reject the package, notify, fail;
-- once the endpoint changed: restore the baseline to 100 % (weights, or the
-  last approved endpoint config), tag the endpoint ``rolled-back``, reject the
-  package, notify, fail.
+- after the package, before the endpoint changed (including a refused
+  "Deploy canary"): reject the package, notify, fail;
+- once the endpoint changed: traffic back to the serving variant, then the
+  endpoint back on its last approved (baseline-only) config so no candidate
+  instance keeps billing; tag ``rolled-back`` only when that config is
+  InService, else ``rollback-failed``; reject the package, notify, fail.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -38,47 +50,19 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from stacks.workflow_steps import StepBuilder, retry_sns
+
 J = sfn.JsonPath
-# Error codes that mean "try again later" in the AWS APIs this workflow calls
-# (throttling and 5xx). Step Functions names SDK errors <Service>.<Code>, with an
-# "Exception" suffix added where the code lacks one.
-TRANSIENT_CODES = (
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "InternalFailure",
-    "InternalError",
-    "InternalServerError",
-    "InternalServerException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-)
-SERVICE_ERROR_NAMES = {"sagemaker": "SageMaker", "cloudwatch": "CloudWatch", "s3": "S3", "sns": "SNS"}
-NOT_FOUND_PATTERNS = ("*ould not find*", "*not found*", "*does not exist*")
 PENDING = "PendingManualApproval"
+CANDIDATE = "candidate"
+# Tag keys and phases shared with the rollback function (lambda/rollback/rollback_logic.py)
+# and the canary guard (lambda/canary_guard/guard_logic.py); docs/contracts.md lists them.
+TAG_PHASE = "llmq:phase"
+TAG_LAST_APPROVED = "llmq:last-approved-config"
+TAG_PROMOTED_AT = "llmq:promoted-at"
 
 
-def transient_errors(service: str) -> list[str]:
-    """The Step Functions error names of throttling/5xx for one service, deduplicated."""
-    pascal = SERVICE_ERROR_NAMES[service]
-    names = [f"{pascal}.{code if code.endswith('Exception') else code + 'Exception'}" for code in TRANSIENT_CODES]
-    return list(dict.fromkeys(names))
-
-
-def add_transient_retry(task: sfn.TaskStateBase, service: str) -> None:
-    task.add_retry(
-        errors=transient_errors(service),
-        interval=Duration.seconds(2),
-        backoff_rate=2.0,
-        max_attempts=5,
-        max_delay=Duration.seconds(60),
-        jitter_strategy=sfn.JitterType.FULL,
-    )
-
-
-class PipelineWorkflow(Construct):
+class PipelineWorkflow(StepBuilder):
     """States of the per-model pipeline; ``self.start`` is the definition's first state."""
 
     def __init__(
@@ -95,6 +79,7 @@ class PipelineWorkflow(Construct):
         security_group: ec2.ISecurityGroup,
         validate_function: lambda_.IFunction,
         record_function: lambda_.IFunction,
+        guard_function: lambda_.IFunction,
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -107,6 +92,7 @@ class PipelineWorkflow(Construct):
         self._subnet_ids = [subnet.subnet_id for subnet in subnets]
         self._security_group = security_group
         self._topic = topic
+        self._guard = guard_function
 
         self._build_failure_paths()
         self.start = self._build(validate_function, record_function)
@@ -122,131 +108,31 @@ class PipelineWorkflow(Construct):
     def _endpoint_arns(self) -> list[str]:
         return [self._arn("endpoint", name) for name in self._endpoint_names]
 
-    def _alarm_arns(self) -> list[str]:
+    def _scalable_target_arns(self) -> list[str]:
         return [
             self._stack.format_arn(
-                service="cloudwatch",
-                resource="alarm",
-                resource_name=f"{name}-*",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                service="application-autoscaling",
+                resource="scalable-target",
+                resource_name="*",
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
             )
-            for name in self._endpoint_names
         ]
 
     # ----- building blocks
 
-    def _call(
-        self,
-        state_id: str,
-        service: str,
-        action: str,
-        parameters: dict[str, Any],
-        *,
-        resources: list[str],
-        result_selector: dict[str, Any] | None = None,
-        result_path: str | None = None,
-        iam_action: str | None = None,
-    ) -> tasks.CallAwsService:
-        task = tasks.CallAwsService(
-            self,
-            state_id,
-            service=service,
-            action=action,
-            parameters=parameters,
-            iam_resources=resources,
-            iam_action=iam_action,
-            result_selector=result_selector,
-            # Responses carry timestamps and more than the next state needs: results
-            # are either selected or discarded, never stored whole.
-            result_path=result_path if result_path is not None else J.DISCARD,
-        )
-        add_transient_retry(task, service)
-        return task
-
-    def _catch(self, task: sfn.TaskStateBase, handler: sfn.IChainable) -> None:
-        task.add_catch(handler, errors=[sfn.Errors.ALL], result_path="$.error")
-
-    def _ensure(
-        self,
-        name: str,
-        *,
-        describe: tasks.CallAwsService,
-        create: tasks.CallAwsService,
-        then: sfn.IChainable,
-        on_error: sfn.IChainable,
-    ) -> sfn.IChainable:
-        """Describe -> (found: then) / (not found: create -> then) / (other error: on_error)."""
-        lookup = f"$.lookups.{name}"
-        exists = sfn.Choice(self, f"{name} exists?")
-        to_error = sfn.Pass(self, f"{name} lookup failed", input_path=lookup, result_path="$.error")
-        describe.add_catch(exists, errors=[sfn.Errors.ALL], result_path=lookup)
-        self._catch(create, on_error)
-        not_found = sfn.Condition.or_(
-            *[sfn.Condition.string_matches(f"{lookup}.Cause", pattern) for pattern in NOT_FOUND_PATTERNS]
-        )
-        exists.when(sfn.Condition.is_present(f"{lookup}.found"), then)
-        exists.when(
-            sfn.Condition.and_(sfn.Condition.is_present(f"{lookup}.Cause"), not_found),
-            create.next(then),
-        )
-        exists.otherwise(to_error.next(on_error))
-        return describe.next(exists)
-
-    def _poll(
-        self,
-        name: str,
-        *,
-        describe: tasks.CallAwsService,
-        status_path: str,
-        done_status: str,
-        failed_status: Sequence[str],
-        max_polls_path: str,
-        wait_seconds_path: str,
-        done: sfn.IChainable,
-        failed: sfn.IChainable,
-        timed_out: sfn.IChainable,
-        on_error: sfn.IChainable,
-        counter_root: str = "$.polls",
-    ) -> sfn.IChainable:
-        """Describe until ``done_status`` (Describe + Wait: no ``.sync``), bounded by a poll count."""
-        counter = f"{counter_root}.{name}"
-        start = sfn.Pass(self, f"{name} start polling", result=sfn.Result.from_object({"n": 0}), result_path=counter)
-        wait = sfn.Wait(self, f"{name} wait", time=sfn.WaitTime.seconds_path(wait_seconds_path))
-        count = sfn.Pass(
-            self,
-            f"{name} count poll",
-            parameters={"n": J.math_add(J.number_at(f"{counter}.n"), 1)},
-            result_path=counter,
-        )
-        check = sfn.Choice(self, f"{name} status?")
-        self._catch(describe, on_error)
-        check.when(sfn.Condition.string_equals(status_path, done_status), done)
-        check.when(
-            sfn.Condition.or_(*[sfn.Condition.string_equals(status_path, status) for status in failed_status]), failed
-        )
-        check.when(sfn.Condition.number_greater_than_equals_json_path(f"{counter}.n", max_polls_path), timed_out)
-        check.otherwise(wait.next(count).next(describe))
-        start.next(describe).next(check)
-        return start
-
-    def _error(self, state_id: str, error: str, cause: str) -> sfn.Pass:
-        return sfn.Pass(
-            self, state_id, result=sfn.Result.from_object({"Error": error, "Cause": cause}), result_path="$.error"
-        )
+    def _vpc(self) -> dict[str, Any]:
+        return {"SecurityGroupIds": [self._security_group.security_group_id], "Subnets": self._subnet_ids}
 
     def _tags(self, phase: str) -> list[dict[str, Any]]:
         return [
-            {"Key": "llmq:phase", "Value": phase},
+            {"Key": TAG_PHASE, "Value": phase},
             {"Key": "llmq:model-name", "Value": J.string_at("$.run.model_name")},
             {"Key": "llmq:run-id", "Value": J.string_at("$.run.run_id")},
             {"Key": "llmq:model-package-arn", "Value": J.string_at("$.record.model_package_arn")},
         ]
 
-    def _tag_endpoint(self, state_id: str, phase: str, *, last_approved: bool = False) -> tasks.CallAwsService:
-        tags = self._tags(phase)
-        if last_approved:
-            tags.append({"Key": "llmq:last-approved-config", "Value": J.string_at("$.endpoint.config")})
-        return self._call(
+    def _tag_endpoint(self, state_id: str, tags: list[dict[str, Any]]) -> tasks.CallAwsService:
+        return self.call(
             state_id,
             "sagemaker",
             "addTags",
@@ -254,30 +140,143 @@ class PipelineWorkflow(Construct):
             resources=self._endpoint_arns(),
         )
 
-    def _set_weights(self, state_id: str, candidate: Any, baseline: Any, endpoint: Any) -> tasks.CallAwsService:
-        return self._call(
+    def _phase_tag(self, state_id: str, phase: str) -> tasks.CallAwsService:
+        return self._tag_endpoint(state_id, [{"Key": TAG_PHASE, "Value": phase}])
+
+    def _set_weights(self, state_id: str, *, endpoint: str, serving: str, candidate: Any, baseline: Any) -> Any:
+        return self.call(
             state_id,
             "sagemaker",
             "updateEndpointWeightsAndCapacities",
             {
-                "EndpointName": endpoint,
+                "EndpointName": J.string_at(endpoint),
                 "DesiredWeightsAndCapacities": [
-                    {"VariantName": "baseline", "DesiredWeight": baseline},
-                    {"VariantName": "candidate", "DesiredWeight": candidate},
+                    {"VariantName": J.string_at(serving), "DesiredWeight": baseline},
+                    {"VariantName": CANDIDATE, "DesiredWeight": candidate},
                 ],
             },
             resources=self._endpoint_arns(),
         )
 
-    def _describe_endpoint(self, state_id: str, endpoint: Any, result_path: str) -> tasks.CallAwsService:
-        return self._call(
+    def _update_endpoint(
+        self, state_id: str, *, endpoint: str, config: str, retain_instance_counts: bool
+    ) -> tasks.CallAwsService:
+        parameters: dict[str, Any] = {"EndpointName": J.string_at(endpoint), "EndpointConfigName": J.string_at(config)}
+        if retain_instance_counts:
+            # Keep the serving variant's current (possibly autoscaled) instance count; weights
+            # come from the new config (docs: RetainAllVariantProperties, ExcludeRetainedVariantProperties).
+            parameters["RetainAllVariantProperties"] = True
+            parameters["ExcludeRetainedVariantProperties"] = [{"VariantPropertyType": "DesiredWeight"}]
+        return self.call(
             state_id,
             "sagemaker",
-            "describeEndpoint",
-            {"EndpointName": endpoint},
-            resources=self._endpoint_arns(),
-            result_selector={"status": J.string_at("$.EndpointStatus")},
-            result_path=result_path,
+            "updateEndpoint",
+            parameters,
+            # The config may be the platform team's own (restore), of any name.
+            resources=[*self._endpoint_arns(), self._arn("endpoint-config", "*")],
+        )
+
+    def _create_config(self, state_id: str, *, name: str, variants: Any, with_key: bool) -> tasks.CallAwsService:
+        parameters: dict[str, Any] = {
+            "EndpointConfigName": J.string_at(name),
+            "ProductionVariants": variants,
+            "Tags": J.list_at("$.run.tags"),
+        }
+        if with_key:
+            parameters["KmsKeyId"] = self._key.key_arn
+        return self.call(
+            state_id,
+            "sagemaker",
+            "createEndpointConfig",
+            parameters,
+            resources=self._prefixed("endpoint-config"),
+            retry="create",
+        )
+
+    def _config_with_key_choice(
+        self,
+        label: str,
+        *,
+        name: str,
+        variants: Any,
+        key_allowed: sfn.Condition,
+        then: sfn.IChainable,
+        on_error: sfn.IChainable,
+    ) -> sfn.IChainable:
+        """CreateEndpointConfig with the KMS key, or without it where a variant has NVMe instance storage."""
+        title = label.capitalize()
+        with_key = self._create_config(f"Create {label} config", name=name, variants=variants, with_key=True)
+        without_key = self._create_config(
+            f"Create {label} config (instance storage)", name=name, variants=variants, with_key=False
+        )
+        choice = sfn.Choice(self, f"{title} config may take a KMS key?")
+        for task in (with_key, without_key):
+            self.catch(task, on_error)
+            task.next(then)
+        choice.when(key_allowed, with_key)
+        choice.otherwise(without_key)
+        return choice
+
+    def _await_endpoint(
+        self,
+        name: str,
+        *,
+        endpoint: str,
+        then: sfn.IChainable,
+        on_error: sfn.IChainable,
+        expect_config: str | None = None,
+        expect_weights: list[dict[str, Any]] | None = None,
+        max_polls_path: str = "$.run.timing.deploy_max_polls",
+        wait_seconds_path: str = "$.run.timing.endpoint_poll_seconds",
+        counter_root: str = "$.polls",
+        error_path: str = "$.error",
+    ) -> sfn.IChainable:
+        """Poll until the endpoint is InService (and on ``expect_config`` with ``expect_weights``), bounded."""
+        payload: dict[str, Any] = {"action": "endpoint_state", "endpoint": J.string_at(endpoint)}
+        if expect_config:
+            payload["expect_config"] = J.string_at(expect_config)
+        if expect_weights:
+            payload["expect_weights"] = expect_weights
+        state = self.invoke(f"{name} endpoint state", self._guard, payload, "$.endpoint_state")
+        failed = self.error_from(
+            f"{name} endpoint failed", "EndpointUpdateFailed", "$.endpoint_state.reason", error_path
+        )
+        failed.next(on_error)
+        timed_out = self.error(
+            f"{name} endpoint timed out",
+            "EndpointUpdateTimedOut",
+            "the endpoint did not reach InService in time",
+            error_path,
+        )
+        timed_out.next(on_error)
+        return self.poll(
+            name,
+            describe=state,
+            status_path="$.endpoint_state.state",
+            done=("done",),
+            failed=("failed",),
+            max_polls_path=max_polls_path,
+            wait_seconds_path=wait_seconds_path,
+            on_done=then,
+            on_failed=failed,
+            on_timeout=timed_out,
+            on_error=on_error,
+            counter_root=counter_root,
+            error_path=error_path,
+        )
+
+    def _check_canary(self, state_id: str, *, since: str, endpoint: str, run_id: str, alarms: str) -> Any:
+        return self.invoke(
+            state_id,
+            self._guard,
+            {
+                "action": "canary_check",
+                "endpoint": J.string_at(endpoint),
+                "run_id": J.string_at(run_id),
+                "since": J.string_at(since),
+                "alarm_names": J.list_at(alarms),
+            },
+            "$.check",
         )
 
     def _notify(self, state_id: str, message: dict[str, Any]) -> tasks.SnsPublish:
@@ -289,7 +288,7 @@ class PipelineWorkflow(Construct):
             subject=f"{self._prefix} model pipeline",
             result_path=J.DISCARD,
         )
-        add_transient_retry(task, "sns")
+        retry_sns(task)
         return task
 
     # ----- failure paths
@@ -307,71 +306,130 @@ class PipelineWorkflow(Construct):
         notify_failed.next(failed)
         self.fail_before_package: sfn.IChainable = notify_failed
 
-        reject = self._call(
-            "Reject package",
+        reject = self._reject("Reject package", "{}: see execution {}", notify_failed)
+        self.fail_after_package: sfn.IChainable = reject
+        self.rollback: sfn.IChainable = self._build_rollback()
+
+    def _reject(self, state_id: str, description: str, then: sfn.IChainable) -> tasks.CallAwsService:
+        reject = self.call(
+            state_id,
             "sagemaker",
             "updateModelPackage",
             {
                 "ModelPackageArn": J.string_at("$.record.model_package_arn"),
                 "ModelApprovalStatus": "Rejected",
-                "ApprovalDescription": J.format("{}: see execution {}", J.string_at("$.error.Error"), J.execution_id),
+                "ApprovalDescription": J.format(description, J.string_at("$.error.Error"), J.execution_id),
             },
             resources=self._prefixed("model-package"),
         )
-        reject.add_catch(notify_failed, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-        reject.next(notify_failed)
-        self.fail_after_package: sfn.IChainable = reject
+        reject.add_catch(then, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
+        reject.next(then)
+        return reject
 
-        rolled_back = sfn.Fail(self, "Rolled back", error_path="$.error.Error", cause_path="$.error.Cause")
-        notify_rollback = self._notify(
-            "Notify rollback",
-            {
-                "outcome": "rolled-back",
-                "execution": J.execution_id,
-                "endpoint": J.string_at("$.run.baseline_endpoint"),
-                "model_package_arn": J.string_at("$.record.model_package_arn"),
-                "reason": J.string_at("$.error.Error"),
-                "cause": J.string_at("$.error.Cause"),
-            },
-        )
-        notify_rollback.add_catch(rolled_back, errors=[sfn.Errors.ALL], result_path="$.notify_error")
-        notify_rollback.next(rolled_back)
-        reject_rolled_back = self._call(
-            "Reject rolled-back package",
-            "sagemaker",
-            "updateModelPackage",
-            {
-                "ModelPackageArn": J.string_at("$.record.model_package_arn"),
-                "ModelApprovalStatus": "Rejected",
-                "ApprovalDescription": J.format(
-                    "rolled back, {}: see execution {}", J.string_at("$.error.Error"), J.execution_id
+    def _build_rollback(self) -> sfn.IChainable:
+        """Traffic to the serving variant, then the endpoint on its last approved config; tag what really happened."""
+        endpoint = "$.run.baseline_endpoint"
+        last_approved = "$.guard.last_approved"
+
+        def outcome(fail_id: str, outcome: str, phase: str) -> sfn.IChainable:
+            """Tag the endpoint with what really happened, reject the package, notify, fail."""
+            done = sfn.Fail(self, fail_id, error_path="$.error.Error", cause_path="$.error.Cause")
+            notify = self._notify(
+                f"Notify {outcome}",
+                {
+                    "outcome": outcome,
+                    "execution": J.execution_id,
+                    "endpoint": J.string_at(endpoint),
+                    "model_package_arn": J.string_at("$.record.model_package_arn"),
+                    "reason": J.string_at("$.error.Error"),
+                    "cause": J.string_at("$.error.Cause"),
+                },
+            )
+            notify.add_catch(done, errors=[sfn.Errors.ALL], result_path="$.notify_error")
+            notify.next(done)
+            reject = self._reject(f"Reject {outcome} package", f"{outcome}, {{}}: see execution {{}}", notify)
+            tag = self._phase_tag(f"Tag endpoint {phase}", phase)
+            tag.add_catch(reject, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
+            return tag.next(reject)
+
+        rolled_back = outcome("Rolled back", "rolled-back", "rolled-back")
+        failed_tag = outcome("Rollback failed", "rollback-failed", "rollback-failed")
+        keep_reason = sfn.Pass(
+            self,
+            "Keep rollback failure",
+            parameters={
+                "Error": "RollbackFailed",
+                "Cause": J.format(
+                    "{} (rolling back from {}: {})",
+                    J.string_at("$.rollback_error.Cause"),
+                    J.string_at("$.error.Error"),
+                    J.string_at("$.error.Cause"),
                 ),
             },
-            resources=self._prefixed("model-package"),
+            result_path="$.error",
+        ).next(failed_tag)
+
+        attempts = "$.polls.rollback_attempts"
+        restore = self._update_endpoint(
+            "Restore last approved config", endpoint=endpoint, config=last_approved, retain_instance_counts=True
         )
-        reject_rolled_back.add_catch(notify_rollback, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-        reject_rolled_back.next(notify_rollback)
-        tag = self._tag_endpoint("Tag endpoint rolled-back", "rolled-back")
-        tag.add_catch(reject_rolled_back, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-        tag.next(reject_rolled_back)
-        # Weights are the fast, in-place way back; when the canary config is gone
-        # (promotion under way) the endpoint returns to the config that served before.
-        restore_config = self._call(
-            "Restore last approved config",
-            "sagemaker",
-            "updateEndpoint",
-            {
-                "EndpointName": J.string_at("$.run.baseline_endpoint"),
-                "EndpointConfigName": J.string_at("$.endpoint.config"),
-            },
-            resources=[*self._endpoint_arns(), self._arn("endpoint-config", "*")],
+        restored = self._await_endpoint(
+            "Restore",
+            endpoint=endpoint,
+            expect_config=last_approved,
+            then=rolled_back,
+            on_error=keep_reason,
+            counter_root="$.polls.restore",
+            error_path="$.rollback_error",
         )
-        restore_config.add_catch(tag, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-        restore_config.next(tag)
-        restore_weights = self._set_weights("Restore baseline weights", 0, 100, J.string_at("$.run.baseline_endpoint"))
-        restore_weights.add_catch(restore_config, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-        restore_weights.next(tag)
-        self.rollback: sfn.IChainable = restore_weights
+        restore.next(restored)
+
+        shift = self._set_weights(
+            "Restore serving weights",
+            endpoint=endpoint,
+            serving="$.run.variants.serving_name",
+            candidate=0,
+            baseline=100,
+        )
+        shifted = self._await_endpoint(
+            "Traffic back",
+            endpoint=endpoint,
+            expect_weights=[
+                {"VariantName": J.string_at("$.run.variants.serving_name"), "Weight": 100},
+                {"VariantName": CANDIDATE, "Weight": 0},
+            ],
+            then=restore,
+            # Weights that did not apply: the config change below still takes traffic back.
+            on_error=restore,
+            counter_root="$.polls.traffic_back",
+            error_path="$.rollback_error",
+        )
+        shift.next(shifted)
+
+        where = sfn.Choice(self, "Endpoint runs what?")
+        where.when(sfn.Condition.string_equals_json_path("$.endpoint_state.config", last_approved), rolled_back)
+        where.when(
+            sfn.Condition.string_equals_json_path("$.endpoint_state.config", "$.run.names.endpoint_config"), shift
+        )
+        where.otherwise(restore)
+        ready = self._await_endpoint(
+            "Rollback",
+            endpoint=endpoint,
+            then=where,
+            on_error=keep_reason,
+            counter_root="$.polls.rollback",
+            error_path="$.rollback_error",
+        )
+        # A refused mutation (another update under way, e.g. the rollback function's own)
+        # is tried again from the wait, a bounded number of times.
+        again = sfn.Choice(self, "Rollback attempts left?")
+        count = self.counter("Count rollback attempt", attempts)
+        again.when(sfn.Condition.number_less_than(f"{attempts}.n", 3), count.next(ready))
+        again.otherwise(keep_reason)
+        for task in (restore, shift):
+            self.catch(task, again, "$.rollback_error")
+        start = self.start_counter("Start rollback", attempts)
+        return start.next(ready)
 
     # ----- the main path
 
@@ -387,7 +445,7 @@ class PipelineWorkflow(Construct):
             result_path="$.validation",
             retry_on_service_exceptions=True,
         )
-        self._catch(validate, self.fail_before_package)
+        self.catch(validate, self.fail_before_package)
         start = sfn.Pass(self, "Start run", parameters={"run": J.object_at("$.validation.outcome.run")})
         invalid = sfn.Pass(
             self,
@@ -408,7 +466,7 @@ class PipelineWorkflow(Construct):
             payload_response_only=True,
             result_path="$.record",
         )
-        self._catch(record, self.fail_before_package)
+        self.catch(record, self.fail_before_package)
         start.next(self._quantize(then=record))
 
         already = sfn.Pass(
@@ -420,23 +478,37 @@ class PipelineWorkflow(Construct):
         record.next(decided)
         return validate
 
+    def _job_failure(self, name: str, *, describe: tasks.CallAwsService, error: str, fail: sfn.IChainable) -> Any:
+        """Describe a failed job and fail with its FailureReason (guarded: a missing field is a runtime error)."""
+        self.catch(describe, fail)
+        with_reason = self.error_from(f"{name} failure reason", error, "$.failed_job.FailureReason").next(fail)
+        without = self.error(f"{name} failed without reason", error, "the job failed and SageMaker gave no reason")
+        without.next(fail)
+        has_reason = sfn.Choice(self, f"{name} gave a reason?")
+        has_reason.when(sfn.Condition.is_present("$.failed_job.FailureReason"), with_reason)
+        has_reason.otherwise(without)
+        return describe.next(has_reason)
+
     def _quantize(self, *, then: sfn.IChainable) -> sfn.IChainable:
         fail = self.fail_before_package
-        describe = self._call(
+        job = {"TrainingJobName": J.string_at("$.run.names.training_job")}
+        resources = self._prefixed("training-job")
+        describe = self.call(
             "Find training job",
             "sagemaker",
             "describeTrainingJob",
-            {"TrainingJobName": J.string_at("$.run.names.training_job")},
-            resources=self._prefixed("training-job"),
+            job,
+            resources=resources,
+            retry="none",
             result_selector={"found": True},
             result_path="$.lookups.training_job",
         )
-        create = self._call(
+        create = self.call(
             "Create training job",
             "sagemaker",
             "createTrainingJob",
             {
-                "TrainingJobName": J.string_at("$.run.names.training_job"),
+                **job,
                 "RoleArn": self._role.role_arn,
                 "AlgorithmSpecification": {
                     "TrainingImage": J.string_at("$.run.images.quantize"),
@@ -449,97 +521,113 @@ class PipelineWorkflow(Construct):
                 ],
                 "OutputDataConfig": {
                     "S3OutputPath": J.string_at("$.run.s3.output_path"),
+                    # Valid on every instance type (unlike a volume key).
                     "KmsKeyId": self._key.key_arn,
                     # Uploads the model directory as files (<output>/<job>/output/model/),
                     # which the endpoint then loads without unpacking.
                     "CompressionType": "NONE",
                 },
-                "ResourceConfig": {
-                    "InstanceType": J.string_at("$.run.instances.quantize"),
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": J.number_at("$.run.instances.quantize_volume_gb"),
-                    "VolumeKmsKeyId": self._key.key_arn,
-                },
-                "VpcConfig": {
-                    "SecurityGroupIds": [self._security_group.security_group_id],
-                    "Subnets": self._subnet_ids,
-                },
+                # InstanceType, count, volume size and, on EBS-only instances, the volume key.
+                "ResourceConfig": J.object_at("$.run.resources.training"),
+                "VpcConfig": self._vpc(),
                 "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.quantize_max_seconds")},
                 # The job reads its channels and writes its output through SageMaker;
                 # the container itself needs no network.
                 "EnableNetworkIsolation": True,
                 "Tags": J.list_at("$.run.tags"),
             },
-            resources=self._prefixed("training-job"),
+            resources=resources,
+            retry="create",
         )
-        status = self._call(
+        status = self.call(
             "Describe training job",
             "sagemaker",
             "describeTrainingJob",
-            {"TrainingJobName": J.string_at("$.run.names.training_job")},
-            resources=self._prefixed("training-job"),
+            job,
+            resources=resources,
             result_selector={"status": J.string_at("$.TrainingJobStatus")},
             result_path="$.quantize",
         )
-        reason = self._call(
-            "Read training failure",
+        # Where SageMaker really put the model: the record function reads the plan's URI.
+        artifacts = self.call(
+            "Read model artifacts",
             "sagemaker",
             "describeTrainingJob",
-            {"TrainingJobName": J.string_at("$.run.names.training_job")},
-            resources=self._prefixed("training-job"),
-            result_selector={"Error": "QuantizeJobFailed", "Cause": J.string_at("$.FailureReason")},
-            result_path="$.error",
+            job,
+            resources=resources,
+            result_selector={"uri": J.string_at("$.ModelArtifacts.S3ModelArtifacts")},
+            result_path="$.quantize.artifacts",
         )
-        self._catch(reason, fail)
-        reason.next(fail)
-        stopped = self._error("Training job stopped", "QuantizeJobStopped", "the training job was stopped")
-        stopped.next(fail)
-        timed_out = self._error("Training job timed out", "QuantizeTimedOut", "the training job outlived its polls")
-        stop = self._call(
-            "Stop training job",
-            "sagemaker",
-            "stopTrainingJob",
-            {"TrainingJobName": J.string_at("$.run.names.training_job")},
-            resources=self._prefixed("training-job"),
+        self.catch(artifacts, fail)
+        artifact_uri = sfn.Pass(
+            self, "Use model artifacts", input_path="$.quantize.artifacts.uri", result_path="$.run.s3.artifact_uri"
         )
+        artifacts.next(artifact_uri).next(then)
+        reason = self._job_failure(
+            "Training job",
+            describe=self.call(
+                "Read training failure",
+                "sagemaker",
+                "describeTrainingJob",
+                job,
+                resources=resources,
+                result_path="$.failed_job",
+            ),
+            error="QuantizeJobFailed",
+            fail=fail,
+        )
+        stopped = self.error("Training job stopped", "QuantizeJobStopped", "the training job was stopped").next(fail)
+        timed_out = self.error("Training job timed out", "QuantizeTimedOut", "the training job outlived its polls")
+        stop = self.call("Stop training job", "sagemaker", "stopTrainingJob", job, resources=resources)
         stop.add_catch(fail, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
         timed_out.next(stop).next(fail)
         failed_choice = sfn.Choice(self, "Training failed how?")
         failed_choice.when(sfn.Condition.string_equals("$.quantize.status", "Failed"), reason)
         failed_choice.otherwise(stopped)
-        poll = self._poll(
+        poll = self.poll(
             "Quantize",
             describe=status,
             status_path="$.quantize.status",
-            done_status="Completed",
-            failed_status=("Failed", "Stopped"),
+            done=("Completed",),
+            failed=("Failed", "Stopped"),
             max_polls_path="$.run.timing.quantize_max_polls",
-            wait_seconds_path="$.run.timing.poll_seconds",
-            done=then,
-            failed=failed_choice,
-            timed_out=timed_out,
+            wait_seconds_path="$.run.timing.job_poll_seconds",
+            on_done=artifacts,
+            on_failed=failed_choice,
+            on_timeout=timed_out,
             on_error=fail,
         )
-        return self._ensure("training_job", describe=describe, create=create, then=poll, on_error=fail)
+        self.catch(create, fail)
+        create.next(poll)
+        return self.lookup(
+            "training_job",
+            describe=describe,
+            on_found=poll,
+            on_not_found=create,
+            on_error=fail,
+            wait_seconds_path="$.run.timing.job_poll_seconds",
+        )
 
     def _evaluate(self) -> sfn.IChainable:
         fail = self.fail_after_package
-        job = "$.run.names.evaluate_job"
-        describe = self._call(
+        job = {"ProcessingJobName": J.string_at("$.run.names.evaluate_job")}
+        resources = self._prefixed("processing-job")
+        describe = self.call(
             "Find evaluate job",
             "sagemaker",
             "describeProcessingJob",
-            {"ProcessingJobName": J.string_at(job)},
-            resources=self._prefixed("processing-job"),
+            job,
+            resources=resources,
+            retry="none",
             result_selector={"found": True},
             result_path="$.lookups.evaluate_job",
         )
-        create = self._call(
+        create = self.call(
             "Create evaluate job",
             "sagemaker",
             "createProcessingJob",
             {
-                "ProcessingJobName": J.string_at(job),
+                **job,
                 "RoleArn": self._role.role_arn,
                 "AppSpecification": {
                     "ImageUri": J.string_at("$.run.images.evaluate"),
@@ -564,63 +652,47 @@ class PipelineWorkflow(Construct):
                         }
                     ],
                 },
-                "ProcessingResources": {
-                    "ClusterConfig": {
-                        "InstanceCount": 1,
-                        "InstanceType": J.string_at("$.run.instances.evaluate"),
-                        "VolumeSizeInGB": 200,
-                        "VolumeKmsKeyId": self._key.key_arn,
-                    }
-                },
-                "NetworkConfig": {
-                    "EnableNetworkIsolation": True,
-                    "VpcConfig": {
-                        "SecurityGroupIds": [self._security_group.security_group_id],
-                        "Subnets": self._subnet_ids,
-                    },
-                },
+                # Instance, count, volume size and, on EBS-only instances, the volume key.
+                "ProcessingResources": {"ClusterConfig": J.object_at("$.run.resources.processing")},
+                "NetworkConfig": {"EnableNetworkIsolation": True, "VpcConfig": self._vpc()},
                 "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.evaluate_max_seconds")},
                 "Tags": J.list_at("$.run.tags"),
             },
-            resources=self._prefixed("processing-job"),
+            resources=resources,
+            retry="create",
         )
-        status = self._call(
+        status = self.call(
             "Describe evaluate job",
             "sagemaker",
             "describeProcessingJob",
-            {"ProcessingJobName": J.string_at(job)},
-            resources=self._prefixed("processing-job"),
+            job,
+            resources=resources,
             result_selector={"status": J.string_at("$.ProcessingJobStatus")},
             result_path="$.evaluate",
         )
-        reason = self._call(
-            "Read evaluate failure",
-            "sagemaker",
-            "describeProcessingJob",
-            {"ProcessingJobName": J.string_at(job)},
-            resources=self._prefixed("processing-job"),
-            result_selector={"Error": "EvaluateJobFailed", "Cause": J.string_at("$.FailureReason")},
-            result_path="$.error",
+        reason = self._job_failure(
+            "Evaluate job",
+            describe=self.call(
+                "Read evaluate failure",
+                "sagemaker",
+                "describeProcessingJob",
+                job,
+                resources=resources,
+                result_path="$.failed_job",
+            ),
+            error="EvaluateJobFailed",
+            fail=fail,
         )
-        self._catch(reason, fail)
-        reason.next(fail)
-        stopped = self._error("Evaluate job stopped", "EvaluateJobStopped", "the evaluate job was stopped")
-        stopped.next(fail)
-        timed_out = self._error("Evaluate job timed out", "EvaluateTimedOut", "the evaluate job outlived its polls")
-        stop = self._call(
-            "Stop evaluate job",
-            "sagemaker",
-            "stopProcessingJob",
-            {"ProcessingJobName": J.string_at(job)},
-            resources=self._prefixed("processing-job"),
-        )
+        stopped = self.error("Evaluate job stopped", "EvaluateJobStopped", "the evaluate job was stopped").next(fail)
+        timed_out = self.error("Evaluate job timed out", "EvaluateTimedOut", "the evaluate job outlived its polls")
+        stop = self.call("Stop evaluate job", "sagemaker", "stopProcessingJob", job, resources=resources)
         stop.add_catch(fail, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
         timed_out.next(stop).next(fail)
         failed_choice = sfn.Choice(self, "Evaluate failed how?")
         failed_choice.when(sfn.Condition.string_equals("$.evaluate.status", "Failed"), reason)
         failed_choice.otherwise(stopped)
 
-        read_report = self._call(
+        read_report = self.call(
             "Read report",
             "s3",
             "getObject",
@@ -630,119 +702,106 @@ class PipelineWorkflow(Construct):
             result_selector={"report": J.string_to_json(J.string_at("$.Body"))},
             result_path="$.evaluation",
         )
-        self._catch(read_report, fail)
-        gate = sfn.Choice(self, "Gate passed?")
+        self.catch(read_report, fail)
         passed = "$.evaluation.report.gate.passed"
         reasons = "$.evaluation.report.gate.reasons"
+        # Only the gate goes on: the report stays in S3 (256 KiB state payload limit).
+        keep_gate = sfn.Pass(
+            self,
+            "Keep gate",
+            parameters={"gate": {"passed": J.object_at(passed), "reasons": J.list_at(reasons)}},
+            result_path="$.evaluation",
+        )
+        gate = sfn.Choice(self, "Gate passed?")
         gate_failed = sfn.Pass(
             self,
             "Gate failed",
-            parameters={"Error": "GateFailed", "Cause": J.json_to_string(J.list_at(reasons))},
+            parameters={"Error": "GateFailed", "Cause": J.json_to_string(J.list_at("$.evaluation.gate.reasons"))},
             result_path="$.error",
         ).next(fail)
-        report_invalid = self._error(
-            "Report invalid", "ReportInvalid", "report.json has no boolean gate.passed with gate.reasons"
+        gate.when(sfn.Condition.boolean_equals("$.evaluation.gate.passed", True), self._deploy())
+        gate.otherwise(gate_failed)
+        report_invalid = self.error(
+            "Report invalid", "ReportInvalid", "report.json has no boolean gate.passed with a list gate.reasons"
         ).next(fail)
-        gate.when(
+        well_formed = sfn.Choice(self, "Report well-formed?")
+        well_formed.when(
             sfn.Condition.and_(
                 sfn.Condition.is_present(passed),
                 sfn.Condition.is_boolean(passed),
-                sfn.Condition.boolean_equals(passed, True),
+                sfn.Condition.is_present(reasons),
             ),
-            self._deploy(),
+            keep_gate.next(gate),
         )
-        gate.when(sfn.Condition.is_present(reasons), gate_failed)
-        gate.otherwise(report_invalid)
-        read_report.next(gate)
+        well_formed.otherwise(report_invalid)
+        read_report.next(well_formed)
 
-        poll = self._poll(
+        poll = self.poll(
             "Evaluate",
             describe=status,
             status_path="$.evaluate.status",
-            done_status="Completed",
-            failed_status=("Failed", "Stopped"),
+            done=("Completed",),
+            failed=("Failed", "Stopped"),
             max_polls_path="$.run.timing.evaluate_max_polls",
-            wait_seconds_path="$.run.timing.poll_seconds",
-            done=read_report,
-            failed=failed_choice,
-            timed_out=timed_out,
+            wait_seconds_path="$.run.timing.job_poll_seconds",
+            on_done=read_report,
+            on_failed=failed_choice,
+            on_timeout=timed_out,
             on_error=fail,
         )
-        return self._ensure("evaluate_job", describe=describe, create=create, then=poll, on_error=fail)
-
-    def _endpoint_wait(
-        self,
-        name: str,
-        *,
-        endpoint: str,
-        then: sfn.IChainable,
-        on_error: sfn.IChainable,
-        max_polls_path: str = "$.run.timing.deploy_max_polls",
-        wait_seconds_path: str = "$.run.timing.poll_seconds",
-    ) -> sfn.IChainable:
-        """Poll the endpoint until InService; Failed or too many polls go to ``on_error``."""
-        status = self._describe_endpoint(f"{name} describe endpoint", J.string_at(endpoint), "$.endpoint_status")
-        failed = self._error(f"{name} endpoint failed", "EndpointUpdateFailed", "the endpoint update failed")
-        failed.next(on_error)
-        timed_out = self._error(
-            f"{name} endpoint timed out", "EndpointUpdateTimedOut", "the endpoint update outlived its polls"
-        )
-        timed_out.next(on_error)
-        return self._poll(
-            name,
-            describe=status,
-            status_path="$.endpoint_status.status",
-            done_status="InService",
-            failed_status=("Failed", "OutOfService"),
-            max_polls_path=max_polls_path,
-            wait_seconds_path=wait_seconds_path,
-            done=then,
-            failed=failed,
-            timed_out=timed_out,
-            on_error=on_error,
+        self.catch(create, fail)
+        create.next(poll)
+        return self.lookup(
+            "evaluate_job",
+            describe=describe,
+            on_found=poll,
+            on_not_found=create,
+            on_error=fail,
+            wait_seconds_path="$.run.timing.job_poll_seconds",
         )
 
     def _deploy(self) -> sfn.IChainable:
         before = self.fail_after_package
         rollback = self.rollback
         endpoint = "$.run.baseline_endpoint"
-        describe_endpoint = self._call(
+        describe_endpoint = self.call(
             "Describe baseline endpoint",
             "sagemaker",
             "describeEndpoint",
             {"EndpointName": J.string_at(endpoint)},
             resources=self._endpoint_arns(),
-            result_selector={
-                "config": J.string_at("$.EndpointConfigName"),
-                "arn": J.string_at("$.EndpointArn"),
-                "status": J.string_at("$.EndpointStatus"),
-            },
+            result_selector={"arn": J.string_at("$.EndpointArn")},
             result_path="$.endpoint",
         )
-        self._catch(describe_endpoint, before)
-        serving_config = self._call(
-            "Describe serving config",
-            "sagemaker",
-            "describeEndpointConfig",
-            {"EndpointConfigName": J.string_at("$.endpoint.config")},
-            # The platform team names the endpoint's first config; any name may serve.
-            resources=[self._arn("endpoint-config", "*")],
-            # Every config this pipeline writes lists the serving variant first.
-            result_selector={"serving": J.array_get_item(J.list_at("$.ProductionVariants"), 0)},
-            result_path="$.current",
+        self.catch(describe_endpoint, before)
+        guard = self.invoke(
+            "Check endpoint before canary",
+            self._guard,
+            {
+                "action": "pre_canary",
+                "endpoint": J.string_at(endpoint),
+                "run_id": J.string_at("$.run.run_id"),
+                "serving_variant": J.string_at("$.run.variants.serving_name"),
+                "canary_config": J.string_at("$.run.names.endpoint_config"),
+                "local_storage_families": J.list_at("$.run.instances.local_storage_families"),
+                "candidate_local_storage": J.object_at("$.run.instances.serving_local_storage"),
+            },
+            "$.guard",
         )
-        self._catch(serving_config, before)
+        self.catch(guard, before)
+        refused = self.error_from("Canary refused", "CanaryRefused", "$.guard.reason").next(before)
 
-        find_model = self._call(
+        find_model = self.call(
             "Find candidate model",
             "sagemaker",
             "describeModel",
             {"ModelName": J.string_at("$.run.names.candidate_model")},
             resources=self._prefixed("model"),
+            retry="none",
             result_selector={"found": True},
             result_path="$.lookups.candidate_model",
         )
-        create_model = self._call(
+        create_model = self.call(
             "Create candidate model",
             "sagemaker",
             "createModel",
@@ -760,139 +819,140 @@ class PipelineWorkflow(Construct):
                     },
                     "Environment": J.object_at("$.run.serving_environment"),
                 },
-                "VpcConfig": {
-                    "SecurityGroupIds": [self._security_group.security_group_id],
-                    "Subnets": self._subnet_ids,
-                },
+                "VpcConfig": self._vpc(),
                 "EnableNetworkIsolation": True,
                 "Tags": J.list_at("$.run.tags"),
             },
             resources=self._prefixed("model"),
+            retry="create",
         )
-        find_config = self._call(
+        find_config = self.call(
             "Find canary config",
             "sagemaker",
             "describeEndpointConfig",
             {"EndpointConfigName": J.string_at("$.run.names.endpoint_config")},
             resources=self._prefixed("endpoint-config"),
+            retry="none",
             result_selector={"found": True},
             result_path="$.lookups.endpoint_config",
         )
-        create_config = self._call(
-            "Create canary config",
-            "sagemaker",
-            "createEndpointConfig",
-            {
-                "EndpointConfigName": J.string_at("$.run.names.endpoint_config"),
-                "KmsKeyId": self._key.key_arn,
-                "ProductionVariants": [
-                    {
-                        "VariantName": "baseline",
-                        "ModelName": J.string_at("$.current.serving.ModelName"),
-                        "InstanceType": J.string_at("$.current.serving.InstanceType"),
-                        "InitialInstanceCount": J.number_at("$.current.serving.InitialInstanceCount"),
-                        "InitialVariantWeight": J.number_at("$.run.canary.first.baseline"),
-                    },
-                    {
-                        "VariantName": "candidate",
-                        "ModelName": J.string_at("$.run.names.candidate_model"),
-                        "InstanceType": J.string_at("$.run.instances.serving"),
-                        "InitialInstanceCount": J.number_at("$.run.instances.serving_count"),
-                        "InitialVariantWeight": J.number_at("$.run.canary.first.candidate"),
-                    },
-                ],
-                "Tags": J.list_at("$.run.tags"),
-            },
-            resources=self._prefixed("endpoint-config"),
+        # The serving variant copied whole (AMI, timeouts, volume, routing, ...) with the
+        # first step's weight, then the candidate.
+        canary_variants = J.array(
+            J.json_merge(J.object_at("$.guard.serving"), J.object_at("$.run.canary.first_serving_weight")),
+            J.string_at("$.run.canary.first_candidate"),
         )
-        update = self._call(
-            "Deploy canary",
-            "sagemaker",
-            "updateEndpoint",
-            {"EndpointName": J.string_at(endpoint), "EndpointConfigName": J.string_at("$.run.names.endpoint_config")},
-            resources=[*self._endpoint_arns(), *self._prefixed("endpoint-config")],
+        config_name = "$.run.names.endpoint_config"
+        deploy = self._update_endpoint(
+            "Deploy canary", endpoint=endpoint, config=config_name, retain_instance_counts=True
         )
-        self._catch(update, rollback)
-        tag_canary = self._tag_endpoint("Tag endpoint canary", "canary", last_approved=True)
-        self._catch(tag_canary, rollback)
+        # Refused: nothing changed on the endpoint, so there is nothing to roll back.
+        self.catch(deploy, before)
+        ready = self._await_endpoint("Before canary", endpoint=endpoint, then=deploy, on_error=before)
+        create_config = self._config_with_key_choice(
+            "canary",
+            name=config_name,
+            variants=canary_variants,
+            key_allowed=sfn.Condition.boolean_equals("$.guard.kms_allowed", True),
+            then=ready,
+            on_error=before,
+        )
+        config_step = self.lookup(
+            "endpoint_config",
+            describe=find_config,
+            on_found=ready,
+            on_not_found=create_config,
+            on_error=before,
+            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
+        )
+        self.catch(create_model, before)
+        create_model.next(config_step)
+        model_step = self.lookup(
+            "candidate_model",
+            describe=find_model,
+            on_found=config_step,
+            on_not_found=create_model,
+            on_error=before,
+            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
+        )
 
+        tag_canary = self._tag_endpoint(
+            "Tag endpoint canary",
+            [*self._tags("canary"), {"Key": TAG_LAST_APPROVED, "Value": J.string_at("$.guard.last_approved")}],
+        )
+        self.catch(tag_canary, rollback)
         bake = self._bake_loop()
-        wait_canary = self._endpoint_wait("Canary", endpoint=endpoint, then=bake, on_error=rollback)
-        update.next(tag_canary).next(wait_canary)
+        deployed = self._await_endpoint(
+            "Canary", endpoint=endpoint, expect_config=config_name, then=bake, on_error=rollback
+        )
+        deploy.next(tag_canary).next(deployed)
 
-        config_step = self._ensure(
-            "endpoint_config", describe=find_config, create=create_config, then=update, on_error=before
+        go = sfn.Choice(self, "Canary may start?")
+        go.when(
+            sfn.Condition.and_(
+                sfn.Condition.boolean_equals("$.guard.ok", True), sfn.Condition.boolean_equals("$.guard.resume", True)
+            ),
+            deployed,
         )
-        model_step = self._ensure(
-            "candidate_model", describe=find_model, create=create_model, then=config_step, on_error=before
-        )
-        serving_config.next(model_step)
-
-        on_canary = sfn.Choice(self, "Endpoint already on canary?")
-        on_canary.when(
-            sfn.Condition.string_equals_json_path("$.endpoint.config", "$.run.names.endpoint_config"), wait_canary
-        )
-        on_canary.otherwise(serving_config)
-        return describe_endpoint.next(on_canary)
+        go.when(sfn.Condition.boolean_equals("$.guard.ok", True), model_step)
+        go.otherwise(refused)
+        return describe_endpoint.next(guard).next(go)
 
     def _bake_loop(self) -> sfn.IChainable:
-        """One iteration per canary step: set weights, wait until InService, bake, read the candidate's alarms."""
-        step_done = sfn.Succeed(self, "Step healthy")
-        alarm = sfn.Fail(
-            self,
-            "Candidate alarm",
-            error="CanaryAlarm",
-            cause_path=J.format(
-                "step {} ({}% candidate): in ALARM: {}",
-                J.string_at("$.step.index"),
-                J.string_at("$.step.candidate"),
-                J.json_to_string(J.list_at("$.alarms.names")),
-            ),
-        )
+        """One iteration per canary step: check, set weights, wait until applied, bake, check again."""
+        stopped = sfn.Fail(self, "Canary stopped", error="CanaryStopped", cause_path="$.check.reason")
+        alarm = sfn.Fail(self, "Candidate alarm", error="CanaryAlarm", cause_path="$.check.reason")
         step_failed = sfn.Fail(self, "Step failed", error_path="$.error.Error", cause_path="$.error.Cause")
+        step_done = sfn.Succeed(self, "Step healthy")
+        check = {"since": "$.since", "endpoint": "$.endpoint", "run_id": "$.run_id", "alarms": "$.alarms"}
+
+        before = self._check_canary("Check canary before step", **check)
+        self.catch(before, step_failed)
         set_weights = self._set_weights(
             "Set canary weights",
-            J.number_at("$.step.candidate"),
-            J.number_at("$.step.baseline"),
-            J.string_at("$.endpoint"),
+            endpoint="$.endpoint",
+            serving="$.serving_variant",
+            candidate=J.number_at("$.step.candidate"),
+            baseline=J.number_at("$.step.baseline"),
         )
-        self._catch(set_weights, step_failed)
-        count_alarms = self._call(
-            "Count candidate alarms",
-            "cloudwatch",
-            "describeAlarms",
-            {"AlarmNamePrefix": J.string_at("$.alarm_prefix"), "StateValue": "ALARM"},
-            resources=self._alarm_arns(),
-            result_selector={"count": J.array_length(J.list_at("$.MetricAlarms"))},
-            result_path="$.alarms",
-        )
-        self._catch(count_alarms, step_failed)
-        name_alarms = self._call(
-            "Name candidate alarms",
-            "cloudwatch",
-            "describeAlarms",
-            {"AlarmNamePrefix": J.string_at("$.alarm_prefix"), "StateValue": "ALARM"},
-            resources=self._alarm_arns(),
-            result_selector={"names": J.list_at("$.MetricAlarms[*].AlarmName")},
-            result_path="$.alarms",
-        )
-        self._catch(name_alarms, step_failed)
-        name_alarms.next(alarm)
+        self.catch(set_weights, step_failed)
+        after = self._check_canary("Check canary after bake", **check)
+        self.catch(after, step_failed)
         healthy = sfn.Choice(self, "Candidate healthy?")
-        healthy.when(sfn.Condition.number_greater_than("$.alarms.count", 0), name_alarms)
-        healthy.otherwise(step_done)
+        healthy.when(sfn.Condition.boolean_equals("$.check.ok", True), step_done)
+        healthy.otherwise(alarm)
         bake_wait = sfn.Wait(self, "Bake", time=sfn.WaitTime.seconds_path("$.step.bake_seconds"))
-        bake_wait.next(count_alarms).next(healthy)
-        wait_weights = self._endpoint_wait(
+        bake_wait.next(after).next(healthy)
+        applied = self._await_endpoint(
             "Weights",
             endpoint="$.endpoint",
+            expect_config="$.config",
+            expect_weights=[
+                {"VariantName": J.string_at("$.serving_variant"), "Weight": J.number_at("$.step.baseline")},
+                {"VariantName": CANDIDATE, "Weight": J.number_at("$.step.candidate")},
+            ],
             then=bake_wait,
             on_error=step_failed,
             max_polls_path="$.max_polls",
             wait_seconds_path="$.poll_seconds",
         )
-        set_weights.next(wait_weights)
+        set_weights.next(applied)
+        ready = self._await_endpoint(
+            "Before weights",
+            endpoint="$.endpoint",
+            then=set_weights,
+            on_error=step_failed,
+            max_polls_path="$.max_polls",
+            wait_seconds_path="$.poll_seconds",
+        )
+        go_on = sfn.Choice(self, "Canary may go on?")
+        go_on.when(sfn.Condition.boolean_equals("$.check.ok", True), ready)
+        go_on.otherwise(stopped)
+        before.next(go_on)
 
+        started = sfn.Pass(
+            self, "Canary started", parameters={"at": J.string_at("$$.State.EnteredTime")}, result_path="$.canary"
+        )
         bake = sfn.Map(
             self,
             "Bake canary steps",
@@ -902,64 +962,60 @@ class PipelineWorkflow(Construct):
             item_selector={
                 "step": J.object_at("$$.Map.Item.Value"),
                 "endpoint": J.string_at("$.run.baseline_endpoint"),
-                "alarm_prefix": J.string_at("$.run.names.alarm_prefix"),
-                "poll_seconds": J.number_at("$.run.timing.poll_seconds"),
+                "config": J.string_at("$.run.names.endpoint_config"),
+                "run_id": J.string_at("$.run.run_id"),
+                "serving_variant": J.string_at("$.run.variants.serving_name"),
+                "alarms": J.list_at("$.run.names.candidate_alarms"),
+                # Every check looks back to the start of the canary: an alarm that fired
+                # and cleared in an earlier step still stops the run.
+                "since": J.string_at("$.canary.at"),
+                "poll_seconds": J.number_at("$.run.timing.endpoint_poll_seconds"),
                 "max_polls": J.number_at("$.run.timing.deploy_max_polls"),
             },
             result_path=J.DISCARD,
         )
-        bake.item_processor(set_weights)
+        bake.item_processor(before)
         bake.add_catch(self.rollback, errors=[sfn.Errors.ALL], result_path="$.error")
         bake.next(self._promote())
-        return bake
+        return started.next(bake)
 
     def _promote(self) -> sfn.IChainable:
         rollback = self.rollback
-        find = self._call(
+        endpoint = "$.run.baseline_endpoint"
+        promoted_config = "$.run.names.promoted_config"
+        check = {
+            "since": "$.canary.at",
+            "endpoint": endpoint,
+            "run_id": "$.run.run_id",
+            "alarms": "$.run.names.candidate_alarms",
+        }
+        stopped = self.error_from("Promotion stopped", "CanaryStopped", "$.check.reason").next(rollback)
+
+        find = self.call(
             "Find promoted config",
             "sagemaker",
             "describeEndpointConfig",
-            {"EndpointConfigName": J.string_at("$.run.names.promoted_config")},
+            {"EndpointConfigName": J.string_at(promoted_config)},
             resources=self._prefixed("endpoint-config"),
+            retry="none",
             result_selector={"found": True},
             result_path="$.lookups.promoted_config",
         )
-        create = self._call(
-            "Create promoted config",
-            "sagemaker",
-            "createEndpointConfig",
-            {
-                "EndpointConfigName": J.string_at("$.run.names.promoted_config"),
-                "KmsKeyId": self._key.key_arn,
-                # Only the candidate, still named "candidate": its alarms keep guarding it
-                # after promotion (the monitoring stack rolls back on them).
-                "ProductionVariants": [
-                    {
-                        "VariantName": "candidate",
-                        "ModelName": J.string_at("$.run.names.candidate_model"),
-                        "InstanceType": J.string_at("$.run.instances.serving"),
-                        "InitialInstanceCount": J.number_at("$.run.instances.serving_count"),
-                        "InitialVariantWeight": 100,
-                    }
-                ],
-                "Tags": J.list_at("$.run.tags"),
-            },
-            resources=self._prefixed("endpoint-config"),
+        # One variant: the serving variant's name with the candidate's model, so the
+        # serving variant's alarms (and any autoscaling target on it) keep guarding it.
+        promoted_variants = J.array(J.string_at("$.run.variants.promoted"))
+
+        update = self._update_endpoint(
+            "Promote candidate", endpoint=endpoint, config=promoted_config, retain_instance_counts=False
         )
-        update = self._call(
-            "Remove baseline variant",
-            "sagemaker",
-            "updateEndpoint",
-            {
-                "EndpointName": J.string_at("$.run.baseline_endpoint"),
-                "EndpointConfigName": J.string_at("$.run.names.promoted_config"),
-            },
-            resources=[*self._endpoint_arns(), *self._prefixed("endpoint-config")],
+        self.catch(update, rollback)
+
+        tag = self._tag_endpoint(
+            "Tag endpoint promoted",
+            [*self._tags("promoted"), {"Key": TAG_PROMOTED_AT, "Value": J.string_at("$$.State.EnteredTime")}],
         )
-        self._catch(update, rollback)
-        tag = self._tag_endpoint("Tag endpoint promoted", "promoted")
-        self._catch(tag, rollback)
-        approve = self._call(
+        self.catch(tag, rollback)
+        approve = self.call(
             "Approve package",
             "sagemaker",
             "updateModelPackage",
@@ -970,13 +1026,13 @@ class PipelineWorkflow(Construct):
             },
             resources=self._prefixed("model-package"),
         )
-        self._catch(approve, rollback)
+        self.catch(approve, rollback)
         notify = self._notify(
             "Notify promoted",
             {
                 "outcome": "promoted",
                 "execution": J.execution_id,
-                "endpoint": J.string_at("$.run.baseline_endpoint"),
+                "endpoint": J.string_at(endpoint),
                 "model_package_arn": J.string_at("$.record.model_package_arn"),
                 "artifact_uri": J.string_at("$.record.artifact_uri"),
                 "report_key": J.string_at("$.run.s3.report_key"),
@@ -989,15 +1045,48 @@ class PipelineWorkflow(Construct):
                 "outcome": "promoted",
                 "run": J.object_at("$.run"),
                 "record": J.object_at("$.record"),
-                "gate": J.object_at("$.evaluation.report.gate"),
+                "gate": J.object_at("$.evaluation.gate"),
             },
         ).next(sfn.Succeed(self, "Promoted"))
         # A failed notification must not undo a healthy promotion.
         notify.add_catch(promoted, errors=[sfn.Errors.ALL], result_path="$.notify_error")
         tag.next(approve).next(notify).next(promoted)
-        wait = self._endpoint_wait("Promotion", endpoint="$.run.baseline_endpoint", then=tag, on_error=rollback)
-        update.next(wait)
-        return self._ensure("promoted_config", describe=find, create=create, then=update, on_error=rollback)
+
+        # An alarm while the promotion's UpdateEndpoint ran: the rollback function has
+        # tagged rolling-back; the rollback path finds the endpoint wherever it is.
+        after = self._check_canary("Check after promotion", **check)
+        self.catch(after, rollback)
+        still = sfn.Choice(self, "Promotion undisturbed?")
+        still.when(sfn.Condition.boolean_equals("$.check.ok", True), tag)
+        still.otherwise(stopped)
+        after.next(still)
+        landed = self._await_endpoint(
+            "Promotion", endpoint=endpoint, expect_config=promoted_config, then=after, on_error=rollback
+        )
+        update.next(landed)
+        ready = self._await_endpoint("Before promotion", endpoint=endpoint, then=update, on_error=rollback)
+        create_config = self._config_with_key_choice(
+            "promoted",
+            name=promoted_config,
+            variants=promoted_variants,
+            key_allowed=sfn.Condition.boolean_equals("$.run.instances.serving_local_storage", False),
+            then=ready,
+            on_error=rollback,
+        )
+        config_step = self.lookup(
+            "promoted_config",
+            describe=find,
+            on_found=ready,
+            on_not_found=create_config,
+            on_error=rollback,
+            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
+        )
+        before = self._check_canary("Check before promotion", **check)
+        self.catch(before, rollback)
+        go = sfn.Choice(self, "Promotion may start?")
+        go.when(sfn.Condition.boolean_equals("$.check.ok", True), config_step)
+        go.otherwise(stopped)
+        return before.next(go)
 
 
 def _s3_channel(name: str, uri_path: str) -> dict[str, Any]:

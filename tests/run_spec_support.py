@@ -30,6 +30,7 @@ DEFAULTS = Defaults(
     quantize_image_uri=f"{DLC}/pytorch-training:2.10.0-gpu-py313",
     evaluate_image_uri=f"{DLC}/pytorch-training:2.10.0-gpu-py313",
     serving_image_uri=f"{DLC}/djl-inference:0.38.0-lmi29.0.0-cu130",
+    kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 )
 
 
@@ -44,6 +45,6 @@ def example_spec(**overrides: object) -> dict[str, object]:
         "algorithm": "gptq",
         "scheme": "W4A16",
         "baseline_endpoint": "llmq-dev-chat",
-        "canary": [{"weight": 10, "bake_minutes": 5}, {"weight": 100, "bake_minutes": 5}],
+        "canary": [{"weight": 10, "bake_minutes": 10}, {"weight": 100, "bake_minutes": 10}],
         **overrides,
     }

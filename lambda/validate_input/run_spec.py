@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any, Literal
 
+from history_budget import ENDPOINT_POLL_EVENTS, JOB_POLL_EVENTS, endpoint_waits, max_polls, poll_interval
+from instance_storage import LOCAL_STORAGE_FAMILIES, has_local_storage, volume_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from quantize_sizing import estimate, instance_problem
+from serving_ami import inference_ami
 
 # Algorithm x scheme pairs, grouped schemes and group sizes: a copy of the quantize
 # job's table (jobs/quantize_support.py SUPPORTED, SCHEME_INFO, KERNEL_GROUP_SIZES).
@@ -45,6 +47,13 @@ KNOWN_INSTANCE_FAMILIES = frozenset(
     }
 )  # fmt: skip
 SAGEMAKER_NAME_MAX = 63
+# The candidate's alarms (stacks/endpoint_monitoring.py names them <endpoint>-candidate-<signal>).
+CANDIDATE_SIGNALS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
+# LLM containers load tens of GB of weights before /ping answers: the longest
+# waits SageMaker allows (ProductionVariant: 60-3600 s each, docs/aws-behaviour.md).
+CANDIDATE_STARTUP_TIMEOUT_SECONDS = 3600
+CANDIDATE_DOWNLOAD_TIMEOUT_SECONDS = 3600
+CANDIDATE_VARIANT = "candidate"
 MODEL_NAME_MAX = 32
 RUN_ID_MAX = 20
 _NAME = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
@@ -75,6 +84,13 @@ class Defaults(BaseModel):
     quantize_image_uri: str
     evaluate_image_uri: str
     serving_image_uri: str
+    # The project KMS key: S3 outputs always, job volumes and endpoint configs where allowed.
+    kms_key_arn: str
+    # The monitored endpoints' serving variant (StageConfig.serving_variant).
+    serving_variant: str = "AllTraffic"
+    # Shortest bake the alarms can judge: their evaluation window plus CloudWatch's
+    # 1-2 minutes of metric delay (set from the monitoring thresholds by the stack).
+    min_bake_minutes: int = 7
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> Defaults:
@@ -90,6 +106,9 @@ class Defaults(BaseModel):
             quantize_image_uri=env["QUANTIZE_IMAGE_URI"],
             evaluate_image_uri=env["EVALUATE_IMAGE_URI"],
             serving_image_uri=env["SERVING_IMAGE_URI"],
+            kms_key_arn=env["KMS_KEY_ARN"],
+            serving_variant=env.get("SERVING_VARIANT", "AllTraffic"),
+            min_bake_minutes=int(env.get("MIN_BAKE_MINUTES", "7")),
         )
 
 
@@ -105,6 +124,10 @@ def _check_instance_type(value: str) -> str:
 def _check_s3_uri(value: str) -> str:
     if not _S3_URI.match(value):
         raise ValueError(f"{value!r} is not an s3://bucket/key URI")
+    if not value.endswith("/"):
+        # SageMaker reads S3Prefix channels by key prefix: ".../llama-8b" also matches
+        # ".../llama-8b-old/" and would mix two models or data sets.
+        raise ValueError(f"{value!r} must end with '/': an S3 prefix without it also matches sibling keys")
     return value
 
 
@@ -307,6 +330,16 @@ def _deployment_problems(spec: RunSpec, defaults: Defaults) -> list[Problem]:
     too_small = instance_problem(quantize_instance, needs)
     if too_small:
         problems.append(Problem(field="quantize_instance_type", message=too_small))
+    short = [step.bake_minutes for step in spec.canary if step.bake_minutes < defaults.min_bake_minutes]
+    if short:
+        problems.append(Problem(field="canary", message=_bake_message(defaults)))
+    try:
+        inference_ami(
+            spec.serving_image_uri or defaults.serving_image_uri,
+            spec.serving_instance_type or defaults.serving_instance_type,
+        )
+    except ValueError as exc:
+        problems.append(Problem(field="serving_image_uri", message=str(exc)))
     if spec.baseline_endpoint not in defaults.monitored_endpoints:
         known = ", ".join(defaults.monitored_endpoints) or "none"
         problems.append(
@@ -357,10 +390,65 @@ def _partial_deployment_problems(raw: Mapping[str, Any], defaults: Defaults, bad
     return problems
 
 
+def _bake_message(defaults: Defaults) -> str:
+    return (
+        f"every bake_minutes must be at least {defaults.min_bake_minutes}: the alarms judge a window of "
+        "minutes and CloudWatch publishes with 1-2 minutes of delay, so a shorter bake checks nothing"
+    )
+
+
 def _message(problems: list[Problem]) -> str:
     return f"{len(problems)} problem(s) in the execution input: " + "; ".join(
         f"{p.field}: {p.message}" for p in problems
     )
+
+
+def bounded_name(name: str, limit: int = SAGEMAKER_NAME_MAX) -> str:
+    """``name`` if it fits ``limit`` characters, else its head and a hash of the whole."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def _timing(spec: RunSpec) -> dict[str, Any]:
+    """Poll intervals and bounds that keep the worst case under the history limit (history_budget.py)."""
+    timing = spec.timing
+    quantize_seconds = int(timing.quantize_max_hours * 3600)
+    evaluate_seconds = int(timing.evaluate_max_hours * 3600)
+    deploy_seconds = timing.deploy_max_minutes * 60
+    requested = max(timing.poll_seconds, 1)
+    job_poll = poll_interval(requested, quantize_seconds + evaluate_seconds, 1, JOB_POLL_EVENTS)
+    endpoint_poll = poll_interval(requested, deploy_seconds, endpoint_waits(len(spec.canary)), ENDPOINT_POLL_EVENTS)
+    return {
+        # Wait states read these; 0 only in tests (the spec's poll_seconds: 0).
+        "job_poll_seconds": job_poll if timing.poll_seconds else 0,
+        "endpoint_poll_seconds": endpoint_poll if timing.poll_seconds else 0,
+        "quantize_max_seconds": quantize_seconds,
+        "evaluate_max_seconds": evaluate_seconds,
+        # The Describe/Wait loops give up a little after the job's own limit.
+        "quantize_max_polls": max_polls(quantize_seconds, job_poll) + 10,
+        "evaluate_max_polls": max_polls(evaluate_seconds, job_poll) + 10,
+        "deploy_max_polls": max_polls(deploy_seconds, endpoint_poll),
+    }
+
+
+def _variants(spec: RunSpec, defaults: Defaults, model: str, image: str) -> dict[str, Any]:
+    """The candidate's production variant (canary: "candidate"; promoted: the serving variant's name)."""
+    instance_type = spec.serving_instance_type or defaults.serving_instance_type
+    candidate: dict[str, Any] = {
+        "VariantName": CANDIDATE_VARIANT,
+        "ModelName": model,
+        "InstanceType": instance_type,
+        "InitialInstanceCount": spec.serving_instance_count,
+        "ContainerStartupHealthCheckTimeoutInSeconds": CANDIDATE_STARTUP_TIMEOUT_SECONDS,
+        "ModelDataDownloadTimeoutInSeconds": CANDIDATE_DOWNLOAD_TIMEOUT_SECONDS,
+    }
+    ami = inference_ami(image, instance_type)
+    if ami:
+        candidate["InferenceAmiVersion"] = ami
+    promoted = {**candidate, "VariantName": defaults.serving_variant, "InitialVariantWeight": 1}
+    return {"serving_name": defaults.serving_variant, "candidate": candidate, "promoted": promoted}
 
 
 def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
@@ -370,10 +458,7 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
     name = spec.model_name
     run_key = f"models/{name}/{run_id}/"
     training_job = resource_name(prefix, name, run_id, "q")
-    timing = spec.timing
-    poll = max(timing.poll_seconds, 1)
-    quantize_seconds = int(timing.quantize_max_hours * 3600)
-    evaluate_seconds = int(timing.evaluate_max_hours * 3600)
+    candidate_model = resource_name(prefix, name, run_id, "candidate")
     group_size = spec.group_size or (128 if spec.scheme in GROUPED_SCHEMES else None)
     hyperparameters = {
         "algorithm": spec.algorithm,
@@ -385,6 +470,12 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
     }
     if group_size is not None:
         hyperparameters["group-size"] = str(group_size)
+    images = {
+        "quantize": spec.quantize_image_uri or defaults.quantize_image_uri,
+        "evaluate": spec.evaluate_image_uri or defaults.evaluate_image_uri,
+        "serving": spec.serving_image_uri or defaults.serving_image_uri,
+    }
+    variants = _variants(spec, defaults, candidate_model, images["serving"])
     steps = [
         {
             "candidate": step.weight,
@@ -394,9 +485,23 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
         }
         for index, step in enumerate(spec.canary)
     ]
-    # The last step (100 %) is promotion itself; the bake loop covers the steps before it
-    # and also bakes at 100 % before the baseline variant is removed.
+    first = steps[0]
+    quantize_instance = spec.quantize_instance_type or defaults.quantize_instance_type
+    evaluate_instance = spec.evaluate_instance_type or defaults.evaluate_instance_type
+    serving_instance = spec.serving_instance_type or defaults.serving_instance_type
+    key = defaults.kms_key_arn
+    # The source, the staged artifact and room for the container (quantize_sizing.py).
+    quantize_volume_gb = max(
+        50,
+        estimate(
+            spec.model_parameters_billion,
+            spec.algorithm,
+            samples=spec.num_calibration_samples,
+            max_seq_length=spec.max_seq_length,
+        ).disk_gib,
+    )
     gate = spec.gate
+    alarm_prefix = f"{spec.baseline_endpoint}-candidate-"
     return {
         "model_name": name,
         "run_id": run_id,
@@ -407,17 +512,21 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
         "names": {
             "training_job": training_job,
             "evaluate_job": resource_name(prefix, name, run_id, "e"),
-            "candidate_model": resource_name(prefix, name, run_id, "candidate"),
+            "candidate_model": candidate_model,
             "endpoint_config": resource_name(prefix, name, run_id),
             "promoted_config": resource_name(prefix, name, run_id, "promoted"),
-            "package_group": f"{prefix}-{name}",
-            "alarm_prefix": f"{spec.baseline_endpoint}-candidate-",
+            "package_group": bounded_name(f"{prefix}-{name}"),
+            "alarm_prefix": alarm_prefix,
+            # Read one by one over each bake (DescribeAlarmHistory takes one name).
+            "candidate_alarms": [f"{alarm_prefix}{signal}" for signal in CANDIDATE_SIGNALS],
+            "scalable_target": f"endpoint/{spec.baseline_endpoint}/variant/{defaults.serving_variant}",
         },
         "s3": {
             "bucket": bucket,
             "run_prefix": f"s3://{bucket}/{run_key}",
             "output_path": f"s3://{bucket}/{run_key}",
-            # SageMaker uploads an uncompressed model directory to <output>/<job>/output/model/.
+            # Where SageMaker puts an uncompressed model directory (<output>/<job>/output/model/);
+            # the state machine replaces it with the job's ModelArtifacts.S3ModelArtifacts.
             "artifact_uri": f"s3://{bucket}/{run_key}{training_job}/output/model/",
             "manifest_key": f"{run_key}manifest.json",
             "reports_uri": f"s3://{bucket}/{run_key}reports/",
@@ -426,27 +535,35 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "calibration_uri": spec.calibration_uri,
             "validation_uri": spec.validation_uri,
         },
-        "images": {
-            "quantize": spec.quantize_image_uri or defaults.quantize_image_uri,
-            "evaluate": spec.evaluate_image_uri or defaults.evaluate_image_uri,
-            "serving": spec.serving_image_uri or defaults.serving_image_uri,
-        },
+        "images": images,
         "instances": {
-            "quantize": spec.quantize_instance_type or defaults.quantize_instance_type,
-            "evaluate": spec.evaluate_instance_type or defaults.evaluate_instance_type,
-            "serving": spec.serving_instance_type or defaults.serving_instance_type,
+            "quantize": quantize_instance,
+            "evaluate": evaluate_instance,
+            "serving": serving_instance,
             "serving_count": spec.serving_instance_count,
-            # The source, the staged artifact and room for the container (quantize_sizing.py).
-            "quantize_volume_gb": max(
-                50,
-                estimate(
-                    spec.model_parameters_billion,
-                    spec.algorithm,
-                    samples=spec.num_calibration_samples,
-                    max_seq_length=spec.max_seq_length,
-                ).disk_gib,
-            ),
+            "quantize_volume_gb": quantize_volume_gb,
+            # The baseline variant's instance type is known only at run time: the state
+            # machine looks its family up here before it adds the KMS key to a config.
+            "local_storage_families": sorted(LOCAL_STORAGE_FAMILIES),
+            "serving_local_storage": has_local_storage(serving_instance),
         },
+        # ResourceConfig / ClusterConfig as the APIs take them: a volume key only where
+        # the instance has no NVMe instance storage (instance_storage.py).
+        "resources": {
+            "training": {
+                "InstanceType": quantize_instance,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": quantize_volume_gb,
+                **volume_key(quantize_instance, key),
+            },
+            "processing": {
+                "InstanceType": evaluate_instance,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": 200,
+                **volume_key(evaluate_instance, key),
+            },
+        },
+        "variants": variants,
         "hyperparameters": hyperparameters,
         # LMI (vLLM engine) reads the compressed-tensors config from the model directory.
         "serving_environment": {
@@ -476,16 +593,15 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "--min-throughput-ratio",
             str(gate.min_throughput_ratio),
         ],
-        "canary": {"first": steps[0], "steps": steps},
-        "timing": {
-            "poll_seconds": timing.poll_seconds,
-            "quantize_max_seconds": quantize_seconds,
-            "evaluate_max_seconds": evaluate_seconds,
-            # The Describe/Wait loops give up a little after the job's own limit.
-            "quantize_max_polls": math.ceil(quantize_seconds / poll) + 10,
-            "evaluate_max_polls": math.ceil(evaluate_seconds / poll) + 10,
-            "deploy_max_polls": math.ceil(timing.deploy_max_minutes * 60 / poll) + 1,
+        "canary": {
+            "first": first,
+            # The first canary config's variants: the serving variant copied whole with
+            # this weight merged in, and the candidate.
+            "first_serving_weight": {"InitialVariantWeight": first["baseline"]},
+            "first_candidate": {**variants["candidate"], "InitialVariantWeight": first["candidate"]},
+            "steps": steps,
         },
+        "timing": _timing(spec),
         "tags": [
             {"Key": "llmq:model-name", "Value": name},
             {"Key": "llmq:run-id", "Value": run_id},

@@ -1,0 +1,210 @@
+"""Decisions the state machine cannot make with JSONPath alone: may a canary start, may it go on.
+
+Pure logic over SageMaker and CloudWatch reads (the clients are passed in), so
+tests call it directly and the workflow tests run it against the emulator.
+
+- ``pre_canary``: before the endpoint changes. The endpoint must serve exactly
+  one variant, named as the stage's ``serving_variant`` (the alarms watch that
+  name), and must not be in the middle of a rollback. Its current config is
+  then the one to restore after a promotion ("last approved"): a config with
+  one serving variant is either the platform team's own or one a run really
+  promoted, never a failed canary's two-variant config. A rerun whose endpoint
+  already runs this run's canary config resumes, keeping the recorded config.
+- ``endpoint_state``: one poll of a bounded wait. "InService" alone is not
+  success: a failed UpdateEndpoint returns the endpoint to InService on the
+  old config with FailureReason set, and a weights update that did not apply
+  leaves the old weights. So done means InService *and* the expected config
+  *and* the expected weights; InService with anything else is a failure whose
+  reason is SageMaker's FailureReason.
+- ``canary_check``: during the bake and around promotion. The endpoint must
+  still carry this run's tags in phase ``canary`` (the rollback function sets
+  ``rolling-back`` before it moves any traffic), and none of the candidate's
+  alarms may have entered ALARM since ``since``: an alarm that fired and
+  cleared within the bake (missing data is not breaching once traffic moved
+  away) still stops the run. DescribeAlarmHistory keeps state updates, so a
+  short ALARM is not missed the way one DescribeAlarms at the end would miss it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+TAG_PHASE = "llmq:phase"
+TAG_RUN = "llmq:run-id"
+TAG_LAST_APPROVED = "llmq:last-approved-config"
+PHASE_CANARY = "canary"
+# Phases in which a new canary must not start: a rollback is under way or did not finish.
+BLOCKING_PHASES = frozenset({"rolling-back", "rollback-failed"})
+CANDIDATE_VARIANT = "candidate"
+
+
+@dataclass
+class PreCanary:
+    ok: bool
+    reason: str = ""
+    resume: bool = False
+    config: str = ""
+    last_approved: str = ""
+    serving: dict[str, Any] = field(default_factory=dict)
+    # CreateEndpointConfig refuses KmsKeyId when any variant runs on local NVMe storage.
+    kms_allowed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# DescribeEndpoint's EndpointStatus values; the transitional ones end by themselves.
+TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"})
+
+
+@dataclass
+class EndpointState:
+    state: str  # "done", "wait" or "failed"
+    status: str = ""
+    config: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CanaryCheck:
+    ok: bool
+    reason: str = ""
+    phase: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _tags(sm: Any, arn: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    kwargs: dict[str, Any] = {"ResourceArn": arn}
+    while True:
+        page = sm.list_tags(**kwargs)
+        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        if not page.get("NextToken"):
+            return tags
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def _family(instance_type: str) -> str:
+    parts = instance_type.split(".")
+    return parts[1] if len(parts) == 3 else ""
+
+
+def pre_canary(
+    sm: Any,
+    *,
+    endpoint: str,
+    run_id: str,
+    serving_variant: str,
+    canary_config: str,
+    local_storage_families: list[str],
+    candidate_local_storage: bool,
+) -> PreCanary:
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    config = described["EndpointConfigName"]
+    tags = _tags(sm, described["EndpointArn"])
+    phase = tags.get(TAG_PHASE, "")
+    if config == canary_config and tags.get(TAG_RUN) == run_id and tags.get(TAG_LAST_APPROVED):
+        # A rerun of this run after its canary was deployed: go on from the bake.
+        return PreCanary(ok=True, resume=True, config=config, last_approved=tags[TAG_LAST_APPROVED])
+    if phase in BLOCKING_PHASES:
+        return PreCanary(
+            ok=False,
+            reason=f"endpoint {endpoint} is tagged {TAG_PHASE}={phase}: a rollback is under way or did not "
+            "finish; restore the endpoint and its tags before a new canary",
+        )
+    variants = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    names = [v["VariantName"] for v in variants]
+    if names != [serving_variant]:
+        return PreCanary(
+            ok=False,
+            reason=f"endpoint {endpoint} runs config {config} with variants {names}; a canary needs exactly one "
+            f"serving variant named {serving_variant!r} (the stage's serving_variant, which the alarms watch)",
+        )
+    (serving,) = variants
+    if "InstanceType" not in serving:
+        return PreCanary(
+            ok=False,
+            reason=f"variant {serving_variant} of {config} is serverless; canaries need instance-backed variants",
+        )
+    families = set(local_storage_families)
+    kms_allowed = not candidate_local_storage and _family(serving["InstanceType"]) not in families
+    return PreCanary(
+        ok=True,
+        config=config,
+        last_approved=config,
+        serving=json.loads(json.dumps(serving, default=str)),
+        kms_allowed=kms_allowed,
+    )
+
+
+def endpoint_state(
+    sm: Any, *, endpoint: str, expect_config: str | None = None, expect_weights: dict[str, float] | None = None
+) -> EndpointState:
+    """One poll: done (InService as expected), wait (transitional) or failed (with SageMaker's reason)."""
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    status = described["EndpointStatus"]
+    config = described.get("EndpointConfigName", "")
+    failure = described.get("FailureReason", "")
+    if status in TRANSITIONAL and status != "UpdateRollbackFailed":
+        return EndpointState(state="wait", status=status, config=config)
+    if status != "InService":
+        return EndpointState(
+            state="failed", status=status, config=config, reason=failure or f"endpoint {endpoint} is {status}"
+        )
+    if expect_config and config != expect_config:
+        reason = f"endpoint {endpoint} is InService on {config}, not {expect_config}"
+        return EndpointState(state="failed", status=status, config=config, reason=f"{reason}: {failure or 'no reason'}")
+    if expect_weights:
+        current = {v["VariantName"]: float(v.get("CurrentWeight", -1)) for v in described["ProductionVariants"]}
+        wrong = {name: current.get(name) for name, weight in expect_weights.items() if current.get(name) != weight}
+        if wrong:
+            reason = f"weights on {endpoint} are {current}, expected {expect_weights}: {failure or 'no reason'}"
+            return EndpointState(state="failed", status=status, config=config, reason=reason)
+    return EndpointState(state="done", status=status, config=config)
+
+
+def _entered_alarm(item: dict[str, Any]) -> bool:
+    try:
+        data = json.loads(item.get("HistoryData") or "{}")
+    except json.JSONDecodeError:
+        data = {}
+    state = data.get("newState", {}).get("stateValue")
+    return state == "ALARM" or item.get("HistorySummary", "").endswith(" to ALARM")
+
+
+def canary_check(sm: Any, cw: Any, *, endpoint: str, run_id: str, since: str, alarm_names: list[str]) -> CanaryCheck:
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    tags = _tags(sm, described["EndpointArn"])
+    phase = tags.get(TAG_PHASE, "")
+    if phase != PHASE_CANARY or tags.get(TAG_RUN) != run_id:
+        return CanaryCheck(
+            ok=False,
+            phase=phase,
+            reason=f"endpoint {endpoint} is tagged {TAG_PHASE}={phase or '<none>'}, run "
+            f"{tags.get(TAG_RUN, '<none>')}: the rollback function (or another run) has taken over",
+        )
+    start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    fired = []
+    for name in alarm_names:
+        kwargs: dict[str, Any] = {"AlarmName": name, "HistoryItemType": "StateUpdate", "StartDate": start}
+        while True:
+            page = cw.describe_alarm_history(**kwargs)
+            if any(_entered_alarm(item) for item in page.get("AlarmHistoryItems", [])):
+                fired.append(name)
+                break
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    current = cw.describe_alarms(AlarmNames=alarm_names, StateValue="ALARM").get("MetricAlarms", [])
+    fired += [a["AlarmName"] for a in current if a["AlarmName"] not in fired]
+    if fired:
+        return CanaryCheck(ok=False, phase=phase, reason=f"in ALARM since {since}: {', '.join(sorted(fired))}")
+    return CanaryCheck(ok=True, phase=phase)

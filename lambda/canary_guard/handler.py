@@ -1,0 +1,59 @@
+"""Canary guard: may a canary start, may it go on, has an endpoint update really landed (guard_logic.py)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from guard_logic import canary_check, endpoint_state, pre_canary
+
+logger = Logger()
+tracer = Tracer()
+
+
+@cache
+def clients() -> tuple[Any, Any]:
+    """boto3 clients, built once per container (tests reset the cache to point them at the emulator)."""
+    return boto3.client("sagemaker"), boto3.client("cloudwatch")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    sm, cw = clients()
+    action = event.get("action")
+    if action == "pre_canary":
+        result = pre_canary(
+            sm,
+            endpoint=event["endpoint"],
+            run_id=event["run_id"],
+            serving_variant=event["serving_variant"],
+            canary_config=event["canary_config"],
+            local_storage_families=list(event["local_storage_families"]),
+            candidate_local_storage=bool(event["candidate_local_storage"]),
+        ).as_dict()
+    elif action == "canary_check":
+        result = canary_check(
+            sm,
+            cw,
+            endpoint=event["endpoint"],
+            run_id=event["run_id"],
+            since=event["since"],
+            alarm_names=list(event["alarm_names"]),
+        ).as_dict()
+    elif action == "endpoint_state":
+        # [{"VariantName": ..., "Weight": ...}]: variant names come from the run plan.
+        weights = {w["VariantName"]: float(w["Weight"]) for w in event.get("expect_weights") or []}
+        result = endpoint_state(
+            sm,
+            endpoint=event["endpoint"],
+            expect_config=event.get("expect_config") or None,
+            expect_weights=weights or None,
+        ).as_dict()
+    else:
+        raise ValueError(f"unknown action {action!r}: expected pre_canary, canary_check or endpoint_state")
+    logger.info("canary guard", extra={"action": action, "guard": {k: result[k] for k in ("ok", "reason")}})
+    return result
