@@ -10,21 +10,33 @@ from constructs import Construct
 from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge
 
-# Every AWS API that a quantize/evaluate job, a SageMaker endpoint or a
-# pipeline/rollback function calls. Without NAT these are the only ways out.
-INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
-    "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
-    "SageMakerRuntime": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
-    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
-    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
-    "StepFunctions": ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
-    "EventBridge": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
-    "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
+# Who in the VPC calls which AWS API. An interface endpoint costs money every hour
+# in every AZ, so one exists only for an API with a caller here. Not callers:
+# Lambda itself (credentials, environment decryption, log and trace delivery
+# happen outside the function's VPC), Step Functions and EventBridge (not in the
+# VPC), and the SageMaker jobs and candidate model, which run with network
+# isolation: SageMaker moves their S3 data through the VPC (the S3 gateway) and
+# pulls ECR images over its platform network, and the containers make no calls.
+# The rollback function's metrics are embedded-metric-format log lines, not
+# PutMetricData. S3 is reached through the free gateway endpoint.
+CALLERS: dict[str, tuple[str, ...]] = {
+    "canary_guard function": ("sagemaker", "cloudwatch"),
+    "record_package function": ("s3", "sagemaker"),
+    "rollback function": ("s3", "sagemaker", "sns"),
+    "validate_input function": (),
+    "quantize training job, evaluate processing job, candidate model (network isolation)": ("s3",),
 }
+GATEWAY_SERVICES = frozenset({"s3"})
+# boto3 service name -> (construct id, interface endpoint service).
+INTERFACE_SERVICES: dict[str, tuple[str, ec2.InterfaceVpcEndpointAwsService]] = {
+    "cloudwatch": ("Monitoring", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING),
+    "sagemaker": ("SageMakerApi", ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API),
+    "sns": ("Sns", ec2.InterfaceVpcEndpointAwsService.SNS),
+}
+INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = dict(
+    INTERFACE_SERVICES[service]
+    for service in sorted({s for services in CALLERS.values() for s in services} - GATEWAY_SERVICES)
+)
 
 
 class PrivateNetwork(Construct):

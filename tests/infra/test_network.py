@@ -1,15 +1,18 @@
-"""Network: isolated by default, endpoints for every API used, flow logs on."""
+"""Network: isolated by default, an endpoint for every API called from the VPC and no other, flow logs on."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from aws_cdk.assertions import Match
 
-from stacks.private_network import INTERFACE_ENDPOINTS
+from stacks.private_network import CALLERS, GATEWAY_SERVICES, INTERFACE_ENDPOINTS, INTERFACE_SERVICES
 
-EXPECTED_SERVICES = {
-    "sagemaker.api", "sagemaker.runtime", "sts", "logs", "monitoring", "ecr.api", "ecr.dkr",
-    "kms", "states", "events", "sns",
-}  # fmt: skip
+ROOT = Path(__file__).resolve().parents[2]
+# Interface endpoint service names (com.amazonaws.<region>.<name>) of the callers' APIs.
+EXPECTED_SERVICES = {"sagemaker.api", "sns", "monitoring"}
+_CLIENT = re.compile(r"""\b(?:boto3\.client|aws_client)\(\s*["']([a-z0-9-]+)["']""")
 
 
 def _service_names(template) -> set[str]:
@@ -35,6 +38,25 @@ def test_nat_egress_option_adds_one_nat_gateway(nat_app):
     template = nat_app.template(nat_app.stacks.network)
     template.resource_count_is("AWS::EC2::NatGateway", 1)
     template.resource_count_is("AWS::EC2::InternetGateway", 1)
+
+
+def test_every_aws_client_a_function_creates_has_a_declared_caller_and_a_route():
+    found: dict[str, set[str]] = {}
+    for source in (ROOT / "lambda").glob("*/*.py"):
+        for service in _CLIENT.findall(source.read_text()):
+            found.setdefault(source.parent.name, set()).add(service)
+    assert found  # the scan sees the functions' clients
+    for function, services in found.items():
+        declared = set(CALLERS[f"{function} function"])
+        assert services <= declared, (function, services - declared)
+    for function in (p.name for p in (ROOT / "lambda").iterdir() if (p / "handler.py").is_file()):
+        assert f"{function} function" in CALLERS, function
+
+
+def test_endpoints_derive_from_the_callers_and_none_lacks_a_caller():
+    called = {service for services in CALLERS.values() for service in services}
+    assert called - GATEWAY_SERVICES == set(INTERFACE_SERVICES)
+    assert set(INTERFACE_ENDPOINTS) == {INTERFACE_SERVICES[s][0] for s in called - GATEWAY_SERVICES}
 
 
 def test_interface_endpoint_for_every_api_used_and_s3_gateway(dev_app):

@@ -46,7 +46,7 @@ def _evaluate(value: Any, template: dict[str, Any]) -> Any:  # noqa: PLR0911 - o
     raise AssertionError(f"unexpected intrinsic {fn}")
 
 
-def _role_statements(dev_app) -> list[dict[str, Any]]:
+def _role_statements(dev_app) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     pipeline = dev_app.stacks.pipeline
     template = dev_app.template_json(pipeline)
     (policy,) = [
