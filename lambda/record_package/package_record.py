@@ -8,6 +8,7 @@ this run's marker is found and returned instead of creating a second version.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,28 @@ REQUIRED_MANIFEST_FIELDS = (
 )
 PENDING = "PendingManualApproval"
 METADATA_VALUE_MAX = 256
+# CreateModelPackageGroup's ModelPackageGroupName: 1-63 characters of this pattern.
+PACKAGE_GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# S3 answers a GetObject on a missing key with 403 AccessDenied unless the caller may
+# s3:ListBucket; this function may not, so both codes mean "no manifest we can read".
+_MISSING_OR_UNREADABLE = frozenset({"NoSuchKey", "404", "AccessDenied", "403"})
 
 
 class ManifestError(Exception):
     """The job's output does not meet the contract; the message lists every problem."""
+
+
+class PlanError(ValueError):
+    """The run plan names something SageMaker would refuse (checked before any call)."""
+
+
+def check_package_group_name(name: str) -> str:
+    if not PACKAGE_GROUP_NAME.fullmatch(name):
+        raise PlanError(
+            f"model package group name {name!r} ({len(name)} characters) is not 1-63 letters, digits and "
+            "single '-' as CreateModelPackageGroup requires; the validate step must bound names.package_group"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -125,8 +144,14 @@ def read_manifest(s3: Any, artifact_uri: str) -> Any:
     bucket, prefix = _split_s3(artifact_uri)
     try:
         body = s3.get_object(Bucket=bucket, Key=f"{prefix}manifest.json")["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        raise ManifestError(f"no manifest.json under {artifact_uri}") from None
+    except s3.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in _MISSING_OR_UNREADABLE:
+            raise
+        raise ManifestError(
+            f"no manifest.json under {artifact_uri} ({code}): the quantize job wrote none, or this function "
+            "may not read it (without s3:ListBucket S3 reports a missing key as AccessDenied)"
+        ) from None
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
@@ -169,6 +194,7 @@ def find_package(sm: Any, group: str, run_id: str) -> dict[str, Any] | None:
 
 def record(run: dict[str, Any], execution_id: str, *, s3: Any, sm: Any) -> RecordResult:
     """Verify the manifest, then find or register the run's model package (PendingManualApproval)."""
+    group = check_package_group_name(run["names"]["package_group"])
     artifact_uri = run["s3"]["artifact_uri"]
     manifest = read_manifest(s3, artifact_uri)
     problems = verify_manifest(manifest, run)
@@ -182,7 +208,6 @@ def record(run: dict[str, Any], execution_id: str, *, s3: Any, sm: Any) -> Recor
     s3.put_object(
         Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest, indent=1).encode(), ContentType="application/json"
     )
-    group = run["names"]["package_group"]
     ensure_group(sm, group, run["model_name"])
     existing = find_package(sm, group, run["run_id"])
     if existing is not None:

@@ -13,7 +13,8 @@ from moto import mock_aws
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lambda" / "record_package"))
 
-from package_record import ManifestError, record, verify_manifest  # noqa: E402
+from botocore.stub import Stubber  # noqa: E402
+from package_record import ManifestError, PlanError, record, verify_manifest  # noqa: E402
 
 BUCKET = "artifacts-bucket"
 RUN = {
@@ -107,3 +108,39 @@ def test_a_missing_or_wrong_manifest_registers_nothing(aws):
     with pytest.raises(ManifestError, match=r"missing metrics\.artifact_bytes"):
         record(RUN, "e", s3=s3, sm=sm)
     assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+def test_a_manifest_s3_denies_reading_is_reported_as_missing_or_unreadable(aws):
+    # Without s3:ListBucket (the deployed function has none), S3 answers a missing key with 403.
+    s3, sm = aws
+    with Stubber(s3) as stub:
+        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+        with pytest.raises(ManifestError, match=r"no manifest\.json under .* \(AccessDenied\).*may not read it"):
+            record(RUN, "e", s3=s3, sm=sm)
+    assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+def test_other_s3_errors_are_not_disguised_as_a_missing_manifest(aws):
+    s3, sm = aws
+    with Stubber(s3) as stub:
+        stub.add_client_error("get_object", service_error_code="SlowDown", http_status_code=503)
+        with pytest.raises(s3.exceptions.ClientError, match="SlowDown"):
+            record(RUN, "e", s3=s3, sm=sm)
+
+
+@pytest.mark.parametrize("name", ["x" * 64, "llmq-dev--", "-llmq", "llmq_dev"])
+def test_a_package_group_name_sagemaker_would_refuse_stops_before_any_call(aws, name):
+    s3, sm = aws
+    put_manifest(s3, MANIFEST)
+    with Stubber(s3), Stubber(sm), pytest.raises(PlanError, match="CreateModelPackageGroup"):
+        # Stubbers with no responses queued: any AWS call would fail differently.
+        record({**RUN, "names": {**RUN["names"], "package_group": name}}, "e", s3=s3, sm=sm)
+
+
+def test_a_63_character_package_group_name_is_accepted(aws):
+    s3, sm = aws
+    put_manifest(s3, MANIFEST)
+    name = "llmq-dev-" + "m" * 54
+    assert len(name) == 63
+    record({**RUN, "names": {**RUN["names"], "package_group": name}}, "e", s3=s3, sm=sm)
+    assert sm.list_model_packages(ModelPackageGroupName=name)["ModelPackageSummaryList"]
