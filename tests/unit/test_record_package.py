@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from botocore.stub import Stubber  # noqa: E402
 from package_record import ManifestError, PlanError, record, verify_manifest  # noqa: E402
 
 BUCKET = "artifacts-bucket"
-RUN = {
+RUN: dict[str, Any] = {
     "model_name": "llama-8b",
     "run_id": "r1",
     "algorithm": "gptq",
