@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
