@@ -68,6 +68,7 @@ def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucke
     """
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     from stacks.config import load_stage_config  # noqa: PLC0415 - only this path needs the CDK config
+    from stacks.endpoint_monitoring import ROLLBACK_SIGNALS  # noqa: PLC0415
     from stacks.sagemaker_images import SERVING, TRAINING, resolve  # noqa: PLC0415
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
@@ -92,6 +93,7 @@ def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucke
         kms_key_arn=f"arn:aws:kms:{region or config.region or 'us-east-1'}:{'0' * 12}:key/offline-check",
         serving_variant=config.serving_variant,
         min_bake_minutes=config.monitoring.min_bake_minutes,
+        rollback_signals=ROLLBACK_SIGNALS,
     )
 
 

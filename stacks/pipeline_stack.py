@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.config import StageConfig
+from stacks.endpoint_monitoring import ROLLBACK_SIGNALS
 from stacks.job_images import JobImages
 from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge
@@ -29,7 +30,7 @@ from stacks.pipeline_nag import token_text
 from stacks.pipeline_workflow import PipelineWorkflow
 from stacks.python_function import PythonFunction, dependency_layer
 from stacks.sagemaker_images import PipelineImages
-from stacks.sagemaker_role import SageMakerExecutionRole
+from stacks.sagemaker_role import SageMakerExecutionRole, grant_pass_to_sagemaker
 
 
 class PipelineStack(Stack):
@@ -55,7 +56,9 @@ class PipelineStack(Stack):
             self, "Images", versions=settings.images, training_instance_type=config.instances.quantize
         ).uris
         if settings.build_job_images:
-            built = JobImages(self, "JobImages")
+            built = JobImages(
+                self, "JobImages", versions=settings.images, training_instance_type=config.instances.quantize
+            )
             quantize_image, evaluate_image = built.quantize.image_uri, built.evaluate.image_uri
         else:
             # The PyTorch training image these containers build FROM: a run must then
@@ -100,6 +103,7 @@ class PipelineStack(Stack):
                 "KMS_KEY_ARN": key.key_arn,
                 "SERVING_VARIANT": config.serving_variant,
                 "MIN_BAKE_MINUTES": str(config.monitoring.min_bake_minutes),
+                "ROLLBACK_SIGNALS": json.dumps(list(ROLLBACK_SIGNALS)),
             },
             **common,
         ).function
@@ -213,7 +217,7 @@ class PipelineStack(Stack):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
         role = self.state_machine.role
-        self.sagemaker_role.grant_pass_role(role)
+        grant_pass_to_sagemaker(self.sagemaker_role, role)
         # Decrypt: the report object (SSE-KMS); GenerateDataKey: publishing to the encrypted
         # topic; CreateGrant/DescribeKey: jobs and endpoint configs with the KMS key.
         key.grant(role, "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey")

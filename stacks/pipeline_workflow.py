@@ -479,12 +479,18 @@ class PipelineWorkflow(StepBuilder):
         return validate
 
     def _job_failure(self, name: str, *, describe: tasks.CallAwsService, error: str, fail: sfn.IChainable) -> Any:
-        """Describe a failed job and fail with its FailureReason (guarded: a missing field is a runtime error)."""
+        """Describe a failed job and fail with its reason (guarded: a missing field is a runtime error).
+
+        A processing container's own words are ExitMessage (from /opt/ml/output/message);
+        a training container's reach FailureReason (from /opt/ml/output/failure).
+        """
         self.catch(describe, fail)
+        with_message = self.error_from(f"{name} exit message", error, "$.failed_job.ExitMessage").next(fail)
         with_reason = self.error_from(f"{name} failure reason", error, "$.failed_job.FailureReason").next(fail)
         without = self.error(f"{name} failed without reason", error, "the job failed and SageMaker gave no reason")
         without.next(fail)
         has_reason = sfn.Choice(self, f"{name} gave a reason?")
+        has_reason.when(sfn.Condition.is_present("$.failed_job.ExitMessage"), with_message)
         has_reason.when(sfn.Condition.is_present("$.failed_job.FailureReason"), with_reason)
         has_reason.otherwise(without)
         return describe.next(has_reason)

@@ -245,7 +245,7 @@ class StepBuilder(Construct):
         error_path: str = "$.error",
     ) -> sfn.IChainable:
         """Describe until a done status (Describe + Wait: no ``.sync``), bounded by a poll count."""
-        counter = f"{counter_root}.{name}"
+        counter = f"{counter_root}.{name.lower().replace(' ', '_')}"
         start = self.start_counter(f"{name} start polling", counter)
         wait = sfn.Wait(self, f"{name} wait", time=sfn.WaitTime.seconds_path(wait_seconds_path))
         check = sfn.Choice(self, f"{name} status?")

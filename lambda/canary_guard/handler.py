@@ -55,5 +55,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ).as_dict()
     else:
         raise ValueError(f"unknown action {action!r}: expected pre_canary, canary_check or endpoint_state")
-    logger.info("canary guard", extra={"action": action, "guard": {k: result[k] for k in ("ok", "reason")}})
+    summary = {k: result[k] for k in ("ok", "state", "reason") if k in result}
+    logger.info("canary guard", extra={"action": action, "guard": summary})
     return result

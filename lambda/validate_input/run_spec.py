@@ -47,8 +47,6 @@ KNOWN_INSTANCE_FAMILIES = frozenset(
     }
 )  # fmt: skip
 SAGEMAKER_NAME_MAX = 63
-# The candidate's alarms (stacks/endpoint_monitoring.py names them <endpoint>-candidate-<signal>).
-CANDIDATE_SIGNALS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
 # LLM containers load tens of GB of weights before /ping answers: the longest
 # waits SageMaker allows (ProductionVariant: 60-3600 s each, docs/aws-behaviour.md).
 CANDIDATE_STARTUP_TIMEOUT_SECONDS = 3600
@@ -91,6 +89,9 @@ class Defaults(BaseModel):
     # Shortest bake the alarms can judge: their evaluation window plus CloudWatch's
     # 1-2 minutes of metric delay (set from the monitoring thresholds by the stack).
     min_bake_minutes: int = 7
+    # Signals whose candidate alarms roll back (stacks/endpoint_monitoring.py ROLLBACK_SIGNALS);
+    # the bake reads <endpoint>-candidate-<signal> for each.
+    rollback_signals: tuple[str, ...] = ("latency-p95-vs-baseline", "5xx", "4xx", "quality")
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> Defaults:
@@ -109,6 +110,7 @@ class Defaults(BaseModel):
             kms_key_arn=env["KMS_KEY_ARN"],
             serving_variant=env.get("SERVING_VARIANT", "AllTraffic"),
             min_bake_minutes=int(env.get("MIN_BAKE_MINUTES", "7")),
+            rollback_signals=tuple(json.loads(env["ROLLBACK_SIGNALS"])),
         )
 
 
@@ -518,7 +520,7 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "package_group": bounded_name(f"{prefix}-{name}"),
             "alarm_prefix": alarm_prefix,
             # Read one by one over each bake (DescribeAlarmHistory takes one name).
-            "candidate_alarms": [f"{alarm_prefix}{signal}" for signal in CANDIDATE_SIGNALS],
+            "candidate_alarms": [f"{alarm_prefix}{signal}" for signal in defaults.rollback_signals],
             "scalable_target": f"endpoint/{spec.baseline_endpoint}/variant/{defaults.serving_variant}",
         },
         "s3": {

@@ -211,7 +211,8 @@ def _sm(kind: str, name_key: str) -> Callable[[dict[str, Any], str, str], str]:
 
 
 def _model_package(params: dict[str, Any], account: str, region: str) -> str:
-    name = str(params["ModelPackageName"])
+    # DescribeModelPackage names it ModelPackageName; UpdateModelPackage, ModelPackageArn.
+    name = str(params.get("ModelPackageName") or params["ModelPackageArn"])
     return name if name.startswith("arn:") else f"arn:aws:sagemaker:{region}:{account}:model-package/{name.lower()}"
 
 

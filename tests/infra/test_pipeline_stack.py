@@ -6,7 +6,13 @@ import json
 
 from aws_cdk.assertions import Match
 
-from stacks.pipeline_workflow import transient_errors
+from stacks.workflow_steps import (
+    LAMBDA_TRANSIENT,
+    MODELED_TRANSIENT,
+    RESOURCE_LIMIT,
+    SDK_BASE_ERRORS,
+    SNS_TRANSIENT,
+)
 from tests.workflow.harness import TemplateResolver
 
 
@@ -60,28 +66,42 @@ def test_failed_executions_alarm_notifies_the_kms_encrypted_outcome_topic(dev_ap
     )
 
 
-def test_every_task_retries_transient_errors_with_jitter_and_is_caught(dev_app):
+def test_every_task_retries_under_the_names_step_functions_really_reports_and_is_caught(dev_app):
     states = _all_states(_definition(dev_app))
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
     assert len(tasks) > 20
+    # Every name a retrier lists is one Step Functions reports (stacks/workflow_steps.py).
+    known = {
+        *SDK_BASE_ERRORS.values(),
+        *(name for names in MODELED_TRANSIENT.values() for name in names),
+        *SNS_TRANSIENT,
+        *LAMBDA_TRANSIENT,
+        RESOURCE_LIMIT,
+        "Lambda.ClientExecutionTimeoutException",
+    }
+    lookups = []
     for name, task in tasks.items():
         retriers = task.get("Retry", [])
-        assert retriers, name
-        transient = [
-            r
-            for r in retriers
-            if "Lambda.ServiceException" in r["ErrorEquals"]
-            or any(e.endswith(".ThrottlingException") for e in r["ErrorEquals"])
-        ]
-        assert transient, name
-        for retrier in transient:
-            assert retrier["MaxAttempts"] <= 6, name
-            if "Lambda.ServiceException" not in retrier["ErrorEquals"]:
-                assert retrier["JitterStrategy"] == "FULL", name
-                assert retrier["MaxDelaySeconds"] == 60, name
-        # Inside the bake Map, errors reach the Map's Catch (the rollback path) via the step's Fail.
         catches = task.get("Catch", [])
         assert catches and catches[0]["ErrorEquals"] == ["States.ALL"], name
+        if not retriers:
+            # Lookups: "not found" is itself the base exception, so they catch and read the cause.
+            assert name.startswith("Find "), name
+            lookups.append(name)
+            continue
+        for retrier in retriers:
+            assert set(retrier["ErrorEquals"]) <= known, (name, retrier["ErrorEquals"])
+            assert retrier["MaxAttempts"] <= 6, name
+        resource = task["Resource"]
+        if ":aws-sdk:sagemaker:" in resource:
+            assert any("SageMaker.AmazonSageMakerException" in r["ErrorEquals"] for r in retriers), name
+            if ":createTrainingJob" in resource or ":createProcessingJob" in resource:
+                (limit,) = [r for r in retriers if r["ErrorEquals"] == [RESOURCE_LIMIT]]
+                assert limit["IntervalSeconds"] >= 60, name
+    assert len(lookups) == 5
+    # No retrier may name what no integration reports (the old "SageMaker.ThrottlingException").
+    text = json.dumps(_definition(dev_app))
+    assert "SageMaker.ThrottlingException" not in text
 
 
 def test_no_sync_integrations_and_sagemaker_only_through_sdk_calls(dev_app):
@@ -92,12 +112,18 @@ def test_no_sync_integrations_and_sagemaker_only_through_sdk_calls(dev_app):
             assert ":::sagemaker:" not in resource, name
 
 
-def test_transient_error_names_follow_the_sdk_integration_convention():
-    names = transient_errors("sagemaker")
-    assert "SageMaker.ThrottlingException" in names
-    assert "SageMaker.ServiceUnavailableException" in names
-    assert all(n.startswith("SageMaker.") and n.endswith("Exception") for n in names)
-    assert len(names) == len(set(names))
+def test_pass_role_is_conditioned_on_sagemaker_as_the_receiving_service(dev_app):
+    resources = dev_app.template_json(dev_app.stacks.pipeline)["Resources"]
+    statements = [
+        s
+        for r in resources.values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if "iam:PassRole" in _actions(s)
+    ]
+    assert statements
+    for statement in statements:
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
 def test_sagemaker_role_is_assumed_only_by_sagemaker_and_passed_only_to_it(dev_app):
@@ -120,6 +146,7 @@ def test_sagemaker_role_is_assumed_only_by_sagemaker_and_passed_only_to_it(dev_a
     create_job = [s for s in statements if "sagemaker:createTrainingJob" in _actions(s)]
     assert create_job and all("training-job/llmq-dev-*" in json.dumps(s["Resource"]) for s in create_job)
     update = [s for s in statements if "sagemaker:updateEndpointWeightsAndCapacities" in _actions(s)]
+    assert update
     assert update and all("endpoint/llmq-dev-chat" in json.dumps(s["Resource"]) for s in update)
     assert [s for s in statements if "iam:PassRole" in _actions(s)]
 

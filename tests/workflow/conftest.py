@@ -27,6 +27,8 @@ from moto import mock_aws
 
 from stacks.app_builder import build_stacks
 from stacks.config import load_stage_config
+from tests.aws_conformance import hook
+from tests.aws_conformance.iam import PolicyEvaluator, policies_of_role
 from tests.infra.conftest import cdk_context
 from tests.workflow.harness import (
     REGION,
@@ -42,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASELINE_ENDPOINT = "llmq-dev-chat"
 BASELINE_MODEL = "chat-bf16-v1"
 BASELINE_CONFIG = "chat-bf16-v1-config"
+SERVING_VARIANT = "AllTraffic"
 CANDIDATE_ALARMS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
 
 
@@ -61,6 +64,14 @@ class SynthesizedPipeline:
     sagemaker_role_arn: str
     serving_image: str
     training_image: str
+    state_machine_role: PolicyEvaluator
+
+
+def _role_evaluator(resolver: TemplateResolver, stack: str, role_ref: Any) -> PolicyEvaluator:
+    """The synthesized policy of the role a Ref/GetAtt names, as an IAM evaluator."""
+    logical_id = role_ref["Fn::GetAtt"][0] if "Fn::GetAtt" in role_ref else role_ref["Ref"]
+    arn = resolver.resolve(stack, {"Fn::GetAtt": [logical_id, "Arn"]})
+    return PolicyEvaluator(policies_of_role(resolver, stack, logical_id), name=arn)
 
 
 @pytest.fixture(scope="session")
@@ -80,16 +91,23 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline
     definition = resolver.resolve(name, machine["Properties"]["DefinitionString"])
     role_arn = resolver.resolve(name, machine["Properties"]["RoleArn"])
     functions = {}
-    for resource in resolver.resources_of_type(name, "AWS::Lambda::Function").values():
-        props = resource["Properties"]
-        env = resolver.resolve(name, props.get("Environment", {}).get("Variables", {}))
-        folder_name = env["POWERTOOLS_SERVICE_NAME"]
-        functions[props["FunctionName"]] = FunctionUnderTest(
-            name=props["FunctionName"], folder=ROOT / "lambda" / folder_name, environment=env
-        )
+    for stack in templates:
+        for resource in resolver.resources_of_type(stack, "AWS::Lambda::Function").values():
+            props = resource["Properties"]
+            env = resolver.resolve(stack, props.get("Environment", {}).get("Variables", {}))
+            folder_name = env.get("POWERTOOLS_SERVICE_NAME")
+            if not folder_name or not (ROOT / "lambda" / folder_name / "handler.py").is_file():
+                continue  # CDK's own helper functions (e.g. log retention)
+            functions[props["FunctionName"]] = FunctionUnderTest(
+                name=props["FunctionName"],
+                folder=ROOT / "lambda" / folder_name,
+                environment=env,
+                role=_role_evaluator(resolver, stack, props["Role"]),
+            )
     validate_env = next(f.environment for f in functions.values() if f.folder.name == "validate_input")
     parsed = json.loads(definition)
     create_job = parsed["States"]["Create training job"]["Parameters"]
+    validate_env_all = validate_env
     return SynthesizedPipeline(
         resolver=resolver,
         stack=name,
@@ -99,12 +117,13 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline
         functions=functions,
         bucket=validate_env["ARTIFACT_BUCKET"],
         topic_arn=resolver.resolve(name, {"Ref": next(iter(resolver.resources_of_type(name, "AWS::SNS::Topic")))}),
-        key_arn=create_job["OutputDataConfig"]["KmsKeyId"],
+        key_arn=validate_env_all["KMS_KEY_ARN"],
         subnets=create_job["VpcConfig"]["Subnets"],
         security_group=create_job["VpcConfig"]["SecurityGroupIds"][0],
         sagemaker_role_arn=create_job["RoleArn"],
         serving_image=validate_env["SERVING_IMAGE_URI"],
         training_image=validate_env["QUANTIZE_IMAGE_URI"],
+        state_machine_role=_role_evaluator(resolver, name, machine["Properties"]["RoleArn"]),
     )
 
 
@@ -114,6 +133,7 @@ class EmulatedAccount:
     state_machine_arn: str
     faults: Faults
     calls: Calls
+    shims: Shims
     sfn: Any
     sagemaker: Any
     s3: Any
@@ -137,12 +157,13 @@ class EmulatedAccount:
             # moto checks instance types against an old enum (no g5): one it knows.
             "serving_instance_type": "ml.g4dn.2xlarge",
             "baseline_endpoint": BASELINE_ENDPOINT,
+            # Wait states advance a virtual clock (harness.py): real durations cost nothing.
             "canary": [
-                {"weight": 10, "bake_minutes": 0},
-                {"weight": 50, "bake_minutes": 0},
-                {"weight": 100, "bake_minutes": 0},
+                {"weight": 10, "bake_minutes": 10},
+                {"weight": 50, "bake_minutes": 10},
+                {"weight": 100, "bake_minutes": 10},
             ],
-            "timing": {"poll_seconds": 0},
+            "timing": {"poll_seconds": 60},
         }
         spec.update(overrides)
         return spec
@@ -152,6 +173,10 @@ class EmulatedAccount:
 
         topic = sns_backends["123456789012"][REGION].topics[self.synthesized.topic_arn]
         return [json.loads(message) for _, message, *_ in topic.sent_notifications]
+
+    def instance_seconds(self, variant: str) -> float:
+        """Instance-seconds the variant billed on the virtual clock (a fleet at weight 0 bills too)."""
+        return float(self.shims.timeline.instance_seconds.get(f"{BASELINE_ENDPOINT}/{variant}", 0.0))
 
     def variants(self) -> dict[str, int]:
         endpoint = self.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
@@ -163,6 +188,12 @@ class EmulatedAccount:
         return {t["Key"]: t["Value"] for t in self.sagemaker.list_tags(ResourceArn=arn)["Tags"]}
 
 
+def sm_backend() -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends["123456789012"][REGION]
+
+
 @pytest.fixture
 def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedAccount]:
     faults = Faults()
@@ -171,7 +202,10 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
         function.module = _load_handler(function.folder)
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config):  # type: ignore[call-overload]
-        Shims(monkeypatch, synthesized.functions, faults, calls)
+        shims = Shims(monkeypatch, synthesized.functions, faults, calls)
+        # Every call the state machine and the functions make is checked as AWS checks it.
+        hook.install(monkeypatch, record=calls.checked)
+        hook.install_step_functions_principal(monkeypatch, synthesized.state_machine_role)
         clients = {
             name: boto3.client(name, region_name=REGION)
             for name in ("stepfunctions", "sagemaker", "s3", "cloudwatch", "sns")
@@ -197,7 +231,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
             EndpointConfigName=BASELINE_CONFIG,
             ProductionVariants=[
                 {
-                    "VariantName": "AllTraffic",
+                    "VariantName": SERVING_VARIANT,
                     "ModelName": BASELINE_MODEL,
                     "InstanceType": "ml.g4dn.12xlarge",
                     "InitialInstanceCount": 2,
@@ -206,6 +240,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
             ],
         )
         sm.create_endpoint(EndpointName=BASELINE_ENDPOINT, EndpointConfigName=BASELINE_CONFIG)
+        shims.world.meter(sm_backend())
         # The monitoring stack's per-variant alarms (docs/contracts.md), all OK.
         cw = clients["cloudwatch"]
         for variant in ("baseline", "candidate"):
@@ -235,6 +270,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
             state_machine_arn=arn,
             faults=faults,
             calls=calls,
+            shims=shims,
             sfn=clients["stepfunctions"],
             sagemaker=sm,
             s3=s3,

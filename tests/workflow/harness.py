@@ -5,25 +5,30 @@ What is real here: the state machine definition from the synthesized template
 interpreter, moto's S3/SageMaker/CloudWatch/SNS backends, and the two Lambda
 handlers (run in-process against the same emulated services).
 
-What stands in for AWS, each documented where it is installed:
+What stands in for AWS, each rule written down in docs/aws-behaviour.md:
 
+- every call the state machine or a Lambda makes is checked as AWS would
+  check it (tests/aws_conformance: the service model's names, types, lengths,
+  patterns, enums and ranges; the caller's synthesized IAM policy; Step
+  Functions' real error names and causes);
+- SageMaker's documented behaviour on top of moto (tests/workflow/sagemaker_world.py):
+  jobs that take polls, endpoints that are Updating for a while and refuse
+  mutations meanwhile, failed updates that return InService on the old config,
+  the NVMe volume-key refusal, the autoscaling rule, billing per instance;
 - Lambda: moto's non-Docker Lambda only echoes or replays queued payloads; the
   harness routes an invoke to the function's real handler instead, with the
-  environment the template gives it, and reports exceptions like Lambda does
-  (``X-Amz-Function-Error: Unhandled`` with errorType/errorMessage).
-- UpdateEndpoint: not implemented in moto; the shim switches the endpoint to
-  the new config's variants (what SageMaker does once the update completes).
-- SDK error names: moto names ``aws-sdk`` task errors ``sagemaker.sagemakerException``;
-  Step Functions names them ``SageMaker.<Code>Exception`` (AWS docs: "Service
-  and error names are in Pascal case, with an Exception suffix"). The shim
-  applies the documented rule so the definition's Retry/Catch names are tested.
-- DescribeAlarms: CloudWatch applies AlarmNamePrefix and StateValue together;
-  moto applies only the first it finds, so the shim filters on both.
+  environment the template gives it, acting as the function's own role, and
+  reports exceptions like Lambda does (``X-Amz-Function-Error: Unhandled``);
+- DescribeAlarms: CloudWatch applies AlarmNamePrefix/AlarmNames and StateValue
+  together; moto applies only the first it finds. DescribeAlarmHistory is not
+  in moto: the harness records every alarm state change and answers from it;
 - S3 GetObject: the SDK integration returns ``Body`` as a string; moto passes the
-  stream on, so the shim reads it (only top-level streaming bodies).
-- The jobs: moto completes training/processing jobs at once and runs no
-  container; ``JobOutputs`` writes what the quantize and evaluate jobs would
-  upload (manifest, report) when the job is created, or marks the job Failed.
+  stream on, so the shim reads it (only top-level streaming bodies);
+- time: Wait states and retry intervals advance a virtual clock instead of
+  sleeping, so a 24-hour bake runs in milliseconds and instance-seconds are
+  counted on that clock;
+- the jobs' containers: ``_after_create_*`` writes what the quantize and
+  evaluate jobs would upload (manifest, report).
 """
 
 from __future__ import annotations
@@ -46,13 +51,20 @@ from typing import Any
 import boto3
 from botocore.response import StreamingBody
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.cloudwatch.models import CloudWatchBackend
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.exceptions import JsonRESTError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
-    StateTaskServiceAwsSdk,
+    StateTaskServiceAwsSdk as StateTaskServiceAwsSdkStreams,
 )
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+from tests.aws_conformance.hook import acting_as
+from tests.aws_conformance.iam import PolicyEvaluator
+from tests.workflow.sagemaker_world import SageMakerWorld, Timeline, WorldFaults
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -64,7 +76,6 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
     "AWS::NoValue": None,
 }
-SERVICE_NAMES = {"sagemaker": "SageMaker", "cloudwatch": "CloudWatch", "s3": "S3", "sns": "SNS"}
 
 
 # ----- template intrinsics -> values in the emulated account
@@ -101,7 +112,14 @@ def _physical(logical_id: str, resource: dict[str, Any]) -> dict[str, str]:  # n
         name = props.get("StateMachineName", logical_id)
         arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
         return {"Ref": arn, "Arn": arn, "Name": name}
-    return {"Ref": logical_id}
+    if kind == "AWS::Logs::LogGroup":
+        name = props.get("LogGroupName", logical_id)
+        return {"Ref": name, "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"}
+    if kind == "AWS::SQS::Queue":
+        name = props.get("QueueName", logical_id)
+        return {"Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"}
+    service = kind.split("::")[1].lower()
+    return {"Ref": logical_id, "Arn": f"arn:aws:{service}:{REGION}:{ACCOUNT}:{logical_id}"}
 
 
 class TemplateResolver:
@@ -183,6 +201,7 @@ class FunctionUnderTest:
     name: str
     folder: Path
     environment: dict[str, str]
+    role: PolicyEvaluator | None = None
     module: Any = None
 
 
@@ -197,15 +216,17 @@ def _load_handler(folder: Path) -> Any:
 
 
 @dataclass
-class Faults:
+class Faults(WorldFaults):
     """Per-scenario behaviour of the emulated jobs and services."""
 
-    training_failure: str | None = None
     gate_passed: bool = True
     gate_reasons: list[str] = field(default_factory=list)
     manifest_overrides: dict[str, Any] = field(default_factory=dict)
     alarm_at_candidate_weight: int | None = None
     alarm_name: str | None = None
+    # After the injected alarm: run the rollback function on it, then clear the alarm
+    # (missing data is not breaching once traffic moved away).
+    rollback_function_acts: bool = False
     throttle_once: set[str] = field(default_factory=set)
 
 
@@ -215,6 +236,8 @@ class Calls:
 
     sagemaker: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     throttled: list[str] = field(default_factory=list)
+    # Every call a principal made (tests/aws_conformance/hook.py), after its checks passed.
+    checked: list[Any] = field(default_factory=list)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.sagemaker]
@@ -245,11 +268,34 @@ class Shims:
 
         monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", _update_endpoint_response, raising=False)
-        monkeypatch.setattr(SageMakerModelBackend, "update_endpoint", _update_endpoint_backend, raising=False)
-        monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_service_error_name", staticmethod(_service_error_name))
-        monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_exception_name", staticmethod(_exception_name))
-        monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_response", _read_streaming_bodies)
+        monkeypatch.setattr(StateTaskServiceAwsSdkStreams, "_normalise_response", _read_streaming_bodies)
         monkeypatch.setattr(CloudWatchResponse, "describe_alarms", _describe_alarms)
+        self.alarm_history: list[dict[str, Any]] = []
+        self.pending_alarm: str | None = None
+        self.rollback_results: list[Any] = []
+
+        def describe_alarm_history(response: Any) -> Any:
+            return shim._describe_alarm_history(response)
+
+        monkeypatch.setattr(CloudWatchResponse, "describe_alarm_history", describe_alarm_history, raising=False)
+        original_set_state = CloudWatchBackend.set_alarm_state
+
+        def set_alarm_state(backend: Any, alarm_name: str, reason: str, reason_data: Any, state_value: str) -> None:
+            old = backend.alarms[alarm_name].state_value if alarm_name in backend.alarms else None
+            original_set_state(backend, alarm_name, reason, reason_data, state_value)
+            if old != state_value:
+                shim.alarm_history.append(_history_item(alarm_name, old, state_value, reason))
+
+        monkeypatch.setattr(CloudWatchBackend, "set_alarm_state", set_alarm_state)
+        self.timeline = Timeline()
+        self.world = SageMakerWorld(monkeypatch, faults, self.timeline)
+        timeline = self.timeline
+
+        def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+            timeline.advance(wait_seconds)
+
+        monkeypatch.setattr(WaitFunction, "_wait_interval", wait_interval)
+        monkeypatch.setattr(retrier_decl, "time", _VirtualTime(timeline))
         for method in (
             "create_training_job",
             "create_processing_job",
@@ -285,11 +331,6 @@ class Shims:
 
     def _after_create_training_job(self, backend: Any, kwargs: dict[str, Any]) -> None:
         name = kwargs["training_job_name"]
-        job = backend.training_jobs[name]
-        if self.faults.training_failure:
-            job.training_job_status = "Failed"
-            job.failure_reason = self.faults.training_failure
-            return
         output = kwargs["output_data_config"]["S3OutputPath"].rstrip("/")
         bucket, _, prefix = output.removeprefix("s3://").partition("/")
         hyper = kwargs["hyper_parameters"]
@@ -330,9 +371,80 @@ class Shims:
     def _after_update_endpoint_weights_and_capacities(self, backend: Any, kwargs: dict[str, Any]) -> None:
         weights = {w["VariantName"]: w["DesiredWeight"] for w in kwargs["desired_weights_and_capacities"]}
         if self.faults.alarm_name and weights.get("candidate") == self.faults.alarm_at_candidate_weight:
+            self.faults.alarm_at_candidate_weight = None
             boto3.client("cloudwatch", region_name=REGION).set_alarm_state(
                 AlarmName=self.faults.alarm_name, StateValue="ALARM", StateReason="injected by the test"
             )
+            if self.faults.rollback_function_acts:
+                self.pending_alarm = self.faults.alarm_name
+
+    # CloudWatch alarm history (not in moto)
+
+    def _describe_alarm_history(self, response: Any) -> Any:
+        from datetime import datetime
+
+        from moto.core.responses import ActionResult
+
+        name = response._get_param("AlarmName")
+        kind = response._get_param("HistoryItemType")
+        start = response._get_param("StartDate")
+        since = datetime.fromisoformat(start.replace("Z", "+00:00")) if isinstance(start, str) else start
+        items = [
+            item
+            for item in self.alarm_history
+            if (name is None or item["AlarmName"] == name)
+            and (kind is None or item["HistoryItemType"] == kind)
+            and (since is None or item["Timestamp"] >= since)
+        ]
+        return ActionResult({"AlarmHistoryItems": sorted(items, key=lambda i: i["Timestamp"], reverse=True)})
+
+    # The rollback function, as EventBridge would deliver the injected alarm to it
+
+    def deliver_pending_alarm(self) -> None:
+        alarm, self.pending_alarm = self.pending_alarm, None
+        rollback = next((f for f in self.functions.values() if f.folder.name == "rollback"), None)
+        if alarm is None or rollback is None:
+            return
+        cw = boto3.client("cloudwatch", region_name=REGION)
+        described = cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]
+        event = {
+            "version": "0",
+            "id": "injected-alarm",
+            "detail-type": "CloudWatch Alarm State Change",
+            "source": "aws.cloudwatch",
+            "account": ACCOUNT,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": REGION,
+            "resources": [described["AlarmArn"]],
+            "detail": {
+                "alarmName": alarm,
+                "state": {
+                    "value": "ALARM",
+                    "reason": "injected by the test",
+                    "timestamp": described["StateUpdatedTimestamp"].isoformat(),
+                },
+                "previousState": {
+                    "value": "OK",
+                    "reason": "healthy",
+                    "timestamp": described["StateUpdatedTimestamp"].isoformat(),
+                },
+                "configuration": {"metrics": []},
+            },
+        }
+        self.rollback_results.append(self._run_handler(rollback, event))
+        # Traffic moved away: the candidate's metrics stop and the alarm goes back to OK.
+        cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="no more breaching data")
+
+    def _run_handler(self, function: FunctionUnderTest, event: Any) -> Any:
+        with self._env_lock:
+            saved = dict(os.environ)
+            os.environ.update(function.environment)
+            try:
+                with acting_as(function.role):
+                    return function.module.handler(event, LambdaContext(function_name=function.name))
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
 
     # Lambda
 
@@ -340,11 +452,14 @@ class Shims:
         name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
         function = self.functions[name]
         event = json.loads(body or "null")
+        if isinstance(event, dict) and event.get("action") == "canary_check" and self.pending_alarm:
+            self.deliver_pending_alarm()
         with self._env_lock:
             saved = dict(os.environ)
             os.environ.update(function.environment)
             try:
-                result = function.module.handler(event, LambdaContext(function_name=name))
+                with acting_as(function.role):
+                    result = function.module.handler(event, LambdaContext(function_name=name))
                 payload = json.dumps(result)
             except Exception as exc:
                 response_headers["x-amz-function-error"] = "Unhandled"
@@ -382,35 +497,43 @@ def _describe_alarms(self: Any) -> Any:
     )
 
 
-def _service_error_name(service_name: str) -> str:
-    return SERVICE_NAMES.get(service_name.lower(), service_name)
-
-
-def _exception_name(norm_service_name: str, ex: Exception) -> str:
-    code = getattr(ex, "response", {}).get("Error", {}).get("Code") or type(ex).__name__
-    return f"{norm_service_name}.{code if code.endswith('Exception') else code + 'Exception'}"
-
-
-def _update_endpoint_backend(backend: Any, endpoint_name: str, endpoint_config_name: str) -> str:
-    endpoint = backend.endpoints.get(endpoint_name)
-    if endpoint is None:
-        raise JsonRESTError("ValidationException", f"Could not find endpoint '{endpoint_name}'.")
-    config = backend.endpoint_configs.get(endpoint_config_name)
-    if config is None:
-        raise JsonRESTError("ValidationException", f"Could not find endpoint configuration '{endpoint_config_name}'.")
-    endpoint.endpoint_config_name = endpoint_config_name
-    endpoint.production_variants = endpoint._process_production_variants(copy.deepcopy(config.production_variants))
-    endpoint.endpoint_status = "InService"
-    return str(endpoint.arn)
-
-
 def _update_endpoint_response(self: Any) -> Any:
     from moto.core.responses import ActionResult
 
     arn = self.sagemaker_backend.update_endpoint(
-        endpoint_name=self._get_param("EndpointName"), endpoint_config_name=self._get_param("EndpointConfigName")
+        endpoint_name=self._get_param("EndpointName"),
+        endpoint_config_name=self._get_param("EndpointConfigName"),
+        retain_all_variant_properties=bool(self._get_param("RetainAllVariantProperties")),
+        exclude_retained_variant_properties=self._get_param("ExcludeRetainedVariantProperties"),
     )
     return ActionResult({"EndpointArn": arn})
+
+
+class _VirtualTime:
+    """Stands in for the ``time`` module of moto's retrier: retry intervals advance the virtual clock."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self._timeline = timeline
+
+    def sleep(self, seconds: float) -> None:
+        self._timeline.advance(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _history_item(alarm: str, old: str | None, new: str, reason: str) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    data = {"version": "1.0", "oldState": {"stateValue": old}, "newState": {"stateValue": new, "stateReason": reason}}
+    return {
+        "AlarmName": alarm,
+        "AlarmType": "MetricAlarm",
+        "Timestamp": datetime.now(UTC),
+        "HistoryItemType": "StateUpdate",
+        "HistorySummary": f"Alarm updated from {old} to {new}",
+        "HistoryData": json.dumps(data),
+    }
 
 
 # ----- running executions
