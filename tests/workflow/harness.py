@@ -117,7 +117,10 @@ def _physical(logical_id: str, resource: dict[str, Any]) -> dict[str, str]:  # n
         return {"Ref": name, "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"}
     if kind == "AWS::SQS::Queue":
         name = props.get("QueueName", logical_id)
-        return {"Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"}
+        return {
+            "Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}",
+            "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
+        }
     service = kind.split("::")[1].lower()
     return {"Ref": logical_id, "Arn": f"arn:aws:{service}:{REGION}:{ACCOUNT}:{logical_id}"}
 
@@ -297,6 +300,7 @@ class Shims:
         monkeypatch.setattr(WaitFunction, "_wait_interval", wait_interval)
         monkeypatch.setattr(retrier_decl, "time", _VirtualTime(timeline))
         for method in (
+            "describe_training_job",
             "create_training_job",
             "create_processing_job",
             "create_model",
@@ -381,7 +385,7 @@ class Shims:
     # CloudWatch alarm history (not in moto)
 
     def _describe_alarm_history(self, response: Any) -> Any:
-        from datetime import datetime
+        from datetime import UTC, datetime
 
         from moto.core.responses import ActionResult
 
@@ -389,6 +393,8 @@ class Shims:
         kind = response._get_param("HistoryItemType")
         start = response._get_param("StartDate")
         since = datetime.fromisoformat(start.replace("Z", "+00:00")) if isinstance(start, str) else start
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
         items = [
             item
             for item in self.alarm_history

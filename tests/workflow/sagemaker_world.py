@@ -70,6 +70,9 @@ class Timeline:
 @dataclass
 class WorldFaults:
     job_polls: int = 2
+    # Per kind, when a scenario needs a job to take longer (the history-size worst case).
+    training_polls: int | None = None
+    processing_polls: int | None = None
     update_polls: int = 2
     # config name -> FailureReason of an UpdateEndpoint to it (the candidate does not start).
     failing_configs: dict[str, str] = field(default_factory=dict)
@@ -133,7 +136,7 @@ class SageMakerWorld:
     def _start_training(self, backend: Any, kwargs: dict[str, Any], result: Any) -> None:
         job = backend.training_jobs[kwargs["training_job_name"]]
         job.training_job_status = "InProgress"
-        job._polls_left = self.faults.job_polls
+        job._polls_left = self.faults.training_polls or self.faults.job_polls
         output = kwargs["output_data_config"]
         if output.get("CompressionType") == "NONE":
             base = output["S3OutputPath"].rstrip("/")
@@ -159,7 +162,7 @@ class SageMakerWorld:
     def _start_processing(self, backend: Any, kwargs: dict[str, Any], result: Any) -> None:
         job = backend.processing_jobs[kwargs["processing_job_name"]]
         job.processing_job_status = "InProgress"
-        job._polls_left = self.faults.job_polls
+        job._polls_left = self.faults.processing_polls or self.faults.job_polls
 
     def _step_processing(self, backend: Any, kwargs: dict[str, Any]) -> None:
         job = backend.processing_jobs.get(kwargs.get("processing_job_name") or "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.workflow.conftest import BASELINE_CONFIG, BASELINE_ENDPOINT, BASELINE_MODEL
+from tests.workflow.conftest import BASELINE_CONFIG, BASELINE_ENDPOINT, BASELINE_MODEL, SERVING_VARIANT
 from tests.workflow.harness import run_execution
 
 CANDIDATE_MODEL = "llmq-dev-llama-8b-run-001-candidate"
@@ -56,7 +56,9 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     assert job["VpcConfig"] == {"SecurityGroupIds": [synthesized.security_group], "Subnets": synthesized.subnets}
     assert len(synthesized.subnets) == 2
     assert job["OutputDataConfig"]["KmsKeyId"] == synthesized.key_arn
-    assert job["ResourceConfig"]["VolumeKmsKeyId"] == synthesized.key_arn
+    # ml.g5 has NVMe instance storage: SageMaker refuses a volume key there (the harness enforces it).
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.4xlarge"
+    assert "VolumeKmsKeyId" not in job["ResourceConfig"]
     # Sized by quantize_sizing: 8.03B bf16 source + 4-bit artifact + 10 GiB, at least 50.
     assert job["ResourceConfig"]["VolumeSizeInGB"] == 50
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{synthesized.bucket}/models/llama-8b/run-001/"
@@ -87,32 +89,56 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["processing_inputs"]}
     assert inputs["candidate"] == f"s3://{synthesized.bucket}/models/llama-8b/run-001/{TRAINING_JOB}/output/model/"
     assert evaluate["network_config"]["VpcConfig"]["Subnets"] == synthesized.subnets
-    # Deploy: the canary config held the baseline's model and the candidate, at the first step's weights.
+    # Deploy: the serving variant copied whole (its name kept) beside the candidate, first step's weights.
     canary = account.sagemaker.describe_endpoint_config(EndpointConfigName=CANARY_CONFIG)
     variants = {v["VariantName"]: v for v in canary["ProductionVariants"]}
-    assert variants["baseline"]["ModelName"] == BASELINE_MODEL
-    assert variants["baseline"]["InitialInstanceCount"] == 2
+    assert list(variants) == [SERVING_VARIANT, "candidate"]
+    assert variants[SERVING_VARIANT]["ModelName"] == BASELINE_MODEL
+    assert variants[SERVING_VARIANT]["InstanceType"] == "ml.g4dn.12xlarge"
+    assert variants[SERVING_VARIANT]["InitialInstanceCount"] == 2
     assert variants["candidate"]["ModelName"] == CANDIDATE_MODEL
-    assert (variants["baseline"]["InitialVariantWeight"], variants["candidate"]["InitialVariantWeight"]) == (90, 10)
-    assert canary["KmsKeyId"] == synthesized.key_arn
+    (variants_request,) = account.calls.of("create_endpoint_config")[:1]
+    candidate = variants_request["production_variants"][1]
+    # The LMI image is CUDA 13 (cu130): the AMI whose driver (580) runs it, derived from the image tag.
+    assert candidate["InferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"
+    assert candidate["ContainerStartupHealthCheckTimeoutInSeconds"] == 3600
+    assert candidate["ModelDataDownloadTimeoutInSeconds"] == 3600
+    assert (variants[SERVING_VARIANT]["InitialVariantWeight"], variants["candidate"]["InitialVariantWeight"]) == (
+        90,
+        10,
+    )
+    # Both variants run on NVMe instances (g4dn): no KmsKeyId, which SageMaker would refuse.
+    assert "KmsKeyId" not in canary
     model = account.sagemaker.describe_model(ModelName=CANDIDATE_MODEL)
     assert model["PrimaryContainer"]["Image"] == synthesized.serving_image
+    # The canary deployment kept the serving fleet's instance count and took weights from the config.
+    (deploy, promote) = account.calls.of("update_endpoint")
+    assert deploy["endpoint_config_name"] == CANARY_CONFIG
+    assert deploy["retain_all_variant_properties"] is True
+    assert promote["endpoint_config_name"] == PROMOTED_CONFIG
     # Bake: weights stepped through the plan, in order.
     assert _weights_set(account) == [
-        {"baseline": 90, "candidate": 10},
-        {"baseline": 50, "candidate": 50},
-        {"baseline": 0, "candidate": 100},
+        {SERVING_VARIANT: 90, "candidate": 10},
+        {SERVING_VARIANT: 50, "candidate": 50},
+        {SERVING_VARIANT: 0, "candidate": 100},
     ]
-    # Promote: the endpoint serves only the candidate; tags tell the rollback function the state.
+    # Promote: the serving variant (its name kept) now runs the candidate's model; no second fleet.
     endpoint = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
     assert endpoint["EndpointConfigName"] == PROMOTED_CONFIG
-    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == ["candidate"]
+    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == [SERVING_VARIANT]
+    promoted = account.sagemaker.describe_endpoint_config(EndpointConfigName=PROMOTED_CONFIG)
+    assert promoted["ProductionVariants"][0]["ModelName"] == CANDIDATE_MODEL
     tags = account.endpoint_tags()
     assert tags["llmq:phase"] == "promoted"
     assert tags["llmq:run-id"] == "run-001"
     assert tags["llmq:model-name"] == "llama-8b"
     assert tags["llmq:model-package-arn"] == package["ModelPackageArn"]
     assert tags["llmq:last-approved-config"] == BASELINE_CONFIG
+    assert tags["llmq:promoted-at"].startswith("20")
+    # Every call went through the AWS conformance checks, as the role that really makes it.
+    principals = {call.principal.rsplit("/", 1)[-1] for call in account.calls.checked}
+    assert any(p.startswith("StateMachineRole") for p in principals), principals
+    assert any(p.startswith("CanaryGuardRole") for p in principals), principals
     (message,) = account.notifications()
     assert message["outcome"] == "promoted"
     assert message["model_package_arn"] == package["ModelPackageArn"]
@@ -151,31 +177,32 @@ def test_failed_gate_rejects_the_package_and_deploys_nothing(account):
     assert "models/llama-8b/run-001/reports/report.json" in keys
 
 
-def test_candidate_alarm_during_second_canary_step_rolls_back_to_the_baseline(account):
-    account.faults.alarm_name = f"{BASELINE_ENDPOINT}-candidate-latency-p95"
+def test_candidate_alarm_during_second_canary_step_rolls_back_to_the_baseline_only_config(account):
+    account.faults.alarm_name = f"{BASELINE_ENDPOINT}-candidate-5xx"
     account.faults.alarm_at_candidate_weight = 50
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="alarm")
 
     assert execution.status == "FAILED"
     assert execution.error == "CanaryAlarm"
-    assert "step 2 (50% candidate)" in execution.cause
-    assert f"{BASELINE_ENDPOINT}-candidate-latency-p95" in execution.cause
+    assert f"{BASELINE_ENDPOINT}-candidate-5xx" in execution.cause
     # Weights went 10 -> 50, then back to 0; never to 100.
     assert _weights_set(account) == [
-        {"baseline": 90, "candidate": 10},
-        {"baseline": 50, "candidate": 50},
-        {"baseline": 100, "candidate": 0},
+        {SERVING_VARIANT: 90, "candidate": 10},
+        {SERVING_VARIANT: 50, "candidate": 50},
+        {SERVING_VARIANT: 100, "candidate": 0},
     ]
-    assert account.variants() == {"baseline": 100, "candidate": 0}
-    assert "update_endpoint" in account.calls.names()  # the canary deployment
-    assert all(c["endpoint_config_name"] == CANARY_CONFIG for c in account.calls.of("update_endpoint"))
+    # Then the endpoint went back to its own config: the candidate fleet is gone, not idling at 0 %.
+    assert [c["endpoint_config_name"] for c in account.calls.of("update_endpoint")] == [CANARY_CONFIG, BASELINE_CONFIG]
+    endpoint = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
+    assert endpoint["EndpointConfigName"] == BASELINE_CONFIG
+    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == [SERVING_VARIANT]
     (package,) = _packages(account)
     assert package["ModelApprovalStatus"] == "Rejected"
     assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
     (message,) = account.notifications()
     assert message["outcome"] == "rolled-back"
     assert message["reason"] == "CanaryAlarm"
-    assert "latency-p95" in message["cause"]
+    assert "candidate-5xx" in message["cause"]
 
 
 def test_throttled_sagemaker_call_is_retried_and_the_run_succeeds(account):
@@ -184,7 +211,8 @@ def test_throttled_sagemaker_call_is_retried_and_the_run_succeeds(account):
 
     assert execution.status == "SUCCEEDED", execution.cause
     assert account.calls.throttled == ["create_training_job"]
-    assert "SageMaker.ThrottlingException" in execution.task_failures()
+    # Step Functions names SageMaker's unmodeled throttling error after the SDK's base exception.
+    assert "SageMaker.AmazonSageMakerException" in execution.task_failures()
     assert len(account.calls.of("create_training_job")) == 1
     assert execution.states_entered().count("Create training job") == 1  # one state entry, two attempts
 
@@ -196,7 +224,7 @@ def test_invalid_input_fails_at_validation_listing_every_problem_and_creates_not
         algorithm="awq",
         scheme="W8A8",
         baseline_endpoint="llmq-dev-unmonitored",
-        canary=[{"weight": 50, "bake_minutes": 5}, {"weight": 20, "bake_minutes": 5}],
+        canary=[{"weight": 50, "bake_minutes": 10}, {"weight": 20, "bake_minutes": 10}],
     )
     execution = run_execution(account.sfn, account.state_machine_arn, spec, name="invalid")
 
