@@ -188,7 +188,9 @@ class StageConfig(BaseModel):
     @classmethod
     def _serving_variant_name(cls, value: str) -> str:
         if value == "candidate":
-            raise ValueError("'candidate' is the name a canary gives the new variant; name the serving variant otherwise")
+            raise ValueError(
+                "'candidate' is the name a canary gives the new variant; name the serving variant otherwise"
+            )
         return value
 
     @field_validator("stage")

@@ -302,7 +302,19 @@ class PipelineStack(Stack):
                 ],
             )
         )
+        guard.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadScalableTargets",
+                actions=["application-autoscaling:DescribeScalableTargets"],
+                resources=["*"],
+            )
+        )
         policy = guard.role.node.find_child("DefaultPolicy")
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "application-autoscaling:DescribeScalableTargets supports no resource-level permissions; read only.",
+        )
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint-config/*]",

@@ -791,6 +791,7 @@ class PipelineWorkflow(StepBuilder):
                 "canary_config": J.string_at("$.run.names.endpoint_config"),
                 "local_storage_families": J.list_at("$.run.instances.local_storage_families"),
                 "candidate_local_storage": J.object_at("$.run.instances.serving_local_storage"),
+                "candidate_instance_type": J.string_at("$.run.instances.serving"),
             },
             "$.guard",
         )

@@ -10,6 +10,9 @@ tests call it directly and the workflow tests run it against the emulator.
   one serving variant is either the platform team's own or one a run really
   promoted, never a failed canary's two-variant config. A rerun whose endpoint
   already runs this run's canary config resumes, keeping the recorded config.
+  Promotion puts the candidate's model into the serving variant; if that
+  variant is autoscaled, SageMaker allows a model change but refuses an
+  instance-type change, so such a canary is refused before it starts.
 - ``endpoint_state``: one poll of a bounded wait. "InService" alone is not
   success: a failed UpdateEndpoint returns the endpoint to InService on the
   old config with FailureReason set, and a weights update that did not apply
@@ -98,8 +101,18 @@ def _family(instance_type: str) -> str:
     return parts[1] if len(parts) == 3 else ""
 
 
+def _autoscaled(autoscaling: Any, endpoint: str, variant: str) -> bool:
+    targets = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker",
+        ResourceIds=[f"endpoint/{endpoint}/variant/{variant}"],
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+    )
+    return bool(targets.get("ScalableTargets"))
+
+
 def pre_canary(
     sm: Any,
+    autoscaling: Any,
     *,
     endpoint: str,
     run_id: str,
@@ -107,6 +120,7 @@ def pre_canary(
     canary_config: str,
     local_storage_families: list[str],
     candidate_local_storage: bool,
+    candidate_instance_type: str,
 ) -> PreCanary:
     described = sm.describe_endpoint(EndpointName=endpoint)
     config = described["EndpointConfigName"]
@@ -134,6 +148,16 @@ def pre_canary(
         return PreCanary(
             ok=False,
             reason=f"variant {serving_variant} of {config} is serverless; canaries need instance-backed variants",
+        )
+    if serving["InstanceType"] != candidate_instance_type and _autoscaled(autoscaling, endpoint, serving_variant):
+        # UpdateEndpoint fails when it changes the instance type of a variant registered with
+        # Application Auto Scaling; refuse now rather than after the whole canary.
+        return PreCanary(
+            ok=False,
+            reason=f"variant {serving_variant} of {endpoint} is registered with Application Auto Scaling on "
+            f"{serving['InstanceType']}; promotion onto {candidate_instance_type} would fail (SageMaker refuses an "
+            "instance-type change of an autoscaled variant). Serve the candidate on "
+            f"{serving['InstanceType']} (serving_instance_type) or deregister the scalable target first",
         )
     families = set(local_storage_families)
     kms_allowed = not candidate_local_storage and _family(serving["InstanceType"]) not in families

@@ -15,25 +15,27 @@ tracer = Tracer()
 
 
 @cache
-def clients() -> tuple[Any, Any]:
+def clients() -> tuple[Any, Any, Any]:
     """boto3 clients, built once per container (tests reset the cache to point them at the emulator)."""
-    return boto3.client("sagemaker"), boto3.client("cloudwatch")
+    return boto3.client("sagemaker"), boto3.client("cloudwatch"), boto3.client("application-autoscaling")
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    sm, cw = clients()
+    sm, cw, autoscaling = clients()
     action = event.get("action")
     if action == "pre_canary":
         result = pre_canary(
             sm,
+            autoscaling,
             endpoint=event["endpoint"],
             run_id=event["run_id"],
             serving_variant=event["serving_variant"],
             canary_config=event["canary_config"],
             local_storage_families=list(event["local_storage_families"]),
             candidate_local_storage=bool(event["candidate_local_storage"]),
+            candidate_instance_type=event["candidate_instance_type"],
         ).as_dict()
     elif action == "canary_check":
         result = canary_check(

@@ -142,6 +142,7 @@ class EmulatedAccount:
     s3: Any
     cloudwatch: Any
     sns: Any
+    autoscaling: Any
 
     def spec(self, **overrides: Any) -> dict[str, Any]:
         bucket = self.synthesized.bucket
@@ -211,7 +212,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
         hook.install_step_functions_principal(monkeypatch, synthesized.state_machine_role)
         clients = {
             name: boto3.client(name, region_name=REGION)
-            for name in ("stepfunctions", "sagemaker", "s3", "cloudwatch", "sns")
+            for name in ("stepfunctions", "sagemaker", "s3", "cloudwatch", "sns", "application-autoscaling")
         }
         s3 = clients["s3"]
         s3.create_bucket(Bucket=synthesized.bucket)
@@ -279,4 +280,5 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
             s3=s3,
             cloudwatch=cw,
             sns=clients["sns"],
+            autoscaling=clients["application-autoscaling"],
         )

@@ -1,0 +1,182 @@
+"""Executed scenarios of AWS as it really behaves (the harness models each rule, docs/aws-behaviour.md).
+
+Each asserts what happened to the resources: endpoint config and variants,
+tags, package status, what still bills.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.workflow.conftest import BASELINE_CONFIG, BASELINE_ENDPOINT, SERVING_VARIANT, sm_backend
+from tests.workflow.harness import run_execution
+
+CANARY_CONFIG = "llmq-dev-llama-8b-run-001"
+PROMOTED_CONFIG = "llmq-dev-llama-8b-run-001-promoted"
+GROUP = "llmq-dev-llama-8b"
+
+
+def _package_status(account) -> str:
+    (summary,) = account.sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    return account.sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])["ModelApprovalStatus"]
+
+
+def _endpoint(account) -> tuple[str, list[str]]:
+    described = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
+    return described["EndpointConfigName"], [v["VariantName"] for v in described["ProductionVariants"]]
+
+
+def _never_promoted(account) -> None:
+    assert all(c["endpoint_config_name"] != PROMOTED_CONFIG for c in account.calls.of("update_endpoint"))
+    assert account.endpoint_tags().get("llmq:phase") != "promoted"
+
+
+def test_alarm_that_the_rollback_function_handles_and_that_clears_before_the_bake_ends_still_stops_the_run(account):
+    """The race: the function moves traffic, the alarm returns to OK, the loop must not raise weights again."""
+    account.faults.alarm_name = f"{BASELINE_ENDPOINT}-candidate-5xx"
+    account.faults.alarm_at_candidate_weight = 10
+    account.faults.rollback_function_acts = True
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="race")
+
+    assert execution.status == "FAILED"
+    (handled,) = account.shims.rollback_results
+    assert handled["outcome"] == "rolled-back", handled
+    # The alarm is OK again, yet the run saw it (phase tag and alarm history) and never went past 10 %.
+    state = account.cloudwatch.describe_alarms(AlarmNames=[account.faults.alarm_name])["MetricAlarms"][0]
+    assert state["StateValue"] == "OK"
+    weights = [
+        {w["VariantName"]: w["DesiredWeight"] for w in c["desired_weights_and_capacities"]}
+        for c in account.calls.of("update_endpoint_weights_and_capacities")
+    ]
+    assert max(w["candidate"] for w in weights) == 10
+    _never_promoted(account)
+    assert _package_status(account) == "Rejected"
+    assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
+    assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
+
+
+def test_candidate_that_fails_to_start_leaves_the_endpoint_on_the_baseline_and_rejects_the_package(account):
+    """A failed UpdateEndpoint returns InService on the OLD config with FailureReason: not a success."""
+    reason = "The primary container for production variant candidate did not pass the ping health check."
+    account.faults.failing_configs[CANARY_CONFIG] = reason
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="no-start")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "EndpointUpdateFailed"
+    assert reason in execution.cause
+    assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
+    assert account.calls.of("update_endpoint_weights_and_capacities") == []
+    _never_promoted(account)
+    assert _package_status(account) == "Rejected"
+    assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
+    (message,) = account.notifications()
+    assert message["outcome"] == "rolled-back"
+
+
+def test_endpoint_busy_updating_when_the_canary_starts_is_waited_for_then_the_run_goes_on(account):
+    endpoint = sm_backend().endpoints[BASELINE_ENDPOINT]
+    account.shims.world.set_updating(endpoint, polls=4)
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="busy")
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    entered = execution.states_entered()
+    assert "Before canary wait" in entered
+    # The deployment came only after the wait: no mutation was refused as in progress.
+    assert entered.index("Deploy canary") > entered.index("Before canary wait")
+    assert "Cannot update in-progress endpoint" not in json.dumps(execution.history, default=str)
+
+
+def test_alarm_after_promotion_restores_the_platform_teams_own_config_whatever_its_name(account):
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="promote")
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert _endpoint(account) == (PROMOTED_CONFIG, [SERVING_VARIANT])
+
+    # After promotion the serving variant's own alarms guard it.
+    alarm = f"{BASELINE_ENDPOINT}-baseline-5xx"
+    account.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx after promotion")
+    account.shims.pending_alarm = alarm
+    account.shims.deliver_pending_alarm()
+
+    (handled,) = account.shims.rollback_results
+    assert handled["outcome"] == "rolled-back", handled
+    assert BASELINE_CONFIG == "chat-bf16-v1-config"  # not a name of this stage's prefix
+    assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
+    assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
+
+
+def test_throttling_of_a_lookup_and_of_a_create_is_retried_under_the_real_names_and_the_run_succeeds(account):
+    account.faults.throttle_once = {"describe_training_job", "create_endpoint_config"}
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="throttled")
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert sorted(account.calls.throttled) == ["create_endpoint_config", "describe_training_job"]
+    # Both surfaced as Step Functions names them for SageMaker: the SDK's base exception.
+    assert execution.task_failures().count("SageMaker.AmazonSageMakerException") >= 2
+    assert "training_job lookup throttled" in execution.states_entered()
+    assert len(account.calls.of("create_training_job")) == 1
+    assert len(account.calls.of("create_endpoint_config")) == 2  # canary and promoted, each once
+
+
+def test_no_candidate_instance_bills_after_a_rollback(account):
+    account.faults.alarm_name = f"{BASELINE_ENDPOINT}-candidate-5xx"
+    account.faults.alarm_at_candidate_weight = 50
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="billing")
+    assert execution.error == "CanaryAlarm"
+
+    billed = account.instance_seconds("candidate")
+    assert billed > 0  # it ran during the canary, at every weight
+    assert "candidate" not in _endpoint(account)[1]
+    account.shims.timeline.advance(24 * 3600)  # a day later
+    assert account.instance_seconds("candidate") == billed
+
+
+def test_no_candidate_instance_bills_after_a_failed_gate(account):
+    account.faults.gate_passed = False
+    account.faults.gate_reasons = ["perplexity +9.1 % exceeds 5.0 %"]
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="gate")
+    assert execution.error == "GateFailed"
+
+    account.shims.timeline.advance(24 * 3600)
+    assert account.instance_seconds("candidate") == 0
+    assert account.calls.of("create_model") == []
+
+
+def test_promotion_keeps_an_autoscaled_serving_variant_registered(account):
+    """UpdateEndpoint fails if it removes or changes the instance type of an autoscaled variant."""
+    autoscaling = account.autoscaling
+    resource_id = f"endpoint/{BASELINE_ENDPOINT}/variant/{SERVING_VARIANT}"
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=2,
+        MaxCapacity=6,
+    )
+    # Serve the candidate on the serving variant's own instance type: only the model changes.
+    spec = account.spec(serving_instance_type="ml.g4dn.12xlarge")
+    execution = run_execution(account.sfn, account.state_machine_arn, spec, name="autoscaled")
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert _endpoint(account) == (PROMOTED_CONFIG, [SERVING_VARIANT])
+    targets = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id])
+    assert len(targets["ScalableTargets"]) == 1
+
+
+def test_canary_onto_another_instance_type_of_an_autoscaled_serving_variant_is_refused_before_it_starts(account):
+    """Promotion would change an autoscaled variant's instance type, which UpdateEndpoint refuses: say so at once."""
+    account.autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=f"endpoint/{BASELINE_ENDPOINT}/variant/{SERVING_VARIANT}",
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=2,
+        MaxCapacity=6,
+    )
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="autoscaled-type")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "CanaryRefused"
+    assert "Application Auto Scaling" in execution.cause
+    assert "serving_instance_type" in execution.cause
+    assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
+    assert account.calls.of("update_endpoint") == []
+    assert _package_status(account) == "Rejected"
