@@ -265,7 +265,9 @@ class PipelineWorkflow(StepBuilder):
             error_path=error_path,
         )
 
-    def _check_canary(self, state_id: str, *, since: str, endpoint: str, run_id: str, alarms: str) -> Any:
+    def _check_canary(
+        self, state_id: str, *, since: str, endpoint: str, run_id: str, alarms: str
+    ) -> tasks.LambdaInvoke:
         return self.invoke(
             state_id,
             self._guard,

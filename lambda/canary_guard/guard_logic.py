@@ -202,7 +202,8 @@ def _entered_alarm(item: dict[str, Any]) -> bool:
     except json.JSONDecodeError:
         data = {}
     state = data.get("newState", {}).get("stateValue")
-    return state == "ALARM" or item.get("HistorySummary", "").endswith(" to ALARM")
+    summary = str(item.get("HistorySummary", ""))
+    return state == "ALARM" or summary.endswith(" to ALARM")
 
 
 def canary_check(sm: Any, cw: Any, *, endpoint: str, run_id: str, since: str, alarm_names: list[str]) -> CanaryCheck:
@@ -230,7 +231,8 @@ def canary_check(sm: Any, cw: Any, *, endpoint: str, run_id: str, since: str, al
             kwargs["NextToken"] = page["NextToken"]
     # Already in ALARM (for instance since before ``since``): by prefix, which is what the
     # function's IAM scope (alarm:<endpoint>-candidate-*) authorizes.
-    prefix = os.path.commonprefix(alarm_names)
+    # Character by character on purpose: alarm names are not paths.
+    prefix = os.path.commonprefix(alarm_names)  # noqa: RUF071
     current = cw.describe_alarms(AlarmNamePrefix=prefix, StateValue="ALARM").get("MetricAlarms", [])
     fired += [a["AlarmName"] for a in current if a["AlarmName"] in alarm_names and a["AlarmName"] not in fired]
     if fired:
