@@ -193,17 +193,28 @@ class PipelineWorkflow(StepBuilder):
             retry="create",
         )
 
-    def _config_with_key_choice(
+    def _ensure_config(
         self,
         label: str,
         *,
+        lookup: str,
         name: str,
         variants: Any,
         key_allowed: sfn.Condition,
         then: sfn.IChainable,
         on_error: sfn.IChainable,
     ) -> sfn.IChainable:
-        """CreateEndpointConfig with the KMS key, or without it where a variant has NVMe instance storage."""
+        """Find the endpoint config ``name``, else create it: with the KMS key, or without where a variant has NVMe."""
+        find = self.call(
+            f"Find {label} config",
+            "sagemaker",
+            "describeEndpointConfig",
+            {"EndpointConfigName": J.string_at(name)},
+            resources=self._prefixed("endpoint-config"),
+            retry="none",
+            result_selector={"found": True},
+            result_path=f"$.lookups.{lookup}",
+        )
         title = label.capitalize()
         with_key = self._create_config(f"Create {label} config", name=name, variants=variants, with_key=True)
         without_key = self._create_config(
@@ -215,7 +226,14 @@ class PipelineWorkflow(StepBuilder):
             task.next(then)
         choice.when(key_allowed, with_key)
         choice.otherwise(without_key)
-        return choice
+        return self.lookup(
+            lookup,
+            describe=find,
+            on_found=then,
+            on_not_found=choice,
+            on_error=on_error,
+            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
+        )
 
     def _await_endpoint(
         self,
@@ -835,16 +853,6 @@ class PipelineWorkflow(StepBuilder):
             resources=self._prefixed("model"),
             retry="create",
         )
-        find_config = self.call(
-            "Find canary config",
-            "sagemaker",
-            "describeEndpointConfig",
-            {"EndpointConfigName": J.string_at("$.run.names.endpoint_config")},
-            resources=self._prefixed("endpoint-config"),
-            retry="none",
-            result_selector={"found": True},
-            result_path="$.lookups.endpoint_config",
-        )
         # The serving variant copied whole (AMI, timeouts, volume, routing, ...) with the
         # first step's weight, then the candidate.
         canary_variants = J.array(
@@ -858,21 +866,14 @@ class PipelineWorkflow(StepBuilder):
         # Refused: nothing changed on the endpoint, so there is nothing to roll back.
         self.catch(deploy, before)
         ready = self._await_endpoint("Before canary", endpoint=endpoint, then=deploy, on_error=before)
-        create_config = self._config_with_key_choice(
+        config_step = self._ensure_config(
             "canary",
+            lookup="endpoint_config",
             name=config_name,
             variants=canary_variants,
             key_allowed=sfn.Condition.boolean_equals("$.guard.kms_allowed", True),
             then=ready,
             on_error=before,
-        )
-        config_step = self.lookup(
-            "endpoint_config",
-            describe=find_config,
-            on_found=ready,
-            on_not_found=create_config,
-            on_error=before,
-            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
         )
         self.catch(create_model, before)
         create_model.next(config_step)
@@ -1000,16 +1001,6 @@ class PipelineWorkflow(StepBuilder):
         }
         stopped = self.error_from("Promotion stopped", "CanaryStopped", "$.check.reason").next(rollback)
 
-        find = self.call(
-            "Find promoted config",
-            "sagemaker",
-            "describeEndpointConfig",
-            {"EndpointConfigName": J.string_at(promoted_config)},
-            resources=self._prefixed("endpoint-config"),
-            retry="none",
-            result_selector={"found": True},
-            result_path="$.lookups.promoted_config",
-        )
         # One variant: the serving variant's name with the candidate's model, so the
         # serving variant's alarms (and any autoscaling target on it) keep guarding it.
         promoted_variants = J.array(J.string_at("$.run.variants.promoted"))
@@ -1074,21 +1065,14 @@ class PipelineWorkflow(StepBuilder):
         )
         update.next(landed)
         ready = self._await_endpoint("Before promotion", endpoint=endpoint, then=update, on_error=rollback)
-        create_config = self._config_with_key_choice(
+        config_step = self._ensure_config(
             "promoted",
+            lookup="promoted_config",
             name=promoted_config,
             variants=promoted_variants,
             key_allowed=sfn.Condition.boolean_equals("$.run.instances.serving_local_storage", False),
             then=ready,
             on_error=rollback,
-        )
-        config_step = self.lookup(
-            "promoted_config",
-            describe=find,
-            on_found=ready,
-            on_not_found=create_config,
-            on_error=rollback,
-            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
         )
         before = self._check_canary("Check before promotion", **check)
         self.catch(before, rollback)

@@ -20,11 +20,15 @@ from stacks.nag import acknowledge
 # The rollback function's metrics are embedded-metric-format log lines, not
 # PutMetricData. S3 is reached through the free gateway endpoint.
 CALLERS: dict[str, tuple[str, ...]] = {
-    "canary_guard function": ("sagemaker", "cloudwatch"),
+    "canary_guard function": ("sagemaker", "cloudwatch", "application-autoscaling"),
     "record_package function": ("s3", "sagemaker"),
     "rollback function": ("s3", "sagemaker", "sns"),
     "validate_input function": (),
-    "quantize training job, evaluate processing job, candidate model (network isolation)": ("s3",),
+    "quantize training job, evaluate processing job (network isolation)": ("s3",),
+    # A model with VpcConfig runs its container in these subnets. No AWS page found rules out the
+    # image pull going through the VPC for such a model, so ECR stays reachable: two endpoints cost
+    # less than an endpoint update that cannot pull its image.
+    "candidate model (VpcConfig, network isolation)": ("s3", "ecr", "ecr-dkr"),
 }
 GATEWAY_SERVICES = frozenset({"s3"})
 # boto3 service name -> (construct id, interface endpoint service).
@@ -32,6 +36,9 @@ INTERFACE_SERVICES: dict[str, tuple[str, ec2.InterfaceVpcEndpointAwsService]] = 
     "cloudwatch": ("Monitoring", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING),
     "sagemaker": ("SageMakerApi", ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API),
     "sns": ("Sns", ec2.InterfaceVpcEndpointAwsService.SNS),
+    "application-autoscaling": ("ApplicationAutoScaling", ec2.InterfaceVpcEndpointAwsService.APPLICATION_AUTOSCALING),
+    "ecr": ("EcrApi", ec2.InterfaceVpcEndpointAwsService.ECR),
+    "ecr-dkr": ("EcrDocker", ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER),
 }
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = dict(
     INTERFACE_SERVICES[service]

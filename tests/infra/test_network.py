@@ -11,7 +11,7 @@ from stacks.private_network import CALLERS, GATEWAY_SERVICES, INTERFACE_ENDPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
 # Interface endpoint service names (com.amazonaws.<region>.<name>) of the callers' APIs.
-EXPECTED_SERVICES = {"sagemaker.api", "sns", "monitoring"}
+EXPECTED_SERVICES = {"sagemaker.api", "sns", "monitoring", "application-autoscaling", "ecr.api", "ecr.dkr"}
 _CLIENT = re.compile(r"""\b(?:boto3\.client|aws_client)\(\s*["']([a-z0-9-]+)["']""")
 
 
