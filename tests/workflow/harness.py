@@ -67,6 +67,7 @@ from tests.aws_conformance.iam import PolicyEvaluator
 from tests.workflow.sagemaker_world import SageMakerWorld, Timeline, WorldFaults
 
 ROOT = Path(__file__).resolve().parents[2]
+HISTORY_LIMIT = 25_000
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PSEUDO = {
@@ -571,7 +572,17 @@ def run_execution(sfn: Any, state_machine_arn: str, payload: Any, *, name: str, 
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution {name} still running after {timeout} s")
         time.sleep(0.05)
-    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    history: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        history += page["events"]
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    # Step Functions fails a Standard execution at its 25,000th history event; moto does not.
+    if len(history) >= HISTORY_LIMIT:
+        raise AssertionError(f"execution {name} has {len(history)} history events; AWS would have failed it")
     output = json.loads(described["output"]) if described.get("output") else {}
     return Execution(
         arn=arn,
