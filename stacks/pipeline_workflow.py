@@ -515,72 +515,110 @@ class PipelineWorkflow(StepBuilder):
         has_reason.otherwise(without)
         return describe.next(has_reason)
 
-    def _quantize(self, *, then: sfn.IChainable) -> sfn.IChainable:
-        fail = self.fail_before_package
-        job = {"TrainingJobName": J.string_at("$.run.names.training_job")}
-        resources = self._prefixed("training-job")
+    def _sagemaker_job(
+        self,
+        *,
+        noun: str,
+        step: str,
+        kind: str,
+        api: str,
+        name_path: str,
+        create_parameters: dict[str, Any],
+        on_done: sfn.IChainable,
+        fail: sfn.IChainable,
+    ) -> sfn.IChainable:
+        """Find or create one SageMaker job, then poll it until it is done (``on_done``), failed, stopped or too long.
+
+        ``noun`` names its states ("training" -> "Create training job"), ``step`` its poll loop, its
+        ``$.<step>.status`` and its errors (``<Step>JobFailed``, ``<Step>JobStopped``, ``<Step>TimedOut``);
+        ``kind`` is the ARN resource type and ``api`` the name in Describe/Create/Stop<api>.
+        """
+        title = noun.capitalize()
+        job = {f"{api}Name": J.string_at(name_path)}
+        resources = self._prefixed(kind)
+        status_path = f"$.{step.lower()}.status"
         describe = self.call(
-            "Find training job",
+            f"Find {noun} job",
             "sagemaker",
-            "describeTrainingJob",
+            f"describe{api}",
             job,
             resources=resources,
             retry="none",
             result_selector={"found": True},
-            result_path="$.lookups.training_job",
+            result_path=f"$.lookups.{noun}_job",
         )
         create = self.call(
-            "Create training job",
+            f"Create {noun} job",
             "sagemaker",
-            "createTrainingJob",
-            {
-                **job,
-                "RoleArn": self._role.role_arn,
-                "AlgorithmSpecification": {
-                    "TrainingImage": J.string_at("$.run.images.quantize"),
-                    "TrainingInputMode": "File",
-                },
-                "HyperParameters": J.object_at("$.run.hyperparameters"),
-                "InputDataConfig": [
-                    _s3_channel("model", "$.run.s3.source_model_uri"),
-                    _s3_channel("calibration", "$.run.s3.calibration_uri"),
-                ],
-                "OutputDataConfig": {
-                    "S3OutputPath": J.string_at("$.run.s3.output_path"),
-                    # Valid on every instance type (unlike a volume key).
-                    "KmsKeyId": self._key.key_arn,
-                    # Uploads the model directory as files (<output>/<job>/output/model/),
-                    # which the endpoint then loads without unpacking.
-                    "CompressionType": "NONE",
-                },
-                # InstanceType, count, volume size and, on EBS-only instances, the volume key.
-                "ResourceConfig": J.object_at("$.run.resources.training"),
-                "VpcConfig": self._vpc(),
-                "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.quantize_max_seconds")},
-                # The job reads its channels and writes its output through SageMaker;
-                # the container itself needs no network.
-                "EnableNetworkIsolation": True,
-                "Tags": J.list_at("$.run.tags"),
-            },
+            f"create{api}",
+            {**job, **create_parameters},
             resources=resources,
             retry="create",
         )
         status = self.call(
-            "Describe training job",
+            f"Describe {noun} job",
             "sagemaker",
-            "describeTrainingJob",
+            f"describe{api}",
             job,
             resources=resources,
-            result_selector={"status": J.string_at("$.TrainingJobStatus")},
-            result_path="$.quantize",
+            result_selector={"status": J.string_at(f"$.{api}Status")},
+            result_path=f"$.{step.lower()}",
         )
+        reason = self._job_failure(
+            f"{title} job",
+            describe=self.call(
+                f"Read {noun} failure",
+                "sagemaker",
+                f"describe{api}",
+                job,
+                resources=resources,
+                result_path="$.failed_job",
+            ),
+            error=f"{step}JobFailed",
+            fail=fail,
+        )
+        stopped = self.error(f"{title} job stopped", f"{step}JobStopped", f"the {noun} job was stopped").next(fail)
+        timed_out = self.error(f"{title} job timed out", f"{step}TimedOut", f"the {noun} job outlived its polls")
+        stop = self.call(f"Stop {noun} job", "sagemaker", f"stop{api}", job, resources=resources)
+        stop.add_catch(fail, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
+        timed_out.next(stop).next(fail)
+        failed_choice = sfn.Choice(self, f"{title} failed how?")
+        failed_choice.when(sfn.Condition.string_equals(status_path, "Failed"), reason)
+        failed_choice.otherwise(stopped)
+        poll = self.poll(
+            step,
+            describe=status,
+            status_path=status_path,
+            done=("Completed",),
+            failed=("Failed", "Stopped"),
+            max_polls_path=f"$.run.timing.{step.lower()}_max_polls",
+            wait_seconds_path="$.run.timing.job_poll_seconds",
+            on_done=on_done,
+            on_failed=failed_choice,
+            on_timeout=timed_out,
+            on_error=fail,
+        )
+        self.catch(create, fail)
+        create.next(poll)
+        return self.lookup(
+            f"{noun}_job",
+            describe=describe,
+            on_found=poll,
+            on_not_found=create,
+            on_error=fail,
+            wait_seconds_path="$.run.timing.job_poll_seconds",
+        )
+
+    def _quantize(self, *, then: sfn.IChainable) -> sfn.IChainable:
+        fail = self.fail_before_package
+        job = {"TrainingJobName": J.string_at("$.run.names.training_job")}
         # Where SageMaker really put the model: the record function reads the plan's URI.
         artifacts = self.call(
             "Read model artifacts",
             "sagemaker",
             "describeTrainingJob",
             job,
-            resources=resources,
+            resources=self._prefixed("training-job"),
             result_selector={"uri": J.string_at("$.ModelArtifacts.S3ModelArtifacts")},
             result_path="$.quantize.artifacts",
         )
@@ -589,135 +627,47 @@ class PipelineWorkflow(StepBuilder):
             self, "Use model artifacts", input_path="$.quantize.artifacts.uri", result_path="$.run.s3.artifact_uri"
         )
         artifacts.next(artifact_uri).next(then)
-        reason = self._job_failure(
-            "Training job",
-            describe=self.call(
-                "Read training failure",
-                "sagemaker",
-                "describeTrainingJob",
-                job,
-                resources=resources,
-                result_path="$.failed_job",
-            ),
-            error="QuantizeJobFailed",
-            fail=fail,
-        )
-        stopped = self.error("Training job stopped", "QuantizeJobStopped", "the training job was stopped").next(fail)
-        timed_out = self.error("Training job timed out", "QuantizeTimedOut", "the training job outlived its polls")
-        stop = self.call("Stop training job", "sagemaker", "stopTrainingJob", job, resources=resources)
-        stop.add_catch(fail, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-        timed_out.next(stop).next(fail)
-        failed_choice = sfn.Choice(self, "Training failed how?")
-        failed_choice.when(sfn.Condition.string_equals("$.quantize.status", "Failed"), reason)
-        failed_choice.otherwise(stopped)
-        poll = self.poll(
-            "Quantize",
-            describe=status,
-            status_path="$.quantize.status",
-            done=("Completed",),
-            failed=("Failed", "Stopped"),
-            max_polls_path="$.run.timing.quantize_max_polls",
-            wait_seconds_path="$.run.timing.job_poll_seconds",
+        create_parameters: dict[str, Any] = {
+            "RoleArn": self._role.role_arn,
+            "AlgorithmSpecification": {
+                "TrainingImage": J.string_at("$.run.images.quantize"),
+                "TrainingInputMode": "File",
+            },
+            "HyperParameters": J.object_at("$.run.hyperparameters"),
+            "InputDataConfig": [
+                _s3_channel("model", "$.run.s3.source_model_uri"),
+                _s3_channel("calibration", "$.run.s3.calibration_uri"),
+            ],
+            "OutputDataConfig": {
+                "S3OutputPath": J.string_at("$.run.s3.output_path"),
+                # Valid on every instance type (unlike a volume key).
+                "KmsKeyId": self._key.key_arn,
+                # Uploads the model directory as files (<output>/<job>/output/model/),
+                # which the endpoint then loads without unpacking.
+                "CompressionType": "NONE",
+            },
+            # InstanceType, count, volume size and, on EBS-only instances, the volume key.
+            "ResourceConfig": J.object_at("$.run.resources.training"),
+            "VpcConfig": self._vpc(),
+            "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.quantize_max_seconds")},
+            # The job reads its channels and writes its output through SageMaker;
+            # the container itself needs no network.
+            "EnableNetworkIsolation": True,
+            "Tags": J.list_at("$.run.tags"),
+        }
+        return self._sagemaker_job(
+            noun="training",
+            step="Quantize",
+            kind="training-job",
+            api="TrainingJob",
+            name_path="$.run.names.training_job",
+            create_parameters=create_parameters,
             on_done=artifacts,
-            on_failed=failed_choice,
-            on_timeout=timed_out,
-            on_error=fail,
-        )
-        self.catch(create, fail)
-        create.next(poll)
-        return self.lookup(
-            "training_job",
-            describe=describe,
-            on_found=poll,
-            on_not_found=create,
-            on_error=fail,
-            wait_seconds_path="$.run.timing.job_poll_seconds",
+            fail=fail,
         )
 
     def _evaluate(self) -> sfn.IChainable:
         fail = self.fail_after_package
-        job = {"ProcessingJobName": J.string_at("$.run.names.evaluate_job")}
-        resources = self._prefixed("processing-job")
-        describe = self.call(
-            "Find evaluate job",
-            "sagemaker",
-            "describeProcessingJob",
-            job,
-            resources=resources,
-            retry="none",
-            result_selector={"found": True},
-            result_path="$.lookups.evaluate_job",
-        )
-        create = self.call(
-            "Create evaluate job",
-            "sagemaker",
-            "createProcessingJob",
-            {
-                **job,
-                "RoleArn": self._role.role_arn,
-                "AppSpecification": {
-                    "ImageUri": J.string_at("$.run.images.evaluate"),
-                    "ContainerEntrypoint": ["python3", "-m", "jobs.evaluate"],
-                    "ContainerArguments": J.list_at("$.run.evaluate_arguments"),
-                },
-                "ProcessingInputs": [
-                    _processing_input("baseline", "$.run.s3.source_model_uri"),
-                    _processing_input("candidate", "$.record.artifact_uri"),
-                    _processing_input("validation", "$.run.s3.validation_uri"),
-                ],
-                "ProcessingOutputConfig": {
-                    "KmsKeyId": self._key.key_arn,
-                    "Outputs": [
-                        {
-                            "OutputName": "reports",
-                            "S3Output": {
-                                "S3Uri": J.string_at("$.run.s3.reports_uri"),
-                                "LocalPath": "/opt/ml/processing/output",
-                                "S3UploadMode": "EndOfJob",
-                            },
-                        }
-                    ],
-                },
-                # Instance, count, volume size and, on EBS-only instances, the volume key.
-                "ProcessingResources": {"ClusterConfig": J.object_at("$.run.resources.processing")},
-                "NetworkConfig": {"EnableNetworkIsolation": True, "VpcConfig": self._vpc()},
-                "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.evaluate_max_seconds")},
-                "Tags": J.list_at("$.run.tags"),
-            },
-            resources=resources,
-            retry="create",
-        )
-        status = self.call(
-            "Describe evaluate job",
-            "sagemaker",
-            "describeProcessingJob",
-            job,
-            resources=resources,
-            result_selector={"status": J.string_at("$.ProcessingJobStatus")},
-            result_path="$.evaluate",
-        )
-        reason = self._job_failure(
-            "Evaluate job",
-            describe=self.call(
-                "Read evaluate failure",
-                "sagemaker",
-                "describeProcessingJob",
-                job,
-                resources=resources,
-                result_path="$.failed_job",
-            ),
-            error="EvaluateJobFailed",
-            fail=fail,
-        )
-        stopped = self.error("Evaluate job stopped", "EvaluateJobStopped", "the evaluate job was stopped").next(fail)
-        timed_out = self.error("Evaluate job timed out", "EvaluateTimedOut", "the evaluate job outlived its polls")
-        stop = self.call("Stop evaluate job", "sagemaker", "stopProcessingJob", job, resources=resources)
-        stop.add_catch(fail, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-        timed_out.next(stop).next(fail)
-        failed_choice = sfn.Choice(self, "Evaluate failed how?")
-        failed_choice.when(sfn.Condition.string_equals("$.evaluate.status", "Failed"), reason)
-        failed_choice.otherwise(stopped)
-
         read_report = self.call(
             "Read report",
             "s3",
@@ -762,28 +712,46 @@ class PipelineWorkflow(StepBuilder):
         well_formed.otherwise(report_invalid)
         read_report.next(well_formed)
 
-        poll = self.poll(
-            "Evaluate",
-            describe=status,
-            status_path="$.evaluate.status",
-            done=("Completed",),
-            failed=("Failed", "Stopped"),
-            max_polls_path="$.run.timing.evaluate_max_polls",
-            wait_seconds_path="$.run.timing.job_poll_seconds",
+        create_parameters: dict[str, Any] = {
+            "RoleArn": self._role.role_arn,
+            "AppSpecification": {
+                "ImageUri": J.string_at("$.run.images.evaluate"),
+                "ContainerEntrypoint": ["python3", "-m", "jobs.evaluate"],
+                "ContainerArguments": J.list_at("$.run.evaluate_arguments"),
+            },
+            "ProcessingInputs": [
+                _processing_input("baseline", "$.run.s3.source_model_uri"),
+                _processing_input("candidate", "$.record.artifact_uri"),
+                _processing_input("validation", "$.run.s3.validation_uri"),
+            ],
+            "ProcessingOutputConfig": {
+                "KmsKeyId": self._key.key_arn,
+                "Outputs": [
+                    {
+                        "OutputName": "reports",
+                        "S3Output": {
+                            "S3Uri": J.string_at("$.run.s3.reports_uri"),
+                            "LocalPath": "/opt/ml/processing/output",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ],
+            },
+            # Instance, count, volume size and, on EBS-only instances, the volume key.
+            "ProcessingResources": {"ClusterConfig": J.object_at("$.run.resources.processing")},
+            "NetworkConfig": {"EnableNetworkIsolation": True, "VpcConfig": self._vpc()},
+            "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.evaluate_max_seconds")},
+            "Tags": J.list_at("$.run.tags"),
+        }
+        return self._sagemaker_job(
+            noun="evaluate",
+            step="Evaluate",
+            kind="processing-job",
+            api="ProcessingJob",
+            name_path="$.run.names.evaluate_job",
+            create_parameters=create_parameters,
             on_done=read_report,
-            on_failed=failed_choice,
-            on_timeout=timed_out,
-            on_error=fail,
-        )
-        self.catch(create, fail)
-        create.next(poll)
-        return self.lookup(
-            "evaluate_job",
-            describe=describe,
-            on_found=poll,
-            on_not_found=create,
-            on_error=fail,
-            wait_seconds_path="$.run.timing.job_poll_seconds",
+            fail=fail,
         )
 
     def _deploy(self) -> sfn.IChainable:
