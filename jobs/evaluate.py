@@ -6,12 +6,13 @@ SageMaker conventions (docs/evaluate.md has the exact contract):
   ``$SM_INPUT_CONFIG_DIR/hyperparameters.json``; arguments win;
 - channels ``SM_CHANNEL_BASELINE`` and ``SM_CHANNEL_CANDIDATE`` (HF / compressed-tensors model
   directories) and ``SM_CHANNEL_VALIDATION`` (JSONL or .txt files);
-- report.json, report.md and performance.png to ``--output-dir`` (default
-  ``$SM_OUTPUT_DATA_DIR``, else ``$SM_MODEL_DIR``);
+- report.json, report.md, performance.png and gate.json (the bounded verdict the pipeline
+  reads, jobs/evaluate_gate.py) to ``--output-dir`` (default ``$SM_OUTPUT_DATA_DIR``, else
+  ``$SM_MODEL_DIR``);
 - a bad input or a crash writes one reason to ``--failure-dir`` (default ``$SM_OUTPUT_DIR``) and
   exits non-zero: to ``message`` when it runs as a SageMaker processing job (what SageMaker
   shows as the job's ExitMessage), to ``failure`` otherwise (a training job's FailureReason);
-  A failed *gate* is not a failed job: the job succeeds and report.json says ``passed: false``,
+  A failed *gate* is not a failed job: the job succeeds and gate.json says ``passed: false``,
   so the pipeline's Choice state decides.
 
 Speed is measured only when serving targets are given (local OpenAI-compatible servers or
@@ -48,7 +49,7 @@ from jobs.evaluate_fidelity import (
     tokenize_validation,
     weight_bytes,
 )
-from jobs.evaluate_gate import GateConfigError, Thresholds, Workload, evaluate_gate
+from jobs.evaluate_gate import GATE_FILE, GateConfigError, Thresholds, Workload, evaluate_gate, gate_json, pipeline_gate
 from jobs.evaluate_report import plot, render_markdown
 from jobs.evaluate_stats import LevelSummary, ratio, round_or_none
 from jobs.failure import JobFailureError, is_processing_job, write_failure
@@ -391,8 +392,9 @@ def write_report(report: dict[str, Any], output_dir: Path) -> dict[str, Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     png = output_dir / "performance.png"
     report["plot"] = png.name if plot(report, png) else None
-    paths = {"json": output_dir / "report.json", "md": output_dir / "report.md"}
+    paths = {"json": output_dir / "report.json", "md": output_dir / "report.md", "gate": output_dir / GATE_FILE}
     paths["json"].write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
+    paths["gate"].write_bytes(gate_json(pipeline_gate(report["gate"])))
     paths["md"].write_text(render_markdown(report))
     if report["plot"]:
         paths["png"] = png

@@ -1,17 +1,30 @@
 """The go/no-go gate: thresholds, their validation, and the verdict with readable reasons.
 
-The pipeline's Choice state reads only ``gate.passed``; people read ``gate.reasons``. Every
-check is listed (passing ones too), failures first, so a "no" names what to fix and a "yes"
-shows the margins it passed by.
+The pipeline's Choice state reads only ``passed``; people read ``reasons``. Every check is
+listed (passing ones too), failures first, so a "no" names what to fix and a "yes" shows the
+margins it passed by.
+
+The state machine reads the verdict from ``gate.json`` (``pipeline_gate``), never from
+report.json: a Step Functions task result over 256 KiB fails the state with
+States.DataLimitExceeded, which no ``States.ALL`` catcher handles, so the file the pipeline
+reads is bounded here (``GATE_MAX_BYTES``) whatever the report grows to.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from jobs.evaluate_stats import ratio, round_or_none
+
+# The file the pipeline reads next to report.json, and its bounds: far below Step Functions'
+# 256 KiB payload quota, since the state's input also carries the run plan.
+GATE_FILE = "gate.json"
+GATE_MAX_BYTES = 16 * 1024
+GATE_MAX_REASONS = 20
+GATE_MAX_REASON_CHARS = 500
 
 
 class GateConfigError(ValueError):
@@ -184,3 +197,26 @@ def evaluate_gate(
         "thresholds": asdict(thresholds),
         "workload": asdict(workload),
     }
+
+
+def pipeline_gate(gate: dict[str, Any]) -> dict[str, Any]:
+    """The verdict the state machine reads (gate.json): ``passed`` and the first reasons, bounded.
+
+    Failures come first in ``reasons``, so a cut keeps what made the gate fail; the full list
+    stays in report.json.
+    """
+    reasons = [str(r)[:GATE_MAX_REASON_CHARS] for r in gate["reasons"]]
+    kept = reasons[:GATE_MAX_REASONS]
+
+    def summary() -> dict[str, Any]:
+        cut = len(reasons) - len(kept)
+        return {"passed": bool(gate["passed"]), "reasons": kept + ([f"... {cut} more in report.json"] if cut else [])}
+
+    while kept and len(gate_json(summary())) > GATE_MAX_BYTES:
+        kept.pop()
+    return summary()
+
+
+def gate_json(summary: dict[str, Any]) -> bytes:
+    """gate.json's bytes as written (and as Step Functions counts them: UTF-8)."""
+    return json.dumps(summary, ensure_ascii=False).encode()

@@ -668,49 +668,44 @@ class PipelineWorkflow(StepBuilder):
 
     def _evaluate(self) -> sfn.IChainable:
         fail = self.fail_after_package
-        read_report = self.call(
-            "Read report",
+        # gate.json, not report.json: a task result over 256 KiB fails the state with
+        # States.DataLimitExceeded, which States.ALL does not catch; the job bounds gate.json.
+        read_gate = self.call(
+            "Read gate",
             "s3",
             "getObject",
-            {"Bucket": self._bucket.bucket_name, "Key": J.string_at("$.run.s3.report_key")},
+            {"Bucket": self._bucket.bucket_name, "Key": J.string_at("$.run.s3.gate_key")},
             resources=[self._bucket.arn_for_objects("models/*/reports/*")],
             iam_action="s3:GetObject",
-            result_selector={"report": J.string_to_json(J.string_at("$.Body"))},
+            result_selector={"gate": J.string_to_json(J.string_at("$.Body"))},
             result_path="$.evaluation",
         )
-        self.catch(read_report, fail)
-        passed = "$.evaluation.report.gate.passed"
-        reasons = "$.evaluation.report.gate.reasons"
-        # Only the gate goes on: the report stays in S3 (256 KiB state payload limit).
-        keep_gate = sfn.Pass(
-            self,
-            "Keep gate",
-            parameters={"gate": {"passed": J.object_at(passed), "reasons": J.list_at(reasons)}},
-            result_path="$.evaluation",
-        )
+        self.catch(read_gate, fail)
+        passed = "$.evaluation.gate.passed"
+        reasons = "$.evaluation.gate.reasons"
         gate = sfn.Choice(self, "Gate passed?")
         gate_failed = sfn.Pass(
             self,
             "Gate failed",
-            parameters={"Error": "GateFailed", "Cause": J.json_to_string(J.list_at("$.evaluation.gate.reasons"))},
+            parameters={"Error": "GateFailed", "Cause": J.json_to_string(J.list_at(reasons))},
             result_path="$.error",
         ).next(fail)
-        gate.when(sfn.Condition.boolean_equals("$.evaluation.gate.passed", True), self._deploy())
+        gate.when(sfn.Condition.boolean_equals(passed, True), self._deploy())
         gate.otherwise(gate_failed)
-        report_invalid = self.error(
-            "Report invalid", "ReportInvalid", "report.json has no boolean gate.passed with a list gate.reasons"
+        gate_invalid = self.error(
+            "Gate invalid", "GateInvalid", "gate.json has no boolean passed with a list reasons"
         ).next(fail)
-        well_formed = sfn.Choice(self, "Report well-formed?")
+        well_formed = sfn.Choice(self, "Gate well-formed?")
         well_formed.when(
             sfn.Condition.and_(
                 sfn.Condition.is_present(passed),
                 sfn.Condition.is_boolean(passed),
                 sfn.Condition.is_present(reasons),
             ),
-            keep_gate.next(gate),
+            gate,
         )
-        well_formed.otherwise(report_invalid)
-        read_report.next(well_formed)
+        well_formed.otherwise(gate_invalid)
+        read_gate.next(well_formed)
 
         create_parameters: dict[str, Any] = {
             "RoleArn": self._role.role_arn,
@@ -750,7 +745,7 @@ class PipelineWorkflow(StepBuilder):
             api="ProcessingJob",
             name_path="$.run.names.evaluate_job",
             create_parameters=create_parameters,
-            on_done=read_report,
+            on_done=read_gate,
             fail=fail,
         )
 

@@ -533,6 +533,8 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "manifest_key": f"{run_key}manifest.json",
             "reports_uri": f"s3://{bucket}/{run_key}reports/",
             "report_key": f"{run_key}reports/report.json",
+            # The bounded verdict the state machine reads (jobs/evaluate_gate.py GATE_FILE).
+            "gate_key": f"{run_key}reports/gate.json",
             "source_model_uri": spec.source_model_uri,
             "calibration_uri": spec.calibration_uri,
             "validation_uri": spec.validation_uri,

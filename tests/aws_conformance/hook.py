@@ -175,6 +175,31 @@ def install_step_functions_error_names(monkeypatch: Any) -> None:
     monkeypatch.setattr(StateTaskServiceAwsSdk, "_from_error", _from_error)
 
 
+# Step Functions' terminal errors that the States.ALL wildcard does not match (a Retry or Catch must name
+# them): https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html. moto's
+# wildcard matches every error.
+UNCATCHABLE_BY_STATES_ALL = frozenset({"States.DataLimitExceeded", "States.Runtime"})
+
+
+def install_uncatchable_errors(monkeypatch: Any) -> None:
+    """``States.ALL`` in a Retry or Catch no longer matches States.DataLimitExceeded or States.Runtime."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+
+    original = ErrorEqualsDecl._eval_body
+
+    def _eval_body(self: Any, env: Any) -> None:
+        error = env.stack[-1]
+        name = getattr(error, "error_name", None)
+        listed = {getattr(e, "error_name", None) for e in self.error_names}
+        if name in UNCATCHABLE_BY_STATES_ALL and name not in listed:
+            env.stack.pop()
+            env.stack.append(False)
+            return
+        original(self, env)
+
+    monkeypatch.setattr(ErrorEqualsDecl, "_eval_body", _eval_body)
+
+
 def install_step_functions_principal(
     monkeypatch: Any, evaluator: PolicyEvaluator | Callable[[str], PolicyEvaluator | None]
 ) -> None:
@@ -183,7 +208,8 @@ def install_step_functions_principal(
     ``evaluator``: the role's evaluator, or a function of the execution's role ARN returning it. Also: aws-sdk
     task parameters must use the API's exact member names (else the task fails with States.Runtime and the cause
     Step Functions gives at CreateStateMachine, ``The field "x" is not supported by Step Functions``), and
-    aws-sdk errors are named per ``errors.py`` (``install_step_functions_error_names``).
+    aws-sdk errors are named per ``errors.py`` (``install_step_functions_error_names``), and ``States.ALL``
+    does not catch Step Functions' terminal errors (``install_uncatchable_errors``).
     """
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -240,3 +266,4 @@ def install_step_functions_principal(
 
     monkeypatch.setattr(StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task)
     install_step_functions_error_names(monkeypatch)
+    install_uncatchable_errors(monkeypatch)

@@ -142,6 +142,9 @@ def test_evaluate_job_offline_follows_the_sagemaker_contract(pilot_run, smollm2_
     # A 0.0001 % limit fails any real quantization: a failed gate is a finished job, not a failure.
     assert report["gate"]["passed"] is False
     assert any(r.startswith("FAIL: perplexity") for r in report["gate"]["reasons"])
+    # The pipeline reads the verdict from gate.json, beside the report.
+    gate = json.loads((tmp_path / "out" / "gate.json").read_text())
+    assert gate == {"passed": False, "reasons": report["gate"]["reasons"]}
     assert "gate_passed=0" in proc.stdout
     assert not (tmp_path / "output" / "failure").exists()
 

@@ -5,7 +5,15 @@ import math
 import pytest
 
 from jobs.evaluate_cost import PriceTable, kv_cache_bytes_per_token, smallest_fitting_instance
-from jobs.evaluate_gate import GateConfigError, Thresholds, Workload, evaluate_gate
+from jobs.evaluate_gate import (
+    GATE_MAX_BYTES,
+    GateConfigError,
+    Thresholds,
+    Workload,
+    evaluate_gate,
+    gate_json,
+    pipeline_gate,
+)
 from jobs.evaluate_stats import RequestResult, cost_per_million_tokens, percentile, summarize, throughput
 
 
@@ -134,3 +142,14 @@ def test_thresholds_out_of_range_are_refused(kwargs):
 def test_workload_must_be_a_measured_level():
     with pytest.raises(GateConfigError, match="not among the measured levels"):
         Workload(8).validate([1, 4, 16])
+
+
+def test_the_pipelines_gate_file_stays_bounded_and_keeps_the_failures_first():
+    reasons = [f"FAIL: check {i} " + "\u00e9" * 800 for i in range(100)]
+    summary = pipeline_gate({"passed": False, "reasons": reasons, "checks": [{"huge": "x" * 10**6}]})
+    assert summary["passed"] is False
+    assert len(gate_json(summary)) <= GATE_MAX_BYTES
+    assert summary["reasons"][0].startswith("FAIL: check 0 ")
+    assert summary["reasons"][-1] == f"... {100 - (len(summary['reasons']) - 1)} more in report.json"
+    small = {"passed": True, "reasons": ["ok: perplexity 12.0 -> 12.1"]}
+    assert pipeline_gate({**small, "checks": []}) == small

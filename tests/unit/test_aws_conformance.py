@@ -539,3 +539,45 @@ def test_state_machine_allowed_call_reaches_moto_and_names_its_error(sfn_checked
     assert result["status"] == "FAILED"
     assert result["error"].startswith("SageMaker.")  # moto's error, named the Step Functions way
     assert "(Service: AmazonSageMaker; Status Code: " in result["cause"]
+
+
+def test_a_task_result_over_the_payload_quota_fails_the_execution_even_when_caught_with_states_all(
+    monkeypatch, emulated
+):
+    """Step Functions applies its 256 KiB quota to a task's result before ResultSelector, and States.ALL does
+    not catch the States.DataLimitExceeded that follows (moto's wildcard catches it)."""
+    from tests.workflow.harness import PAYLOAD_LIMIT_BYTES, install_string_bodies, run_execution
+
+    install_string_bodies(monkeypatch)
+    hook.install_uncatchable_errors(monkeypatch)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="payload-test")
+    body = json.dumps({"ok": True, "pad": "x" * PAYLOAD_LIMIT_BYTES}).encode()
+    s3.put_object(Bucket="payload-test", Key="big.json", Body=body)
+    s3.put_object(Bucket="payload-test", Key="small.json", Body=b'{"ok": true}')
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+
+    def read(key: str) -> str:
+        machine = _task("arn:aws:states:::aws-sdk:s3:getObject", {"Bucket": "payload-test", "Key": key})
+        machine["States"]["T"]["ResultSelector"] = {"ok.$": "States.StringToJson($.Body)"}
+        machine["States"]["T"]["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]
+        machine["States"]["Caught"] = {"Type": "Succeed"}
+        return sfn.create_state_machine(
+            name=key.replace(".", "-"), definition=json.dumps(machine), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
+        )["stateMachineArn"]
+
+    small = run_execution(sfn, read("small.json"), {}, name="small")
+    assert small.status == "SUCCEEDED" and small.output == {"ok": {"ok": True}}
+    big = run_execution(sfn, read("big.json"), {}, name="big")
+    assert big.status == "FAILED"
+    assert big.error == "States.DataLimitExceeded"
+
+
+def test_the_harness_fails_an_execution_whose_history_carries_an_oversized_payload():
+    from tests.workflow.harness import PAYLOAD_LIMIT_BYTES, oversized_payloads
+
+    small = {"id": 1, "type": "TaskSucceeded", "taskSucceededEventDetails": {"output": "{}"}}
+    big = {"id": 2, "type": "PassStateExited", "stateExitedEventDetails": {"output": "é" * PAYLOAD_LIMIT_BYTES}}
+    assert oversized_payloads([small]) == []
+    # UTF-8 bytes, not characters.
+    assert oversized_payloads([small, big]) == [f"event 2 PassStateExited output: {2 * PAYLOAD_LIMIT_BYTES} bytes"]

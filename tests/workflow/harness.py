@@ -62,12 +62,16 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
+from jobs.evaluate_gate import GATE_FILE, gate_json, pipeline_gate
 from tests.aws_conformance.hook import acting_as
 from tests.aws_conformance.iam import PolicyEvaluator
 from tests.workflow.sagemaker_world import SageMakerWorld, Timeline, WorldFaults
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORY_LIMIT = 25_000
+# Step Functions' quota on a state's input, output and a task's result, in UTF-8 bytes (256 KiB);
+# a result over it fails the state with States.DataLimitExceeded, which States.ALL does not catch.
+PAYLOAD_LIMIT_BYTES = 256 * 1024
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PSEUDO = {
@@ -232,6 +236,8 @@ class Faults(WorldFaults):
     # (missing data is not breaching once traffic moved away).
     rollback_function_acts: bool = False
     throttle_once: set[str] = field(default_factory=set)
+    # Extra bytes in report.json (a long evaluation); the pipeline must not read it whole.
+    report_padding_bytes: int = 0
 
 
 @dataclass
@@ -272,7 +278,7 @@ class Shims:
 
         monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", _update_endpoint_response, raising=False)
-        monkeypatch.setattr(StateTaskServiceAwsSdkStreams, "_normalise_response", _read_streaming_bodies)
+        install_string_bodies(monkeypatch)
         monkeypatch.setattr(CloudWatchResponse, "describe_alarms", _describe_alarms)
         self.alarm_history: list[dict[str, Any]] = []
         self.pending_alarm: str | None = None
@@ -365,13 +371,16 @@ class Shims:
     def _after_create_processing_job(self, backend: Any, kwargs: dict[str, Any]) -> None:
         output = kwargs["processing_output_config"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
         bucket, _, prefix = output.removeprefix("s3://").partition("/")
+        gate = {"passed": self.faults.gate_passed, "reasons": self.faults.gate_reasons}
         report = {
             "fidelity": {"baseline_perplexity": 12.0, "candidate_perplexity": 12.3, "increase_pct": 2.5},
-            "gate": {"passed": self.faults.gate_passed, "reasons": self.faults.gate_reasons},
+            "gate": gate,
+            "samples": "x" * self.faults.report_padding_bytes,
         }
-        boto3.client("s3", region_name=REGION).put_object(
-            Bucket=bucket, Key=f"{prefix}/report.json", Body=json.dumps(report).encode()
-        )
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/report.json", Body=json.dumps(report).encode())
+        # What the evaluate job writes beside it (jobs/evaluate_gate.py), by the job's own code.
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{GATE_FILE}", Body=gate_json(pipeline_gate(gate)))
 
     def _after_update_endpoint_weights_and_capacities(self, backend: Any, kwargs: dict[str, Any]) -> None:
         weights = {w["VariantName"]: w["DesiredWeight"] for w in kwargs["desired_weights_and_capacities"]}
@@ -477,6 +486,11 @@ class Shims:
         return payload.encode()
 
 
+def install_string_bodies(monkeypatch: Any) -> None:
+    """aws-sdk tasks see a streaming Body (S3 GetObject) as a string, as in Step Functions."""
+    monkeypatch.setattr(StateTaskServiceAwsSdkStreams, "_normalise_response", _read_streaming_bodies)
+
+
 def _read_streaming_bodies(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
     """S3 GetObject through the SDK integration returns Body as a string in Step Functions; moto leaves the stream."""
     if isinstance(response, dict):
@@ -562,6 +576,20 @@ class Execution:
         return [e["taskFailedEventDetails"]["error"] for e in self.history if "taskFailedEventDetails" in e]
 
 
+def oversized_payloads(history: list[dict[str, Any]]) -> list[str]:
+    """Events whose input, output or task result is over Step Functions' payload quota (moto has none)."""
+    found = []
+    for event in history:
+        for key, details in event.items():
+            if not key.endswith("EventDetails") or not isinstance(details, dict):
+                continue
+            for part in ("input", "output"):
+                size = len(str(details.get(part) or "").encode())
+                if size > PAYLOAD_LIMIT_BYTES:
+                    found.append(f"event {event.get('id')} {event.get('type')} {part}: {size} bytes")
+    return found
+
+
 def run_execution(sfn: Any, state_machine_arn: str, payload: Any, *, name: str, timeout: float = 90) -> Execution:
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))["executionArn"]
     deadline = time.monotonic() + timeout
@@ -583,6 +611,9 @@ def run_execution(sfn: Any, state_machine_arn: str, payload: Any, *, name: str, 
     # Step Functions fails a Standard execution at its 25,000th history event; moto does not.
     if len(history) >= HISTORY_LIMIT:
         raise AssertionError(f"execution {name} has {len(history)} history events; AWS would have failed it")
+    oversized = oversized_payloads(history)
+    if oversized:
+        raise AssertionError(f"execution {name}: AWS would have failed it with States.DataLimitExceeded: {oversized}")
     output = json.loads(described["output"]) if described.get("output") else {}
     return Execution(
         arn=arn,

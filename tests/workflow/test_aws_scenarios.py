@@ -180,3 +180,22 @@ def test_canary_onto_another_instance_type_of_an_autoscaled_serving_variant_is_r
     assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
     assert account.calls.of("update_endpoint") == []
     assert _package_status(account) == "Rejected"
+
+
+def test_a_report_over_the_payload_quota_does_not_stop_the_run(account):
+    """report.json grows with the evaluation; the state machine reads only the bounded gate.json.
+
+    Read whole, a 300 KiB report would fail "Read report" with States.DataLimitExceeded, which no
+    States.ALL catcher handles (the harness fails any execution with an oversized payload).
+    """
+    account.faults.report_padding_bytes = 300 * 1024
+    account.faults.gate_passed = False
+    account.faults.gate_reasons = [f"FAIL: check {i} " + "y" * 400 for i in range(200)]
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="big-report")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "GateFailed"
+    reasons = json.loads(execution.cause)
+    assert reasons[0].startswith("FAIL: check 0 ")
+    assert reasons[-1] == "... 180 more in report.json"
+    assert _package_status(account) == "Rejected"
