@@ -86,10 +86,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	# Lambda folders are separate deployment units with same-named modules.
+	# Lambda folders are separate deployment units with same-named modules; lambda/shared/ is copied
+	# into each at synth (stacks/python_function.py), so it is on their path here.
 	# Run from inside each folder: pyproject's exclude (^lambda/) would otherwise drop the
 	# folder ("There are no .py[i] files") and its sibling imports would not resolve.
-	for d in lambda/*/; do if [ -f "$$d/handler.py" ]; then (cd "$$d" && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml .); fi; done
+	for d in lambda/*/; do if [ -f "$$d/handler.py" ]; then (cd "$$d" && MYPYPATH=$(CURDIR)/lambda/shared $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml .); fi; done
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

@@ -31,6 +31,7 @@ from stacks.pipeline_workflow import PipelineWorkflow
 from stacks.python_function import PythonFunction, dependency_layer
 from stacks.sagemaker_images import PipelineImages
 from stacks.sagemaker_role import SageMakerExecutionRole, grant_pass_to_sagemaker
+from stacks.variant_autoscaling_grants import grant_variant_autoscaling
 
 
 class PipelineStack(Stack):
@@ -262,13 +263,17 @@ class PipelineStack(Stack):
         CfnOutput(self, "SageMakerRoleArn", value=self.sagemaker_role.role_arn)
 
     def _guard_function(self, prefix: str, endpoints: list[str], common: dict[str, Any]) -> Any:
-        """Read-only judge of the endpoint and the candidate's alarms (lambda/canary_guard)."""
+        """Judge of the endpoint and the candidate's alarms, and the serving variant's autoscaling around a
+        promotion (lambda/canary_guard)."""
         guard = PythonFunction(
             self,
             "CanaryGuard",
             name="canary_guard",
             function_name=f"{prefix}-canary-guard",
-            description="Judges whether a canary may start, go on, and whether an endpoint update landed",
+            description=(
+                "Judges whether a canary may start, go on, whether an endpoint update landed; "
+                "lifts and restores autoscaling around promotion"
+            ),
             **common,
         )
         names = endpoints or [f"{prefix}-*"]
@@ -302,24 +307,9 @@ class PipelineStack(Stack):
                 ],
             )
         )
-        guard.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadScalableTargets",
-                actions=["application-autoscaling:DescribeScalableTargets"],
-                resources=["*"],
-            )
-        )
+        # Promotion onto another instance type lifts and restores the serving variant's autoscaling.
+        grant_variant_autoscaling(guard.role, endpoint_arns)
         policy = guard.role.node.find_child("DefaultPolicy")
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "application-autoscaling:DescribeScalableTargets supports no resource-level permissions; read only.",
-        )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint-config/*]",
-            "Reads the config the baseline endpoint runs, which the platform team names; read only.",
-        )
         for name in names:
             acknowledge(
                 policy,

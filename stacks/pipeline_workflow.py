@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -107,16 +107,6 @@ class PipelineWorkflow(StepBuilder):
 
     def _endpoint_arns(self) -> list[str]:
         return [self._arn("endpoint", name) for name in self._endpoint_names]
-
-    def _scalable_target_arns(self) -> list[str]:
-        return [
-            self._stack.format_arn(
-                service="application-autoscaling",
-                resource="scalable-target",
-                resource_name="*",
-                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-            )
-        ]
 
     # ----- building blocks
 
@@ -299,6 +289,21 @@ class PipelineWorkflow(StepBuilder):
             "$.check",
         )
 
+    def _resume_autoscaling(self, state_id: str) -> tasks.LambdaInvoke:
+        return self.invoke(
+            state_id,
+            self._guard,
+            {"action": "resume_autoscaling", "captured": J.object_at("$.autoscaling.captured")},
+            "$.autoscaling_restored",
+        )
+
+    @staticmethod
+    def _autoscaling_suspended() -> sfn.Condition:
+        return sfn.Condition.and_(
+            sfn.Condition.is_present("$.autoscaling.suspend"),
+            sfn.Condition.boolean_equals("$.autoscaling.suspend", True),
+        )
+
     def _notify(self, state_id: str, message: dict[str, Any]) -> tasks.SnsPublish:
         task = tasks.SnsPublish(
             self,
@@ -370,7 +375,16 @@ class PipelineWorkflow(StepBuilder):
             reject = self._reject(f"Reject {outcome} package", f"{outcome}, {{}}: see execution {{}}", notify)
             tag = self._phase_tag(f"Tag endpoint {phase}", phase)
             tag.add_catch(reject, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
-            return tag.next(reject)
+            tag.next(reject)
+            # A promotion that lifted the serving variant's autoscaling: put it back on the
+            # restored variant (registering is allowed whatever the endpoint is doing).
+            resume = self._resume_autoscaling(f"Resume autoscaling ({outcome})")
+            resume.add_catch(tag, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
+            resume.next(tag)
+            suspended = sfn.Choice(self, f"Autoscaling suspended ({outcome})?")
+            suspended.when(self._autoscaling_suspended(), resume)
+            suspended.otherwise(tag)
+            return suspended
 
         rolled_back = outcome("Rolled back", "rolled-back", "rolled-back")
         failed_tag = outcome("Rollback failed", "rollback-failed", "rollback-failed")
@@ -965,7 +979,8 @@ class PipelineWorkflow(StepBuilder):
         stopped = self.error_from("Promotion stopped", "CanaryStopped", "$.check.reason").next(rollback)
 
         # One variant: the serving variant's name with the candidate's model, so the
-        # serving variant's alarms (and any autoscaling target on it) keep guarding it.
+        # serving variant's alarms (and its autoscaling target, lifted and restored around
+        # an instance-type change) keep guarding it.
         promoted_variants = J.array(J.string_at("$.run.variants.promoted"))
 
         update = self._update_endpoint(
@@ -1013,7 +1028,17 @@ class PipelineWorkflow(StepBuilder):
         ).next(sfn.Succeed(self, "Promoted"))
         # A failed notification must not undo a healthy promotion.
         notify.add_catch(promoted, errors=[sfn.Errors.ALL], result_path="$.notify_error")
-        tag.next(approve).next(notify).next(promoted)
+        notify.next(promoted)
+        # Last, once nothing can roll the promotion back: the serving variant's autoscaling, lifted
+        # for an instance-type change, goes back on the promoted variant. If that fails the
+        # promotion stands (approved) and the run fails loudly, naming what to re-register.
+        resume = self._resume_autoscaling("Resume autoscaling")
+        self.catch(resume, self.fail_before_package)
+        resume.next(notify)
+        suspended = sfn.Choice(self, "Autoscaling suspended?")
+        suspended.when(self._autoscaling_suspended(), resume)
+        suspended.otherwise(notify)
+        tag.next(approve).next(suspended)
 
         # An alarm while the promotion's UpdateEndpoint ran: the rollback function has
         # tagged rolling-back; the rollback path finds the endpoint wherever it is.
@@ -1027,7 +1052,37 @@ class PipelineWorkflow(StepBuilder):
             "Promotion", endpoint=endpoint, expect_config=promoted_config, then=after, on_error=rollback
         )
         update.next(landed)
-        ready = self._await_endpoint("Before promotion", endpoint=endpoint, then=update, on_error=rollback)
+
+        # SageMaker refuses an UpdateEndpoint that changes an autoscaled variant's instance type:
+        # read its scaling setup (kept in the payload), deregister it, and put it back afterwards.
+        plan = self.invoke(
+            "Plan autoscaling",
+            self._guard,
+            {
+                "action": "autoscaling_plan",
+                "endpoint": J.string_at(endpoint),
+                "serving_variant": J.string_at("$.run.variants.serving_name"),
+                "instance_type": J.string_at("$.run.instances.serving"),
+            },
+            "$.autoscaling",
+        )
+        self.catch(plan, rollback)
+        suspend = self.invoke(
+            "Suspend autoscaling",
+            self._guard,
+            {"action": "suspend_autoscaling", "captured": J.object_at("$.autoscaling.captured")},
+            J.DISCARD,
+        )
+        self.catch(suspend, rollback)
+        suspend.next(update)
+        blocked = self.error_from("Autoscaling blocks promotion", "AutoscalingBlocked", "$.autoscaling.reason")
+        blocked.next(rollback)
+        lift = sfn.Choice(self, "Autoscaling in the way?")
+        lift.when(sfn.Condition.boolean_equals("$.autoscaling.ok", False), blocked)
+        lift.when(sfn.Condition.boolean_equals("$.autoscaling.suspend", True), suspend)
+        lift.otherwise(update)
+        plan.next(lift)
+        ready = self._await_endpoint("Before promotion", endpoint=endpoint, then=plan, on_error=rollback)
         config_step = self._ensure_config(
             "promoted",
             lookup="promoted_config",

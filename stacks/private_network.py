@@ -22,7 +22,7 @@ from stacks.nag import acknowledge
 CALLERS: dict[str, tuple[str, ...]] = {
     "canary_guard function": ("sagemaker", "cloudwatch", "application-autoscaling"),
     "record_package function": ("s3", "sagemaker"),
-    "rollback function": ("s3", "sagemaker", "sns"),
+    "rollback function": ("s3", "sagemaker", "sns", "application-autoscaling"),
     "validate_input function": (),
     "quantize training job, evaluate processing job (network isolation)": ("s3",),
     # A model with VpcConfig runs its container in these subnets. No AWS page found rules out the

@@ -9,6 +9,7 @@ group and environment, and its own role
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
@@ -23,9 +24,28 @@ from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge
 
 LAMBDA_ROOT = Path(__file__).resolve().parents[1] / "lambda"
+# Modules more than one function imports (lambda/shared/*.py): copied into every function's
+# asset at synth, beside its own files, since a Lambda asset is one folder.
+SHARED_ROOT = LAMBDA_ROOT / "shared"
+STAGING_ROOT = LAMBDA_ROOT.parent / "build" / "lambda-assets"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 if RUNTIME.name != f"python{PYTHON_VERSION}":  # the layer's wheels are built for one Python
     raise RuntimeError(f"{RUNTIME.name} does not match the layer's Python {PYTHON_VERSION}")
+
+
+def staged_source(name: str) -> Path:
+    """lambda/<name>/ plus the shared modules, as the function's asset folder (rebuilt at every synth)."""
+    source = LAMBDA_ROOT / name
+    if not (source / "handler.py").is_file():
+        raise FileNotFoundError(f"{source}/handler.py does not exist")
+    staged = STAGING_ROOT / name
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for module in sorted(SHARED_ROOT.glob("*.py")):
+        if (staged / module.name).exists():
+            raise FileExistsError(f"{source} has its own {module.name}, which lambda/shared/ also defines")
+        shutil.copy2(module, staged / module.name)
+    return staged
 
 
 def dependency_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
@@ -64,9 +84,7 @@ class PythonFunction(Construct):
         reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        source = LAMBDA_ROOT / name
-        if not (source / "handler.py").is_file():
-            raise FileNotFoundError(f"{source}/handler.py does not exist")
+        source = staged_source(name)
         self.log_group = encrypted_log_group(
             self, "Logs", key=key, retention_days=log_retention_days, removal_policy=removal_policy
         )
@@ -84,7 +102,7 @@ class PythonFunction(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(source), exclude=["__pycache__", "*.pyc"]),
+            code=lambda_.Code.from_asset(str(source)),
             layers=[layer],
             role=self.role,
             timeout=Duration.seconds(timeout_seconds),

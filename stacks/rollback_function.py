@@ -28,6 +28,7 @@ from constructs import Construct
 
 from stacks.nag import acknowledge
 from stacks.python_function import PythonFunction
+from stacks.variant_autoscaling_grants import grant_variant_autoscaling
 
 ROLLBACK_RECORDS = "models/*/rollbacks/*"
 METRICS_NAMESPACE = "LLMQ/Rollback"
@@ -140,6 +141,8 @@ class RollbackFunction(Construct):
         endpoints = [arn("endpoint", name) for name in monitored] or [arn("endpoint", f"{prefix}-*")]
         configs = arn("endpoint-config", "*")
         packages = arn("model-package", f"{prefix}-*/*")
+        # A restore onto another instance type lifts and restores the serving variant's autoscaling.
+        grant_variant_autoscaling(role, endpoints)
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadTagAndShiftMonitoredEndpoints",

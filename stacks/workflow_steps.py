@@ -48,9 +48,17 @@ MODELED_TRANSIENT = {
         "ApplicationAutoScaling.InternalServiceException",
     ),
 }
-# The optimized sns:publish integration names SNS's modeled errors (ThrottledException,
-# InternalErrorException) and the base exception for the rest.
-SNS_TRANSIENT = ("SNS.ThrottledException", "SNS.InternalErrorException", "SNS.AmazonSNSException")
+# The optimized sns:publish integration names errors "SNS." + the Java SDK v1 exception class
+# (AWS-recorded runs show SNS.NotFoundException, SNS.InvalidParameterException). Publish does
+# not model throttling ("Rate exceeded" comes as the unmodeled Throttling code), so it arrives
+# as the base class SNS.AmazonSNSException; the topic's KMS key can throttle too.
+SNS_TRANSIENT = (
+    "SNS.AmazonSNSException",
+    "SNS.ThrottledException",
+    "SNS.KMSThrottlingException",
+    "SNS.InternalErrorException",
+    "SNS.SdkClientException",
+)
 # Step Functions' own Lambda retry list plus throttling of the function.
 LAMBDA_TRANSIENT = (
     "Lambda.ServiceException",

@@ -11,8 +11,15 @@ tests call it directly and the workflow tests run it against the emulator.
   promoted, never a failed canary's two-variant config. A rerun whose endpoint
   already runs this run's canary config resumes, keeping the recorded config.
   Promotion puts the candidate's model into the serving variant; if that
-  variant is autoscaled, SageMaker allows a model change but refuses an
-  instance-type change, so such a canary is refused before it starts.
+  variant is autoscaled and the candidate serves on another instance type,
+  promotion suspends and restores its scaling (below); only a setup that cannot
+  be restored faithfully (a step-scaling policy) is refused before the canary.
+- ``autoscaling_plan`` / ``suspend_autoscaling`` / ``resume_autoscaling``:
+  around the promotion's UpdateEndpoint. SageMaker refuses an update that
+  changes an autoscaled variant's instance type, so the state machine reads the
+  scaling setup first (read-only, kept in its payload), then deregisters the
+  target, updates, and registers it again with its policies once the endpoint
+  settled (lambda/shared/endpoint_autoscaling.py).
 - ``endpoint_state``: one poll of a bounded wait. "InService" alone is not
   success: a failed UpdateEndpoint returns the endpoint to InService on the
   old config with FailureReason set, and a weights update that did not apply
@@ -35,6 +42,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+
+import endpoint_autoscaling
 
 TAG_PHASE = "llmq:phase"
 TAG_RUN = "llmq:run-id"
@@ -101,15 +110,6 @@ def _family(instance_type: str) -> str:
     return parts[1] if len(parts) == 3 else ""
 
 
-def _autoscaled(autoscaling: Any, endpoint: str, variant: str) -> bool:
-    targets = autoscaling.describe_scalable_targets(
-        ServiceNamespace="sagemaker",
-        ResourceIds=[f"endpoint/{endpoint}/variant/{variant}"],
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-    )
-    return bool(targets.get("ScalableTargets"))
-
-
 def pre_canary(
     sm: Any,
     autoscaling: Any,
@@ -149,16 +149,18 @@ def pre_canary(
             ok=False,
             reason=f"variant {serving_variant} of {config} is serverless; canaries need instance-backed variants",
         )
-    if serving["InstanceType"] != candidate_instance_type and _autoscaled(autoscaling, endpoint, serving_variant):
-        # UpdateEndpoint fails when it changes the instance type of a variant registered with
-        # Application Auto Scaling; refuse now rather than after the whole canary.
-        return PreCanary(
-            ok=False,
-            reason=f"variant {serving_variant} of {endpoint} is registered with Application Auto Scaling on "
-            f"{serving['InstanceType']}; promotion onto {candidate_instance_type} would fail (SageMaker refuses an "
-            "instance-type change of an autoscaled variant). Serve the candidate on "
-            f"{serving['InstanceType']} (serving_instance_type) or deregister the scalable target first",
-        )
+    if serving["InstanceType"] != candidate_instance_type:
+        # Promotion will suspend and restore the variant's scaling; refuse now, rather than after
+        # the whole canary, a setup that would not come back as it was.
+        captured = endpoint_autoscaling.capture(autoscaling, endpoint, serving_variant)
+        if captured and captured["blockers"]:
+            return PreCanary(
+                ok=False,
+                reason=f"variant {serving_variant} of {endpoint} is autoscaled on {serving['InstanceType']} and "
+                f"promotion onto {candidate_instance_type} must deregister it first (SageMaker refuses an "
+                f"instance-type change of an autoscaled variant), but {'; '.join(captured['blockers'])}. Serve the "
+                f"candidate on {serving['InstanceType']} (serving_instance_type) or use target tracking",
+            )
     families = set(local_storage_families)
     kms_allowed = not candidate_local_storage and _family(serving["InstanceType"]) not in families
     return PreCanary(
@@ -238,3 +240,45 @@ def canary_check(sm: Any, cw: Any, *, endpoint: str, run_id: str, since: str, al
     if fired:
         return CanaryCheck(ok=False, phase=phase, reason=f"in ALARM since {since}: {', '.join(sorted(fired))}")
     return CanaryCheck(ok=True, phase=phase)
+
+
+@dataclass
+class AutoscalingPlan:
+    """Whether promotion must lift the serving variant's scaling, and what to put back afterwards."""
+
+    ok: bool
+    suspend: bool = False
+    reason: str = ""
+    captured: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def autoscaling_plan(
+    sm: Any, autoscaling: Any, *, endpoint: str, serving_variant: str, instance_type: str
+) -> AutoscalingPlan:
+    """Read-only: the scaling setup to lift if the update changes the serving variant's instance type."""
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    variants = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])["ProductionVariants"]
+    current = {v["VariantName"]: v.get("InstanceType") for v in variants}.get(serving_variant)
+    if current == instance_type:
+        return AutoscalingPlan(ok=True)  # a model-only change: SageMaker allows it on an autoscaled variant
+    captured = endpoint_autoscaling.capture(autoscaling, endpoint, serving_variant)
+    if captured is None:
+        return AutoscalingPlan(ok=True)
+    if captured["blockers"]:
+        return AutoscalingPlan(ok=False, reason="; ".join(captured["blockers"]))
+    return AutoscalingPlan(ok=True, suspend=True, captured=captured)
+
+
+def suspend_autoscaling(autoscaling: Any, captured: dict[str, Any]) -> dict[str, Any]:
+    """Deregister the target; a repeat after it went through finds nothing to deregister and says so."""
+    if not endpoint_autoscaling.is_registered(autoscaling, captured["resource_id"]):
+        return {"suspended": True, "note": "already deregistered"}
+    endpoint_autoscaling.suspend(autoscaling, captured)
+    return {"suspended": True}
+
+
+def resume_autoscaling(autoscaling: Any, captured: dict[str, Any]) -> dict[str, Any]:
+    return {"restored": endpoint_autoscaling.restore(autoscaling, captured)}

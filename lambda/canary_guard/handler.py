@@ -1,4 +1,5 @@
-"""Canary guard: may a canary start, may it go on, has an endpoint update really landed (guard_logic.py)."""
+"""Canary guard: may a canary start, may it go on, has an endpoint update really landed, and the serving
+variant's autoscaling around a promotion (guard_logic.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from guard_logic import canary_check, endpoint_state, pre_canary
+from guard_logic import (
+    autoscaling_plan,
+    canary_check,
+    endpoint_state,
+    pre_canary,
+    resume_autoscaling,
+    suspend_autoscaling,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -55,8 +63,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             expect_config=event.get("expect_config") or None,
             expect_weights=weights or None,
         ).as_dict()
+    elif action == "autoscaling_plan":
+        result = autoscaling_plan(
+            sm,
+            autoscaling,
+            endpoint=event["endpoint"],
+            serving_variant=event["serving_variant"],
+            instance_type=event["instance_type"],
+        ).as_dict()
+    elif action == "suspend_autoscaling":
+        result = suspend_autoscaling(autoscaling, event["captured"])
+    elif action == "resume_autoscaling":
+        result = resume_autoscaling(autoscaling, event["captured"])
     else:
-        raise ValueError(f"unknown action {action!r}: expected pre_canary, canary_check or endpoint_state")
+        raise ValueError(
+            f"unknown action {action!r}: expected pre_canary, canary_check, endpoint_state, autoscaling_plan, "
+            "suspend_autoscaling or resume_autoscaling"
+        )
     summary = {k: result[k] for k in ("ok", "state", "reason") if k in result}
     logger.info("canary guard", extra={"action": action, "guard": summary})
     return result

@@ -19,6 +19,11 @@ Order of work (every step is safe to repeat on a retry):
    - phase ``canary`` but one variant only (a promotion's UpdateEndpoint raced
      the alarm), or phase ``promoted``: UpdateEndpoint to
      ``llmq:last-approved-config``, whatever its name;
+   A restore that changes the serving variant's instance type while it is
+   autoscaled would be refused, so its scaling setup is first written to the
+   rollback record, then the target is deregistered (AWS's documented
+   procedure); it is registered again with its policies once the rollback
+   ends, whatever the outcome (lambda/shared/endpoint_autoscaling.py);
 5. wait for InService again and check the outcome (the variants' CurrentWeight,
    or EndpointConfigName equal to the expected config);
 6. tag ``rolled-back`` only when the check passed; otherwise tag
@@ -57,6 +62,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+import endpoint_autoscaling
 from botocore.exceptions import ClientError
 from rollback_settings import Settings
 
@@ -130,6 +136,8 @@ class Clients(Protocol):
     def s3(self) -> Any: ...
     @property
     def sns(self) -> Any: ...
+    @property
+    def autoscaling(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,8 @@ class RollbackReport:
     seconds_to_traffic_call: float | None = None
     # Seconds from the alarm's state change (event timestamp) to the traffic call returning.
     seconds_from_alarm: float | None = None
+    # What happened around the traffic action (autoscaling lifted and restored).
+    action_notes: list[str] = field(default_factory=list)
     notified: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -267,6 +277,9 @@ class RollbackLock:
             return False
         # Kept in the final record too: it shows the rollback needed a second attempt.
         record["takes_over"] = previous.get("status")
+        if previous.get("autoscaling"):
+            # An earlier attempt lifted the variant's autoscaling: this one puts it back.
+            record["autoscaling"] = previous["autoscaling"]
         record["attempt"] = int(previous.get("attempt", 1)) + 1
         try:
             self._put(record, IfMatch=existing["ETag"])
@@ -484,6 +497,7 @@ class _Rollback:
         except RollbackImpossibleError as exc:
             report.outcome, report.detail = "not-possible", str(exc)
             logger.error(report.detail, extra={"alarm": self.alarm.name, "endpoint": report.endpoint})
+            self._restore_autoscaling()
             _tag_outcome(self.clients.sagemaker, self.endpoint["EndpointArn"], PHASE_ROLLBACK_FAILED, report)
             self.lock.write({**record, "status": "not-possible", "detail": report.detail, "completed_at": _now_iso()})
             _notify(self.clients.sns, self.settings, report)
@@ -526,12 +540,60 @@ class _Rollback:
             )
         # Promoted, or a promotion's UpdateEndpoint raced the alarm and the endpoint now
         # runs the single-variant promoted config: restore the approved one.
+        self._lift_autoscaling(current)
         action = restore_last_approved_config(
             sagemaker, current, self.tags, settings, clock=self.clock, sleep=self.sleep
         )
         if self.from_phase == PHASE_CANARY:
             action["note"] = "the promotion raced the alarm: restored the last approved config"
         return action
+
+    def _lift_autoscaling(self, current: dict[str, Any]) -> None:
+        """Deregister the serving variant's scaling if the restore changes its instance type.
+
+        The captured setup goes into the record first, so a retry (or a takeover) can still
+        put it back after this invocation dies.
+        """
+        autoscaling, record = self.clients.autoscaling, self.record
+        if record.get("autoscaling"):
+            captured = record["autoscaling"]
+        else:
+            serving, target = self.settings.baseline_variant, self.tags.get(TAG_LAST_APPROVED)
+            if not target or target == current.get("EndpointConfigName"):
+                return
+            before = _instance_type(self.clients.sagemaker, current.get("EndpointConfigName"), serving)
+            after = _instance_type(self.clients.sagemaker, target, serving)
+            if before is None or after is None or before == after:
+                return  # a model-only change (allowed on an autoscaled variant), or restore reports the gap
+            captured = endpoint_autoscaling.capture(autoscaling, current["EndpointName"], serving)
+            if captured is None:
+                return
+            # Rolling back comes first: a step-scaling policy is put back, but its alarm's action
+            # still names the old policy ARN, so people have to re-point it.
+            self.report.problems += [f"{b}: re-point its alarm's action" for b in captured["blockers"]]
+            record["autoscaling"] = captured
+            self.lock.write(record)
+        if endpoint_autoscaling.is_registered(autoscaling, captured["resource_id"]):
+            endpoint_autoscaling.suspend(autoscaling, captured)
+        self.report.action_notes.append(f"autoscaling of {captured['resource_id']} lifted for the restore")
+
+    def _restore_autoscaling(self) -> None:
+        """Register the lifted target again with its policies; a failure is reported, never raised."""
+        captured = self.record.get("autoscaling")
+        if not captured or self.record.get("autoscaling_restored"):
+            return
+        try:
+            restored = endpoint_autoscaling.restore(self.clients.autoscaling, captured)
+        except ClientError as exc:
+            self.report.problems.append(
+                f"could not register {captured['resource_id']} with Application Auto Scaling again "
+                f"(min {captured['min_capacity']}, max {captured['max_capacity']}, policies "
+                f"{[p['PolicyName'] for p in captured['policies']]}): {exc}"
+            )
+            logger.exception("restoring autoscaling failed")
+            return
+        self.record["autoscaling_restored"] = restored
+        self.report.action_notes.append(f"autoscaling of {captured['resource_id']} restored")
 
     def _finish(self, phase: str, detail: str) -> None:
         """Tag the outcome, reject the package, write the record, notify.
@@ -541,6 +603,7 @@ class _Rollback:
         """
         report, record, sagemaker = self.report, self.record, self.clients.sagemaker
         report.outcome, report.detail = ("rolled-back" if phase == PHASE_ROLLED_BACK else "rollback-failed"), detail
+        self._restore_autoscaling()
         if phase == PHASE_ROLLED_BACK:
             logger.warning(detail, extra={"action": report.action, "record": self.lock.uri})
         else:
@@ -552,6 +615,19 @@ class _Rollback:
         record.update(model_package=package, problems=report.problems, completed_at=_now_iso())
         self.lock.write(record)
         _notify(self.clients.sns, self.settings, report)
+
+
+def _instance_type(sagemaker: Any, config: str | None, variant: str) -> str | None:
+    if not config:
+        return None
+    try:
+        variants = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    except ClientError as exc:
+        if _is_not_found(exc):
+            return None
+        raise
+    found: str | None = {v["VariantName"]: v.get("InstanceType") for v in variants}.get(variant)
+    return found
 
 
 def _triage(alarm: Alarm, settings: Settings, report: RollbackReport) -> tuple[str, str | None, str | None] | None:

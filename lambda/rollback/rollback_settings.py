@@ -74,7 +74,7 @@ def aws_client(service: str) -> Any:
 
 
 class AwsClients:
-    """The three services the rollback touches, built lazily from the cached factory."""
+    """The services the rollback touches, built lazily from the cached factory."""
 
     @property
     def sagemaker(self) -> Any:
@@ -87,3 +87,7 @@ class AwsClients:
     @property
     def sns(self) -> Any:
         return aws_client("sns")
+
+    @property
+    def autoscaling(self) -> Any:
+        return aws_client("application-autoscaling")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -248,6 +249,30 @@ def _alarm(params: dict[str, Any], account: str, region: str) -> str:
     return f"arn:aws:cloudwatch:{region}:{account}:alarm:{params['AlarmName']}"
 
 
+def _scalable_target(params: dict[str, Any], account: str, region: str) -> str:
+    # The real id is service-generated (not derivable from the request); a stable stand-in per target.
+    opaque = hashlib.sha256(f"{params['ServiceNamespace']}/{params['ResourceId']}".encode()).hexdigest()[:32]
+    return f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/{opaque}"
+
+
+def _scalable_target_context(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "application-autoscaling:service-namespace": params.get("ServiceNamespace"),
+        "application-autoscaling:scalable-dimension": params.get("ScalableDimension"),
+    }
+
+
+def _scaled_endpoint(params: dict[str, Any], account: str, region: str) -> str:
+    # ResourceId endpoint/<name>/variant/<variant>
+    name = str(params["ResourceId"]).split("/")[1]
+    return f"arn:aws:sagemaker:{region}:{account}:endpoint/{name.lower()}"
+
+
+def _target_tracking_alarm(params: dict[str, Any], account: str, region: str) -> str:
+    # Target tracking names its alarms TargetTracking-<resource id>-AlarmHigh|AlarmLow-<uuid>.
+    return f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-{params['ResourceId']}-AlarmHigh-0"
+
+
 def _alarms(params: dict[str, Any], account: str, region: str) -> str:
     names = params.get("AlarmNames") or []
     if len(names) == 1:
@@ -351,16 +376,48 @@ RULES: dict[tuple[str, str], Rule] = {
     ("lambda", "Invoke"): Rule("lambda:InvokeFunction", (_function,), _LAMBDA + " (Invoke is lambda:InvokeFunction)"),
     **{
         ("application-autoscaling", op): Rule(f"application-autoscaling:{op}", (_star,), _AAS + " (no resource type)")
-        for op in ("DescribeScalableTargets", "DescribeScalingPolicies", "DescribeScalingActivities")
+        for op in (
+            "DescribeScalableTargets",
+            "DescribeScalingPolicies",
+            "DescribeScalingActivities",
+            "DescribeScheduledActions",
+        )
     },
     **{
         ("application-autoscaling", op): Rule(
             f"application-autoscaling:{op}",
-            (_star,),
-            _AAS + " (scalable-target ARN is service-generated, not derivable from the request: authorized on *)",
+            (_scalable_target,),
+            _AAS + " (ScalableTarget*; condition keys service-namespace, scalable-dimension)",
+            _scalable_target_context,
         )
-        for op in ("RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy", "DeleteScalingPolicy")
+        for op in (
+            "RegisterScalableTarget",
+            "DeregisterScalableTarget",
+            "PutScalingPolicy",
+            "DeleteScalingPolicy",
+            "PutScheduledAction",
+            "DeleteScheduledAction",
+        )
     },
+}
+
+# Application Auto Scaling checks that the caller itself may use the target service and CloudWatch
+# before it registers a target or creates a policy, and fails the call otherwise
+# (https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_permission_validation.html;
+# SageMaker's list: https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html).
+# Which calls run the check is not documented beyond RegisterScalableTarget; PutScalingPolicy
+# creates target tracking's alarms, so both are checked here.
+_SAGEMAKER_SCALING_CHECKS: tuple[tuple[str, Callable[[dict[str, Any], str, str], str]], ...] = (
+    ("sagemaker:DescribeEndpoint", _scaled_endpoint),
+    ("sagemaker:DescribeEndpointConfig", lambda p, a, r: f"arn:aws:sagemaker:{r}:{a}:endpoint-config/*"),
+    ("sagemaker:UpdateEndpointWeightsAndCapacities", _scaled_endpoint),
+    ("cloudwatch:PutMetricAlarm", _target_tracking_alarm),
+    ("cloudwatch:DescribeAlarms", _target_tracking_alarm),
+    ("cloudwatch:DeleteAlarms", _target_tracking_alarm),
+)
+VALIDATED_CALLER_PERMISSIONS: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {
+    ("application-autoscaling", "RegisterScalableTarget"): _SAGEMAKER_SCALING_CHECKS,
+    ("application-autoscaling", "PutScalingPolicy"): _SAGEMAKER_SCALING_CHECKS,
 }
 
 # CreateTrainingJob RoleArn, CreateProcessingJob RoleArn, CreateModel ExecutionRoleArn: passing a role needs
@@ -390,4 +447,7 @@ def required_authorizations(
         needed.append(("iam:PassRole", str(params[passed]), {"iam:PassedToService": SAGEMAKER_PASSED_TO}))
     if operation in TAGGED_CREATES and params.get("Tags"):
         needed.append(("sagemaker:AddTags", needed[0][1], {}))
+    if params.get("ServiceNamespace") == "sagemaker":
+        for action, resource in VALIDATED_CALLER_PERMISSIONS.get((service, operation), ()):
+            needed.append((action, resource(params, account, region), {}))
     return needed

@@ -285,7 +285,14 @@ def test_rollback_function_may_change_only_the_monitored_endpoints(monitoring):
         "ReadTagAndShiftMonitoredEndpoints",
         "RestoreAnyLastApprovedEndpointConfig",
         "RejectProjectModelPackages",
+        # What Application Auto Scaling checks the caller for when the restore re-registers the
+        # serving variant's scaling: the same endpoints, configs read-only.
+        "ScalingValidatesEndpointAccess",
+        "ScalingValidatesEndpointConfigAccess",
     }
+    validated = by_sid["ScalingValidatesEndpointAccess"]
+    assert [json.dumps(r).endswith(f':endpoint/{ENDPOINT}"]]}}') for r in _list(validated["Resource"])] == [True]
+    assert by_sid["ScalingValidatesEndpointConfigAccess"]["Action"] == "sagemaker:DescribeEndpointConfig"
     endpoints = by_sid["ReadTagAndShiftMonitoredEndpoints"]
     assert [json.dumps(r).endswith(f':endpoint/{ENDPOINT}"]]}}') for r in _list(endpoints["Resource"])] == [True]
     assert {"sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:UpdateEndpoint"} <= set(endpoints["Action"])

@@ -126,6 +126,33 @@ def test_pass_role_is_conditioned_on_sagemaker_as_the_receiving_service(dev_app)
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
+def test_autoscaling_writes_are_scoped_to_sagemaker_variant_counts_for_both_functions(dev_app):
+    """Register/Deregister/Put* authorize on service-generated scalable-target ids: scoped by condition keys."""
+    writes = [
+        s
+        for stack in (dev_app.stacks.pipeline, dev_app.stacks.monitoring)
+        for r in dev_app.template_json(stack)["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if "application-autoscaling:RegisterScalableTarget" in _actions(s)
+    ]
+    assert len(writes) == 2  # the canary guard (promotion) and the rollback function (restore)
+    for statement in writes:
+        assert sorted(_actions(statement)) == [
+            "application-autoscaling:DeregisterScalableTarget",
+            "application-autoscaling:PutScalingPolicy",
+            "application-autoscaling:PutScheduledAction",
+            "application-autoscaling:RegisterScalableTarget",
+        ]
+        assert json.dumps(statement["Resource"]).endswith(':scalable-target/*"]]}')
+        assert statement["Condition"] == {
+            "StringEquals": {
+                "application-autoscaling:service-namespace": "sagemaker",
+                "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount",
+            }
+        }
+
+
 def test_sagemaker_role_is_assumed_only_by_sagemaker_and_passed_only_to_it(dev_app):
     template = dev_app.template(dev_app.stacks.pipeline)
     template.has_resource_properties(

@@ -33,8 +33,10 @@ from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLLBACK_DIR = ROOT / "lambda" / "rollback"
-if str(ROLLBACK_DIR) not in sys.path:
-    sys.path.insert(0, str(ROLLBACK_DIR))
+# As in the function's asset: its own folder and the shared modules (stacks/python_function.py).
+for _path in (ROOT / "lambda" / "shared", ROLLBACK_DIR):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -185,6 +187,7 @@ class Clients:
     sagemaker: Any
     s3: Any
     sns: Any
+    autoscaling: Any = field(default_factory=lambda: boto3.client("application-autoscaling", region_name=REGION))
 
 
 @dataclass
@@ -197,6 +200,8 @@ class World:
     queue_url: str
     package_arn: str
     environ: dict[str, str] = field(default_factory=dict)
+    # Config name -> its variants' instance type (default ml.g4dn.2xlarge).
+    instance_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def clients(self) -> Clients:
@@ -236,7 +241,7 @@ class World:
                     "VariantName": variant,
                     "ModelName": f"{name}-{variant}",
                     "InitialInstanceCount": 1,
-                    "InstanceType": "ml.g4dn.2xlarge",  # moto knows no g5
+                    "InstanceType": self.instance_types.get(name, "ml.g4dn.2xlarge"),  # moto knows no g5
                     "InitialVariantWeight": weight,
                 }
                 for variant, weight in variants.items()

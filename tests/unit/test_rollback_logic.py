@@ -280,6 +280,62 @@ def test_restore_still_updating_at_the_deadline_raises_for_the_retry_then_comple
     assert world.tags()["llmq:phase"] == "rolled-back"
 
 
+def test_restore_onto_another_instance_type_lifts_autoscaling_and_a_retry_still_puts_it_back(world):
+    """SageMaker refuses an instance-type change of an autoscaled variant; the lifted setup survives a retry."""
+    world.instance_types["chat-bf16-v1-config"] = "ml.g4dn.12xlarge"  # the team's; promotion moved to 2xlarge
+    world.deploy(phase="promoted", approved_config="chat-bf16-v1-config")
+    autoscaling = world.clients.autoscaling
+    one = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": f"endpoint/{ENDPOINT}/variant/{SERVING}",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    autoscaling.register_scalable_target(**one, MinCapacity=1, MaxCapacity=4)
+    tracking = {
+        "TargetValue": 50.0,
+        "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+    }
+    autoscaling.put_scaling_policy(
+        **one, PolicyName="p", PolicyType="TargetTrackingScaling", TargetTrackingScalingPolicyConfiguration=tracking
+    )
+    world.sagemaker.updating_polls = 15  # longer than one invocation waits
+    with pytest.raises(rollback_logic.EndpointBusyError):
+        _roll_back(world, SERVING_5XX)
+    record = world.rollback_records()[_record_key("promoted")]
+    # Deregistered for the update, and what to put back is in the record, not only in memory.
+    assert autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    assert record["autoscaling"]["min_capacity"] == 1 and record["autoscaling"]["max_capacity"] == 4
+
+    retried = _roll_back(world, SERVING_5XX)
+    assert retried.outcome == "rolled-back", retried
+    (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == (one["ResourceId"], 1, 4)
+    (policy,) = autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"] == tracking
+    assert retried.action_notes == [
+        f"autoscaling of {one['ResourceId']} lifted for the restore",
+        f"autoscaling of {one['ResourceId']} restored",
+    ]
+    assert world.rollback_records()[_record_key("promoted")]["autoscaling_restored"]["policies"] == ["p"]
+
+
+def test_restore_onto_the_same_instance_type_leaves_autoscaling_alone(world):
+    """A model-only change is allowed on an autoscaled variant: nothing is deregistered."""
+    world.deploy(phase="promoted")
+    autoscaling = world.clients.autoscaling
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=f"endpoint/{ENDPOINT}/variant/{SERVING}",
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=1,
+        MaxCapacity=4,
+    )
+    report = _roll_back(world, SERVING_5XX)
+    assert report.outcome == "rolled-back", report
+    assert report.action_notes == []
+    assert "autoscaling" not in world.rollback_records()[_record_key("promoted")]
+
+
 def test_restore_still_updating_on_the_last_attempt_is_reported_rollback_failed(world):
     world.deploy(phase="promoted")
     world.sagemaker.updating_polls = 1000

@@ -214,8 +214,10 @@ class FunctionUnderTest:
 
 
 def _load_handler(folder: Path) -> Any:
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+    # As in the function's asset: its own folder and the shared modules (stacks/python_function.py).
+    for path in (folder.parent / "shared", folder):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
     spec = importlib.util.spec_from_file_location(f"handler_{folder.name}", folder / "handler.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.applicationautoscaling.models import applicationautoscaling_backends
+from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
 from moto.core.exceptions import JsonRESTError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
@@ -122,6 +122,9 @@ class SageMakerWorld:
         monkeypatch.setattr(backend_cls, "update_endpoint", _update_endpoint, raising=False)
         monkeypatch.setattr(backend_cls, "update_endpoint_weights_and_capacities", _update_weights)
         monkeypatch.setattr(backend_cls, "_world", world, raising=False)
+        monkeypatch.setattr(
+            ApplicationAutoscalingBackend, "deregister_scalable_target", _deregister_with_policies, raising=True
+        )
 
     # ----- jobs
 
@@ -228,6 +231,27 @@ class SageMakerWorld:
 def _refuse_in_progress(endpoint: Any) -> None:
     if endpoint.endpoint_status != "InService":
         raise validation_error(f'Cannot update in-progress endpoint "{endpoint.arn}".')
+
+
+_ORIGINAL_DEREGISTER = ApplicationAutoscalingBackend.deregister_scalable_target
+
+
+def _deregister_with_policies(backend: Any, namespace: str, r_id: str, dimension: str) -> None:
+    """Deregistering a target deletes its scaling policies and scheduled actions (moto keeps them).
+
+    https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html
+    """
+    _ORIGINAL_DEREGISTER(backend, namespace, r_id, dimension)
+    backend.policies = {
+        key: policy
+        for key, policy in backend.policies.items()
+        if (policy.service_namespace, policy.resource_id, policy.scalable_dimension) != (namespace, r_id, dimension)
+    }
+    backend.scheduled_actions = [
+        action
+        for action in backend.scheduled_actions
+        if (action.service_namespace, action.resource_id, action.scalable_dimension) != (namespace, r_id, dimension)
+    ]
 
 
 def _scaled_variants(endpoint_name: str) -> set[str]:

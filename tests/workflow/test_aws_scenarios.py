@@ -162,20 +162,108 @@ def test_promotion_keeps_an_autoscaled_serving_variant_registered(account):
     assert len(targets["ScalableTargets"]) == 1
 
 
-def test_canary_onto_another_instance_type_of_an_autoscaled_serving_variant_is_refused_before_it_starts(account):
-    """Promotion would change an autoscaled variant's instance type, which UpdateEndpoint refuses: say so at once."""
-    account.autoscaling.register_scalable_target(
-        ServiceNamespace="sagemaker",
-        ResourceId=f"endpoint/{BASELINE_ENDPOINT}/variant/{SERVING_VARIANT}",
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-        MinCapacity=2,
-        MaxCapacity=6,
+RESOURCE_ID = f"endpoint/{BASELINE_ENDPOINT}/variant/{SERVING_VARIANT}"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+TARGET_TRACKING = {
+    "TargetValue": 70.0,
+    "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+    "ScaleInCooldown": 600,
+    "ScaleOutCooldown": 120,
+}
+
+
+def _autoscale_serving_variant(account, *, policy_type: str = "TargetTrackingScaling") -> None:
+    """The platform team's scaling: 2-6 instances, one policy, one scheduled action."""
+    one = {"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE_ID, "ScalableDimension": DIMENSION}
+    account.autoscaling.register_scalable_target(**one, MinCapacity=2, MaxCapacity=6)
+    if policy_type == "TargetTrackingScaling":
+        config = {"TargetTrackingScalingPolicyConfiguration": TARGET_TRACKING}
+    else:
+        config = {
+            "StepScalingPolicyConfiguration": {
+                "AdjustmentType": "ChangeInCapacity",
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+                "Cooldown": 300,
+            }
+        }
+    account.autoscaling.put_scaling_policy(**one, PolicyName="invocations", PolicyType=policy_type, **config)
+    account.autoscaling.put_scheduled_action(
+        **one,
+        ScheduledActionName="business-hours",
+        Schedule="cron(0 8 ? * MON-FRI *)",
+        ScalableTargetAction={"MinCapacity": 3, "MaxCapacity": 6},
     )
+
+
+def _scaling(account) -> tuple[list, list, list]:
+    one = {"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE_ID, "ScalableDimension": DIMENSION}
+    targets = account.autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[RESOURCE_ID], ScalableDimension=DIMENSION
+    )["ScalableTargets"]
+    policies = account.autoscaling.describe_scaling_policies(**one)["ScalingPolicies"]
+    scheduled = account.autoscaling.describe_scheduled_actions(**one)["ScheduledActions"]
+    return (
+        [(t["MinCapacity"], t["MaxCapacity"]) for t in targets],
+        [(p["PolicyName"], p["PolicyType"], p.get("TargetTrackingScalingPolicyConfiguration")) for p in policies],
+        [(a["ScheduledActionName"], a["Schedule"], a["ScalableTargetAction"]) for a in scheduled],
+    )
+
+
+AS_THE_TEAM_HAD_IT = (
+    [(2, 6)],
+    [("invocations", "TargetTrackingScaling", TARGET_TRACKING)],
+    [("business-hours", "cron(0 8 ? * MON-FRI *)", {"MinCapacity": 3, "MaxCapacity": 6})],
+)
+
+
+def test_promotion_onto_another_instance_type_lifts_and_restores_the_serving_variants_autoscaling(account):
+    """UpdateEndpoint refuses an instance-type change of an autoscaled variant: deregister, update, re-register."""
+    _autoscale_serving_variant(account)
+    # The baseline serves on ml.g4dn.12xlarge; the plan's candidate on another type.
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="autoscaled-type")
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert _endpoint(account) == (PROMOTED_CONFIG, [SERVING_VARIANT])
+    assert _scaling(account) == AS_THE_TEAM_HAD_IT
+    lifted = [
+        (c.operation, c.principal.split("/")[-2])
+        for c in account.calls.checked
+        if c.operation in {"DeregisterScalableTarget", "RegisterScalableTarget"}
+    ]
+    assert [op for op, _ in lifted] == ["DeregisterScalableTarget", "RegisterScalableTarget"]
+
+
+def test_alarm_after_a_promotion_onto_another_instance_type_restores_config_and_autoscaling(account):
+    """The rollback function's restore changes the instance type back: it lifts and restores the scaling too."""
+    _autoscale_serving_variant(account)
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="promote-scaled")
+    assert execution.status == "SUCCEEDED", execution.cause
+
+    alarm = f"{BASELINE_ENDPOINT}-baseline-5xx"
+    account.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx after promotion")
+    account.shims.pending_alarm = alarm
+    account.shims.deliver_pending_alarm()
+
+    (handled,) = account.shims.rollback_results
+    assert handled["outcome"] == "rolled-back", handled
+    # (The workflow account has no rollback topic: the notification problem is not this test's.)
+    assert not [p for p in handled["problems"] if "Auto Scaling" in p or "alarm's action" in p], handled
+    assert handled["action_notes"] == [
+        f"autoscaling of {RESOURCE_ID} lifted for the restore",
+        f"autoscaling of {RESOURCE_ID} restored",
+    ]
+    assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
+    assert _scaling(account) == AS_THE_TEAM_HAD_IT
+
+
+def test_canary_whose_promotion_would_lose_a_step_scaling_alarm_is_refused_before_it_starts(account):
+    """A re-created step-scaling policy gets a new ARN its alarm does not name: refuse, say what to do."""
+    _autoscale_serving_variant(account, policy_type="StepScaling")
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="step-scaled")
 
     assert execution.status == "FAILED"
     assert execution.error == "CanaryRefused"
-    assert "Application Auto Scaling" in execution.cause
+    assert "StepScaling" in execution.cause
     assert "serving_instance_type" in execution.cause
     assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
     assert account.calls.of("update_endpoint") == []
