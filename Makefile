@@ -90,7 +90,7 @@ lint: $(VENV)/.installed
 	# into each at synth (stacks/python_function.py), so it is on their path here.
 	# Run from inside each folder: pyproject's exclude (^lambda/) would otherwise drop the
 	# folder ("There are no .py[i] files") and its sibling imports would not resolve.
-	for d in lambda/*/; do if [ -f "$$d/handler.py" ]; then (cd "$$d" && MYPYPATH=$(CURDIR)/lambda/shared $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml .); fi; done
+	for d in lambda/*/; do if [ -f "$$d/handler.py" ]; then (cd "$$d" && MYPYPATH=$(CURDIR)/lambda/shared:$(CURDIR) $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml .); fi; done
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
@@ -98,7 +98,7 @@ format: $(VENV)/.installed
 
 # Test suites by environment. Each directory is collected only when it exists, so a
 # suite appears in `make test` as soon as its first test lands.
-INFRA_TESTS := $(wildcard tests/infra tests/unit tests/workflow)
+INFRA_TESTS := $(wildcard tests/contracts tests/infra tests/unit tests/workflow)
 JOB_TESTS := $(wildcard tests/jobs)
 EVAL_TESTS := $(wildcard tests/evaluate)
 

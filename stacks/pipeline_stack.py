@@ -6,7 +6,6 @@ stacks/pipeline_workflow.py, the images in stacks/sagemaker_images.py.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
@@ -20,6 +19,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts.function_settings import ValidateSettings
 from stacks.config import StageConfig
 from stacks.endpoint_monitoring import ROLLBACK_SIGNALS
 from stacks.job_images import JobImages
@@ -90,22 +90,22 @@ class PipelineStack(Stack):
             name="validate_input",
             function_name=f"{prefix}-validate-input",
             description="Validates a pipeline execution input and returns the run plan",
-            environment={
-                "RESOURCE_PREFIX": prefix,
-                "ARTIFACT_BUCKET": bucket.bucket_name,
-                "ALLOWED_BUCKETS": json.dumps(list(settings.allowed_source_buckets)),
-                "MONITORED_ENDPOINTS": json.dumps(list(config.monitored_endpoints)),
-                "QUANTIZE_INSTANCE_TYPE": config.instances.quantize,
-                "EVALUATE_INSTANCE_TYPE": config.instances.evaluate,
-                "SERVING_INSTANCE_TYPE": config.instances.serving,
-                "QUANTIZE_IMAGE_URI": quantize_image,
-                "EVALUATE_IMAGE_URI": evaluate_image,
-                "SERVING_IMAGE_URI": images.serving,
-                "KMS_KEY_ARN": key.key_arn,
-                "SERVING_VARIANT": config.serving_variant,
-                "MIN_BAKE_MINUTES": str(config.monitoring.min_bake_minutes),
-                "ROLLBACK_SIGNALS": json.dumps(list(ROLLBACK_SIGNALS)),
-            },
+            environment=ValidateSettings.environment(
+                resource_prefix=prefix,
+                artifact_bucket=bucket.bucket_name,
+                allowed_buckets=settings.allowed_source_buckets,
+                monitored_endpoints=config.monitored_endpoints,
+                quantize_instance_type=config.instances.quantize,
+                evaluate_instance_type=config.instances.evaluate,
+                serving_instance_type=config.instances.serving,
+                quantize_image_uri=quantize_image,
+                evaluate_image_uri=evaluate_image,
+                serving_image_uri=images.serving,
+                kms_key_arn=key.key_arn,
+                serving_variant=config.serving_variant,
+                min_bake_minutes=config.monitoring.min_bake_minutes,
+                rollback_signals=ROLLBACK_SIGNALS,
+            ),
             **common,
         ).function
         record = PythonFunction(

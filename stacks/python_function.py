@@ -27,6 +27,8 @@ LAMBDA_ROOT = Path(__file__).resolve().parents[1] / "lambda"
 # Modules more than one function imports (lambda/shared/*.py): copied into every function's
 # asset at synth, beside its own files, since a Lambda asset is one folder.
 SHARED_ROOT = LAMBDA_ROOT / "shared"
+# The project's contracts package (one definition per shared fact), bundled into every asset.
+CONTRACTS_ROOT = LAMBDA_ROOT.parent / "contracts"
 STAGING_ROOT = LAMBDA_ROOT.parent / "build" / "lambda-assets"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 if RUNTIME.name != f"python{PYTHON_VERSION}":  # the layer's wheels are built for one Python
@@ -34,7 +36,8 @@ if RUNTIME.name != f"python{PYTHON_VERSION}":  # the layer's wheels are built fo
 
 
 def staged_source(name: str) -> Path:
-    """lambda/<name>/ plus the shared modules, as the function's asset folder (rebuilt at every synth)."""
+    """lambda/<name>/ plus the shared modules and the contracts package, as the function's asset folder
+    (rebuilt at every synth)."""
     source = LAMBDA_ROOT / name
     if not (source / "handler.py").is_file():
         raise FileNotFoundError(f"{source}/handler.py does not exist")
@@ -45,6 +48,7 @@ def staged_source(name: str) -> Path:
         if (staged / module.name).exists():
             raise FileExistsError(f"{source} has its own {module.name}, which lambda/shared/ also defines")
         shutil.copy2(module, staged / module.name)
+    shutil.copytree(CONTRACTS_ROOT, staged / CONTRACTS_ROOT.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return staged
 
 

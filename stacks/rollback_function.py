@@ -26,6 +26,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from contracts.endpoint_tags import CANDIDATE_VARIANT
+from contracts.function_settings import RollbackSettings
 from stacks.nag import acknowledge
 from stacks.python_function import PythonFunction
 from stacks.variant_autoscaling_grants import grant_variant_autoscaling
@@ -86,17 +88,19 @@ class RollbackFunction(Construct):
             subnets=subnets,
             security_group=security_group,
             environment={
-                "ARTIFACT_BUCKET": bucket.bucket_name,
-                "ROLLBACK_TOPIC_ARN": self.topic.topic_arn,
-                "RESOURCE_PREFIX": resource_prefix,
-                "MONITORED_ENDPOINTS": ",".join(monitored_endpoints),
-                "LOCK_STALE_SECONDS": str(LOCK_STALE_SECONDS),
-                "BASELINE_VARIANT": serving_variant,
-                "CANDIDATE_VARIANT": "candidate",
-                "WAIT_IN_SERVICE_SECONDS": str(WAIT_IN_SERVICE_SECONDS),
-                "POLL_SECONDS": str(POLL_SECONDS),
-                "MAX_ATTEMPTS": str(RETRY_ATTEMPTS + 1),
-                "PROMOTED_ROLLBACK_WINDOW_SECONDS": str(PROMOTED_ROLLBACK_WINDOW_SECONDS),
+                **RollbackSettings.environment(
+                    artifact_bucket=bucket.bucket_name,
+                    topic_arn=self.topic.topic_arn,
+                    resource_prefix=resource_prefix,
+                    monitored_endpoints=monitored_endpoints,
+                    lock_stale_seconds=LOCK_STALE_SECONDS,
+                    baseline_variant=serving_variant,
+                    candidate_variant=CANDIDATE_VARIANT,
+                    wait_in_service_seconds=WAIT_IN_SERVICE_SECONDS,
+                    poll_seconds=POLL_SECONDS,
+                    max_attempts=RETRY_ATTEMPTS + 1,
+                    promoted_window_seconds=PROMOTED_ROLLBACK_WINDOW_SECONDS,
+                ),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             timeout_seconds=TIMEOUT_SECONDS,

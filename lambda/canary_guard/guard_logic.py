@@ -45,13 +45,10 @@ from typing import Any
 
 import endpoint_autoscaling
 
-TAG_PHASE = "llmq:phase"
-TAG_RUN = "llmq:run-id"
-TAG_LAST_APPROVED = "llmq:last-approved-config"
-PHASE_CANARY = "canary"
+from contracts.endpoint_tags import PHASE_CANARY, TAG_LAST_APPROVED, TAG_PHASE, TAG_RUN, UNFINISHED_PHASES
+
 # Phases in which a new canary must not start: a rollback is under way or did not finish.
-BLOCKING_PHASES = frozenset({"rolling-back", "rollback-failed"})
-CANDIDATE_VARIANT = "candidate"
+BLOCKING_PHASES = frozenset(UNFINISHED_PHASES)
 
 
 @dataclass

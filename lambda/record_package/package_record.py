@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.endpoint_tags import TAG_MODEL, TAG_RUN
+
 # The quantize job contract (docs/contracts.md, design.md "Job contracts").
 REQUIRED_MANIFEST_FIELDS = (
     "quantization.algorithm",
@@ -117,8 +119,8 @@ def customer_metadata(manifest: dict[str, Any], run: dict[str, Any], execution_i
     """Searchable metadata on the package; SageMaker limits each value to 256 characters."""
     versions = manifest.get("versions", {})
     values = {
-        "llmq:run-id": run["run_id"],
-        "llmq:model-name": run["model_name"],
+        TAG_RUN: run["run_id"],
+        TAG_MODEL: run["model_name"],
         "llmq:algorithm": run["algorithm"],
         "llmq:scheme": run["scheme"],
         "llmq:group-size": str(manifest["quantization"]["group_size"]),

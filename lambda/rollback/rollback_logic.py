@@ -66,37 +66,29 @@ import endpoint_autoscaling
 from botocore.exceptions import ClientError
 from rollback_settings import Settings
 
+from contracts import alarm_signals, artifact_layout
+from contracts.alarm_signals import ROLE_BASELINE, ROLLBACK_SIGNALS
+from contracts.endpoint_tags import (
+    ACTIVE_PHASES,
+    PHASE_CANARY,
+    PHASE_PROMOTED,
+    PHASE_ROLLBACK_FAILED,
+    PHASE_ROLLED_BACK,
+    PHASE_ROLLING_BACK,
+    TAG_LAST_APPROVED,
+    TAG_MODEL,
+    TAG_PACKAGE,
+    TAG_PHASE,
+    TAG_PROMOTED_AT,
+    TAG_ROLLBACK_FROM,
+    TAG_RUN,
+    UNFINISHED_PHASES,
+)
+
 # The parent "rollback" logger is Powertools' (POWERTOOLS_SERVICE_NAME), so these
 # records come out as structured JSON in Lambda and reach caplog in tests.
 logger = logging.getLogger("rollback.logic")
 
-# Endpoint tags: the contract with the state machine (docs/contracts.md).
-TAG_PHASE = "llmq:phase"
-TAG_MODEL = "llmq:model-name"
-TAG_RUN = "llmq:run-id"
-TAG_PACKAGE = "llmq:model-package-arn"
-TAG_LAST_APPROVED = "llmq:last-approved-config"
-TAG_PROMOTED_AT = "llmq:promoted-at"
-# Set by this function next to rolling-back: which phase the rollback started from.
-TAG_ROLLBACK_FROM = "llmq:rollback-from-phase"
-PHASE_CANARY = "canary"
-PHASE_PROMOTED = "promoted"
-PHASE_ROLLING_BACK = "rolling-back"
-PHASE_ROLLED_BACK = "rolled-back"
-PHASE_ROLLBACK_FAILED = "rollback-failed"
-ACTIVE_PHASES = (PHASE_CANARY, PHASE_PROMOTED)
-# Phases of a rollback that has not reached its expected state yet: still armed.
-UNFINISHED_PHASES = (PHASE_ROLLING_BACK, PHASE_ROLLBACK_FAILED)
-
-SIGNALS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
-# The absolute ModelLatency alarm only notifies: an LLM's latency grows with its output
-# length, so it would roll back long completions (docs/monitoring.md).
-ROLLBACK_SIGNALS = ("latency-p95-vs-baseline", "5xx", "4xx", "quality")
-COMPOSITE_SUFFIX = "canary"
-# Roles in alarm names (<endpoint>-<role>-<signal>); the baseline role's dimension is
-# the serving variant's own name.
-ROLE_BASELINE = "baseline"
-ROLE_CANDIDATE = "candidate"
 # The function's own metric when a rollback did not reach its expected state.
 ROLLBACK_FAILED_METRIC = "RollbackFailed"
 
@@ -202,26 +194,17 @@ def as_alarm_action_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def endpoint_for_alarm(alarm_name: str, settings: Settings) -> tuple[str, str | None, str | None] | None:
-    """(endpoint, role, signal) for an alarm named per docs/contracts.md; role and signal are None for the composite.
+    """(endpoint, role, signal) for a monitored endpoint's alarm; role and signal are None for the composite.
 
     The role is the word in the name (``baseline`` for the serving variant,
     ``candidate``), not the variant's name: the serving variant keeps its own.
     """
-    for endpoint in sorted(settings.monitored_endpoints, key=len, reverse=True):
-        if not alarm_name.startswith(f"{endpoint}-"):
-            continue
-        rest = alarm_name[len(endpoint) + 1 :]
-        if rest == COMPOSITE_SUFFIX:
-            return endpoint, None, None
-        for role in (ROLE_BASELINE, ROLE_CANDIDATE):
-            if rest.startswith(f"{role}-") and rest[len(role) + 1 :] in SIGNALS:
-                return endpoint, role, rest[len(role) + 1 :]
-    return None
+    return alarm_signals.parse_alarm_name(alarm_name, settings.monitored_endpoints)
 
 
 def record_key(model_name: str, run_id: str, endpoint: str, phase: str) -> str:
     """Where the rollback record (and lock) of one run lives in the artifact bucket."""
-    return f"models/{model_name}/{run_id}/rollbacks/{endpoint}-{phase}.json"
+    return artifact_layout.rollback_record_key(model_name, run_id, endpoint, phase)
 
 
 def _error_code(error: ClientError) -> str:

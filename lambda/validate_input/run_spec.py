@@ -24,6 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from quantize_sizing import estimate, instance_problem
 from serving_ami import inference_ami
 
+from contracts import artifact_layout
+from contracts.alarm_signals import ROLE_CANDIDATE, alarm_name
+from contracts.endpoint_tags import CANDIDATE_VARIANT, TAG_MODEL, TAG_RUN
+from contracts.function_settings import ValidateSettings
+
 # Algorithm x scheme pairs, grouped schemes and group sizes: a copy of the quantize
 # job's table (jobs/quantize_support.py SUPPORTED, SCHEME_INFO, KERNEL_GROUP_SIZES).
 # The function's asset is this folder only, so it cannot import jobs/;
@@ -51,7 +56,6 @@ SAGEMAKER_NAME_MAX = 63
 # waits SageMaker allows (ProductionVariant: 60-3600 s each, docs/aws-behaviour.md).
 CANDIDATE_STARTUP_TIMEOUT_SECONDS = 3600
 CANDIDATE_DOWNLOAD_TIMEOUT_SECONDS = 3600
-CANDIDATE_VARIANT = "candidate"
 MODEL_NAME_MAX = 32
 RUN_ID_MAX = 20
 _NAME = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
@@ -67,51 +71,8 @@ Algorithm = Literal["awq", "gptq", "smoothquant-gptq", "rtn"]
 Scheme = Literal["W4A16", "W4A16_ASYM", "W8A16", "W8A8", "FP8_DYNAMIC", "W3A16"]
 
 
-class Defaults(BaseModel):
-    """What the deployment supplies (the validate Lambda's environment)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    resource_prefix: str
-    artifact_bucket: str
-    allowed_buckets: tuple[str, ...] = ()
-    monitored_endpoints: tuple[str, ...]
-    quantize_instance_type: str
-    evaluate_instance_type: str
-    serving_instance_type: str
-    quantize_image_uri: str
-    evaluate_image_uri: str
-    serving_image_uri: str
-    # The project KMS key: S3 outputs always, job volumes and endpoint configs where allowed.
-    kms_key_arn: str
-    # The monitored endpoints' serving variant (StageConfig.serving_variant).
-    serving_variant: str = "AllTraffic"
-    # Shortest bake the alarms can judge: their evaluation window plus CloudWatch's
-    # 1-2 minutes of metric delay (set from the monitoring thresholds by the stack).
-    min_bake_minutes: int = 7
-    # Signals whose candidate alarms roll back (stacks/endpoint_monitoring.py ROLLBACK_SIGNALS);
-    # the bake reads <endpoint>-candidate-<signal> for each.
-    rollback_signals: tuple[str, ...] = ("latency-p95-vs-baseline", "5xx", "4xx", "quality")
-
-    @classmethod
-    def from_environment(cls, env: Mapping[str, str]) -> Defaults:
-        """The validate function's environment variables (set by stacks/pipeline_stack.py)."""
-        return cls(
-            resource_prefix=env["RESOURCE_PREFIX"],
-            artifact_bucket=env["ARTIFACT_BUCKET"],
-            allowed_buckets=tuple(json.loads(env.get("ALLOWED_BUCKETS", "[]"))),
-            monitored_endpoints=tuple(json.loads(env["MONITORED_ENDPOINTS"])),
-            quantize_instance_type=env["QUANTIZE_INSTANCE_TYPE"],
-            evaluate_instance_type=env["EVALUATE_INSTANCE_TYPE"],
-            serving_instance_type=env["SERVING_INSTANCE_TYPE"],
-            quantize_image_uri=env["QUANTIZE_IMAGE_URI"],
-            evaluate_image_uri=env["EVALUATE_IMAGE_URI"],
-            serving_image_uri=env["SERVING_IMAGE_URI"],
-            kms_key_arn=env["KMS_KEY_ARN"],
-            serving_variant=env.get("SERVING_VARIANT", "AllTraffic"),
-            min_bake_minutes=int(env.get("MIN_BAKE_MINUTES", "7")),
-            rollback_signals=tuple(json.loads(env["ROLLBACK_SIGNALS"])),
-        )
+# What the deployment supplies (the validate function's environment), defined with the stack's side.
+Defaults = ValidateSettings
 
 
 def _check_instance_type(value: str) -> str:
@@ -458,7 +419,7 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
     prefix = defaults.resource_prefix
     bucket = defaults.artifact_bucket
     name = spec.model_name
-    run_key = f"models/{name}/{run_id}/"
+    run_key = artifact_layout.run_key(name, run_id)
     training_job = resource_name(prefix, name, run_id, "q")
     candidate_model = resource_name(prefix, name, run_id, "candidate")
     group_size = spec.group_size or (128 if spec.scheme in GROUPED_SCHEMES else None)
@@ -503,7 +464,7 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
         ).disk_gib,
     )
     gate = spec.gate
-    alarm_prefix = f"{spec.baseline_endpoint}-candidate-"
+    alarm_prefix = f"{spec.baseline_endpoint}-{ROLE_CANDIDATE}-"
     return {
         "model_name": name,
         "run_id": run_id,
@@ -520,7 +481,9 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "package_group": bounded_name(f"{prefix}-{name}"),
             "alarm_prefix": alarm_prefix,
             # Read one by one over each bake (DescribeAlarmHistory takes one name).
-            "candidate_alarms": [f"{alarm_prefix}{signal}" for signal in defaults.rollback_signals],
+            "candidate_alarms": [
+                alarm_name(spec.baseline_endpoint, ROLE_CANDIDATE, signal) for signal in defaults.rollback_signals
+            ],
             "scalable_target": f"endpoint/{spec.baseline_endpoint}/variant/{defaults.serving_variant}",
         },
         "s3": {
@@ -529,12 +492,12 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "output_path": f"s3://{bucket}/{run_key}",
             # Where SageMaker puts an uncompressed model directory (<output>/<job>/output/model/);
             # the state machine replaces it with the job's ModelArtifacts.S3ModelArtifacts.
-            "artifact_uri": f"s3://{bucket}/{run_key}{training_job}/output/model/",
-            "manifest_key": f"{run_key}manifest.json",
-            "reports_uri": f"s3://{bucket}/{run_key}reports/",
-            "report_key": f"{run_key}reports/report.json",
-            # The bounded verdict the state machine reads (jobs/evaluate_gate.py GATE_FILE).
-            "gate_key": f"{run_key}reports/gate.json",
+            "artifact_uri": f"s3://{bucket}/{artifact_layout.model_output_key(name, run_id, training_job)}",
+            "manifest_key": artifact_layout.manifest_key(name, run_id),
+            "reports_uri": f"s3://{bucket}/{artifact_layout.reports_key(name, run_id)}",
+            "report_key": artifact_layout.report_key(name, run_id),
+            # The bounded verdict the state machine reads.
+            "gate_key": artifact_layout.gate_key(name, run_id),
             "source_model_uri": spec.source_model_uri,
             "calibration_uri": spec.calibration_uri,
             "validation_uri": spec.validation_uri,
@@ -607,7 +570,7 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
         },
         "timing": _timing(spec),
         "tags": [
-            {"Key": "llmq:model-name", "Value": name},
-            {"Key": "llmq:run-id", "Value": run_id},
+            {"Key": TAG_MODEL, "Value": name},
+            {"Key": TAG_RUN, "Value": run_id},
         ],
     }

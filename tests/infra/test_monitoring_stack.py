@@ -242,7 +242,8 @@ def test_rollback_function_knows_bucket_topic_and_endpoints(monitoring):
     function_id = stack.get_logical_id(stack.rollback.function.node.default_child)
     props = template.to_json()["Resources"][function_id]["Properties"]
     env = props["Environment"]["Variables"]
-    assert env["MONITORED_ENDPOINTS"] == ENDPOINT
+    # One encoding for lists in every function's environment (contracts/function_settings.py).
+    assert json.loads(env["MONITORED_ENDPOINTS"]) == [ENDPOINT]
     assert env["RESOURCE_PREFIX"] == "llmq-dev"
     assert env["POWERTOOLS_SERVICE_NAME"] == "rollback"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LLMQ/Rollback"

@@ -323,7 +323,7 @@ def build_world() -> World:
         "ARTIFACT_BUCKET": BUCKET,
         "ROLLBACK_TOPIC_ARN": topic_arn,
         "RESOURCE_PREFIX": PREFIX,
-        "MONITORED_ENDPOINTS": f"{ENDPOINT},{PREFIX}-gone",
+        "MONITORED_ENDPOINTS": json.dumps([ENDPOINT, f"{PREFIX}-gone"]),
         "AWS_LAMBDA_FUNCTION_NAME": f"{PREFIX}-rollback",
         "BASELINE_VARIANT": SERVING,
         # The tests inject the sleep; the deadline is counted on their clock.

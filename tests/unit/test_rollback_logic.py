@@ -56,7 +56,7 @@ def world(monkeypatch):
 
 
 def _settings(world) -> Settings:
-    return Settings.from_env(world.environ)
+    return Settings.from_environment(world.environ)
 
 
 def _alarm(name: str = CANDIDATE_5XX, state: str = "ALARM") -> rollback_logic.Alarm:
@@ -76,7 +76,7 @@ def _roll_back(
     fake = fake or FakeTime()
     return rollback_logic.roll_back(
         _alarm(name, state),
-        settings=Settings.from_env({**world.environ, **env}),
+        settings=Settings.from_environment({**world.environ, **env}),
         clients=world.clients,
         clock=fake.clock,
         sleep=fake.sleep,
@@ -558,12 +558,12 @@ def test_live_in_progress_claim_is_respected(world):
 
 
 def test_endpoint_for_alarm_prefers_the_longest_endpoint_name():
-    settings = Settings.from_env(
+    settings = Settings.from_environment(
         {
             "ARTIFACT_BUCKET": "b-1",
             "ROLLBACK_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
             "RESOURCE_PREFIX": PREFIX,
-            "MONITORED_ENDPOINTS": "llmq-dev-chat, llmq-dev-chat-2",
+            "MONITORED_ENDPOINTS": '["llmq-dev-chat", "llmq-dev-chat-2"]',
         }
     )
     assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-2-candidate-5xx", settings) == (
@@ -588,4 +588,4 @@ def test_endpoint_for_alarm_prefers_the_longest_endpoint_name():
 
 def test_settings_reject_a_missing_bucket():
     with pytest.raises(ValueError, match="ARTIFACT_BUCKET"):
-        Settings.from_env({"ROLLBACK_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t", "RESOURCE_PREFIX": "p"})
+        Settings.from_environment({"ROLLBACK_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t", "RESOURCE_PREFIX": "p"})

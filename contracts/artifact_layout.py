@@ -1,0 +1,57 @@
+"""Where a run's files live in the artifact bucket (the pilot's local artifacts/ mirrors it).
+
+```
+models/<model>/<run_id>/manifest.json                 quantize manifest (the record step's copy)
+models/<model>/<run_id>/<training job>/output/model/  the quantized model (SageMaker training output)
+models/<model>/<run_id>/reports/                      report.json, report.md, plot, gate.json (evaluate job)
+models/<model>/<run_id>/rollbacks/<endpoint>-<phase>.json   one record per rollback
+```
+Key patterns (``*_PATTERN``) are what IAM statements scope to.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MODELS_PREFIX: Final = "models/"
+MANIFEST_FILE: Final = "manifest.json"
+REPORT_FILE: Final = "report.json"
+# The bounded verdict the state machine reads (jobs' evaluate gate writes it beside the report).
+GATE_FILE: Final = "gate.json"
+REPORTS_DIR: Final = "reports/"
+ROLLBACKS_DIR: Final = "rollbacks/"
+
+RUN_OBJECTS_PATTERN: Final = f"{MODELS_PREFIX}*"
+MANIFEST_PATTERN: Final = f"{MODELS_PREFIX}*/{MANIFEST_FILE}"
+REPORTS_PATTERN: Final = f"{MODELS_PREFIX}*/{REPORTS_DIR}*"
+ROLLBACK_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{ROLLBACKS_DIR}*"
+
+
+def run_key(model_name: str, run_id: str) -> str:
+    """The run's prefix, with its trailing slash (an S3 prefix without one also matches siblings)."""
+    return f"{MODELS_PREFIX}{model_name}/{run_id}/"
+
+
+def manifest_key(model_name: str, run_id: str) -> str:
+    return f"{run_key(model_name, run_id)}{MANIFEST_FILE}"
+
+
+def reports_key(model_name: str, run_id: str) -> str:
+    return f"{run_key(model_name, run_id)}{REPORTS_DIR}"
+
+
+def report_key(model_name: str, run_id: str) -> str:
+    return f"{reports_key(model_name, run_id)}{REPORT_FILE}"
+
+
+def gate_key(model_name: str, run_id: str) -> str:
+    return f"{reports_key(model_name, run_id)}{GATE_FILE}"
+
+
+def model_output_key(model_name: str, run_id: str, training_job: str) -> str:
+    """Where SageMaker puts an uncompressed model directory of the run's training job."""
+    return f"{run_key(model_name, run_id)}{training_job}/output/model/"
+
+
+def rollback_record_key(model_name: str, run_id: str, endpoint: str, phase: str) -> str:
+    return f"{run_key(model_name, run_id)}{ROLLBACKS_DIR}{endpoint}-{phase}.json"
