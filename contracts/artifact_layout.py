@@ -5,6 +5,7 @@ models/<model>/<run_id>/manifest.json                 quantize manifest (the rec
 models/<model>/<run_id>/<training job>/output/model/  the quantized model (SageMaker training output)
 models/<model>/<run_id>/reports/                      report.json, report.md, plot, gate.json (evaluate job)
 models/<model>/<run_id>/rollbacks/<endpoint>-<phase>.json   one record per rollback
+models/<model>/<run_id>/autoscaling/<endpoint>-<variant>.json   a serving variant's scaling, lifted
 ```
 Key patterns (``*_PATTERN``) are what IAM statements scope to.
 """
@@ -20,11 +21,13 @@ REPORT_FILE: Final = "report.json"
 GATE_FILE: Final = "gate.json"
 REPORTS_DIR: Final = "reports/"
 ROLLBACKS_DIR: Final = "rollbacks/"
+AUTOSCALING_DIR: Final = "autoscaling/"
 
 RUN_OBJECTS_PATTERN: Final = f"{MODELS_PREFIX}*"
 MANIFEST_PATTERN: Final = f"{MODELS_PREFIX}*/{MANIFEST_FILE}"
 REPORTS_PATTERN: Final = f"{MODELS_PREFIX}*/{REPORTS_DIR}*"
 ROLLBACK_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{ROLLBACKS_DIR}*"
+AUTOSCALING_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{AUTOSCALING_DIR}*"
 
 
 def run_key(model_name: str, run_id: str) -> str:
@@ -55,3 +58,8 @@ def model_output_key(model_name: str, run_id: str, training_job: str) -> str:
 
 def rollback_record_key(model_name: str, run_id: str, endpoint: str, phase: str) -> str:
     return f"{run_key(model_name, run_id)}{ROLLBACKS_DIR}{endpoint}-{phase}.json"
+
+
+def autoscaling_record_key(model_name: str, run_id: str, endpoint: str, variant: str) -> str:
+    """The scaling setup of a variant whose scalable target this run lifted (and whether it is back)."""
+    return f"{run_key(model_name, run_id)}{AUTOSCALING_DIR}{endpoint}-{variant}.json"

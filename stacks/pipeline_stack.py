@@ -19,6 +19,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts import artifact_layout
 from contracts.function_settings import ValidateSettings
 from stacks.config import StageConfig
 from stacks.endpoint_monitoring import ROLLBACK_SIGNALS
@@ -179,7 +180,7 @@ class PipelineStack(Stack):
             "Package versions of this stage's groups (<group>/<version>); scoped to the stage prefix.",
         )
 
-        self.guard_function = self._guard_function(prefix, list(config.monitored_endpoints), common)
+        self.guard_function = self._guard_function(prefix, list(config.monitored_endpoints), common, bucket)
 
         self.topic = sns.Topic(
             self,
@@ -262,7 +263,7 @@ class PipelineStack(Stack):
         CfnOutput(self, "OutcomeTopicArn", value=self.topic.topic_arn)
         CfnOutput(self, "SageMakerRoleArn", value=self.sagemaker_role.role_arn)
 
-    def _guard_function(self, prefix: str, endpoints: list[str], common: dict[str, Any]) -> Any:
+    def _guard_function(self, prefix: str, endpoints: list[str], common: dict[str, Any], bucket: s3.IBucket) -> Any:
         """Judge of the endpoint and the candidate's alarms, and the serving variant's autoscaling around a
         promotion (lambda/canary_guard)."""
         guard = PythonFunction(
@@ -307,9 +308,24 @@ class PipelineStack(Stack):
                 ],
             )
         )
-        # Promotion onto another instance type lifts and restores the serving variant's autoscaling.
+        # Promotion onto another instance type lifts and restores the serving variant's autoscaling,
+        # keeping the lifted setup in the run's autoscaling record meanwhile.
         grant_variant_autoscaling(guard.role, endpoint_arns)
+        guard.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="LiftedAutoscalingRecords",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[bucket.arn_for_objects(artifact_layout.AUTOSCALING_RECORDS_PATTERN)],
+            )
+        )
+        common["key"].grant(guard.role, "kms:GenerateDataKey", "kms:Decrypt")
         policy = guard.role.node.find_child("DefaultPolicy")
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::{token_text(self, bucket, bucket.bucket_arn)}/"
+            f"{artifact_layout.AUTOSCALING_RECORDS_PATTERN}]",
+            "The lifted-autoscaling record of a run (models/<model>/<run_id>/autoscaling/), unknown at deploy time.",
+        )
         for name in names:
             acknowledge(
                 policy,

@@ -293,9 +293,17 @@ class PipelineWorkflow(StepBuilder):
         return self.invoke(
             state_id,
             self._guard,
-            {"action": "resume_autoscaling", "captured": J.object_at("$.autoscaling.captured")},
+            {
+                "action": "resume_autoscaling",
+                "captured": J.object_at("$.autoscaling.captured"),
+                **self._autoscaling_record(),
+            },
             "$.autoscaling_restored",
         )
+
+    @staticmethod
+    def _autoscaling_record() -> dict[str, Any]:
+        return {"bucket": J.string_at("$.run.s3.bucket"), "record_key": J.string_at("$.run.s3.autoscaling_key")}
 
     @staticmethod
     def _autoscaling_suspended() -> sfn.Condition:
@@ -376,12 +384,45 @@ class PipelineWorkflow(StepBuilder):
             tag = self._phase_tag(f"Tag endpoint {phase}", phase)
             tag.add_catch(reject, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
             tag.next(reject)
-            # A promotion that lifted the serving variant's autoscaling: put it back on the
-            # restored variant (registering is allowed whatever the endpoint is doing).
+            # A promotion that lifted the serving variant's autoscaling: put it back on the restored
+            # variant. Not while the endpoint still runs the promoted config (the restore failed):
+            # a registered target would make SageMaker refuse the instance-type change back. The
+            # setup then stays in its S3 record (run plan s3.autoscaling_key), which the rollback
+            # function, a rerun or a person restores from; the cause says so.
             resume = self._resume_autoscaling(f"Resume autoscaling ({outcome})")
-            resume.add_catch(tag, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
+            not_restored = sfn.Pass(
+                self,
+                f"Autoscaling not restored ({outcome})",
+                parameters={
+                    "Error": J.string_at("$.error.Error"),
+                    "Cause": J.format(
+                        "{}; the serving variant's autoscaling is not registered again ({}): its setup is in "
+                        "s3://{}/{}",
+                        J.string_at("$.error.Cause"),
+                        J.string_at("$.cleanup_error.Cause"),
+                        J.string_at("$.run.s3.bucket"),
+                        J.string_at("$.run.s3.autoscaling_key"),
+                    ),
+                },
+                result_path="$.error",
+            ).next(tag)
+            resume.add_catch(not_restored, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
             resume.next(tag)
+            still_promoted = self.error(
+                f"Autoscaling kept lifted ({outcome})",
+                "Lifted",
+                "the endpoint still runs the promoted config, so the scalable target stays deregistered",
+                "$.cleanup_error",
+            ).next(not_restored)
             suspended = sfn.Choice(self, f"Autoscaling suspended ({outcome})?")
+            suspended.when(
+                sfn.Condition.and_(
+                    self._autoscaling_suspended(),
+                    sfn.Condition.is_present("$.endpoint_state.config"),
+                    sfn.Condition.string_equals_json_path("$.endpoint_state.config", "$.run.names.promoted_config"),
+                ),
+                still_promoted,
+            )
             suspended.when(self._autoscaling_suspended(), resume)
             suspended.otherwise(tag)
             return suspended
@@ -1063,6 +1104,7 @@ class PipelineWorkflow(StepBuilder):
                 "endpoint": J.string_at(endpoint),
                 "serving_variant": J.string_at("$.run.variants.serving_name"),
                 "instance_type": J.string_at("$.run.instances.serving"),
+                **self._autoscaling_record(),
             },
             "$.autoscaling",
         )
@@ -1070,7 +1112,11 @@ class PipelineWorkflow(StepBuilder):
         suspend = self.invoke(
             "Suspend autoscaling",
             self._guard,
-            {"action": "suspend_autoscaling", "captured": J.object_at("$.autoscaling.captured")},
+            {
+                "action": "suspend_autoscaling",
+                "captured": J.object_at("$.autoscaling.captured"),
+                **self._autoscaling_record(),
+            },
             J.DISCARD,
         )
         self.catch(suspend, rollback)

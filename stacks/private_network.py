@@ -20,7 +20,7 @@ from stacks.nag import acknowledge
 # The rollback function's metrics are embedded-metric-format log lines, not
 # PutMetricData. S3 is reached through the free gateway endpoint.
 CALLERS: dict[str, tuple[str, ...]] = {
-    "canary_guard function": ("sagemaker", "cloudwatch", "application-autoscaling"),
+    "canary_guard function": ("sagemaker", "cloudwatch", "application-autoscaling", "s3"),
     "record_package function": ("s3", "sagemaker"),
     "rollback function": ("s3", "sagemaker", "sns", "application-autoscaling"),
     "validate_input function": (),

@@ -26,13 +26,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from contracts import artifact_layout
 from contracts.endpoint_tags import CANDIDATE_VARIANT
 from contracts.function_settings import RollbackSettings
 from stacks.nag import acknowledge
 from stacks.python_function import PythonFunction
 from stacks.variant_autoscaling_grants import grant_variant_autoscaling
 
-ROLLBACK_RECORDS = "models/*/rollbacks/*"
+ROLLBACK_RECORDS = artifact_layout.ROLLBACK_RECORDS_PATTERN
 METRICS_NAMESPACE = "LLMQ/Rollback"
 # Longer than the function timeout, so a live invocation's claim is never taken over.
 LOCK_STALE_SECONDS = 900
@@ -128,7 +129,11 @@ class RollbackFunction(Construct):
             iam.PolicyStatement(
                 sid="RollbackRecordsOnly",
                 actions=["s3:PutObject", "s3:GetObject"],
-                resources=[bucket.arn_for_objects(ROLLBACK_RECORDS)],
+                # Its own records, and a run's lifted-autoscaling record (restored with the rollback).
+                resources=[
+                    bucket.arn_for_objects(ROLLBACK_RECORDS),
+                    bucket.arn_for_objects(artifact_layout.AUTOSCALING_RECORDS_PATTERN),
+                ],
             )
         )
         key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
@@ -208,6 +213,8 @@ class RollbackFunction(Construct):
             "only this stage's package groups.",
             f"{nag_label(self, bucket)}/{ROLLBACK_RECORDS}": "records live under each run's prefix "
             "(models/<model>/<run_id>/rollbacks/), unknown at deploy time; nothing else in the bucket is reachable.",
+            f"{nag_label(self, bucket)}/{artifact_layout.AUTOSCALING_RECORDS_PATTERN}": "a run's lifted-autoscaling "
+            "record (models/<model>/<run_id>/autoscaling/), which the rollback restores and marks restored.",
         }
         if self._endpoint_arn_pattern:
             why[self._endpoint_arn_pattern] = (

@@ -6,9 +6,8 @@ are scoped by the service-namespace and scalable-dimension condition keys instea
 Describe* calls have no resource type. Before registering a target or putting a policy it
 also checks that the *caller* may use the target service and CloudWatch (SageMaker's
 list: DescribeEndpoint, DescribeEndpointConfig, UpdateEndpointWeightsAndCapacities;
-PutMetricAlarm, DescribeAlarms, DeleteAlarms for target tracking's own alarms, named
-``TargetTracking-*``).
-https://docs.aws.amazon.com/service-authorization/latest/reference/list_applicationautoscaling.html,
+PutMetricAlarm, DescribeAlarms, DeleteAlarms, probed without alarm names, hence on ``*``).
+https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsapplicationautoscaling.html,
 https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_permission_validation.html,
 https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html
 """
@@ -33,7 +32,6 @@ READS = (
     "application-autoscaling:DescribeScalingPolicies",
     "application-autoscaling:DescribeScheduledActions",
 )
-TARGET_TRACKING_ALARMS = "TargetTracking-*"
 
 
 def grant_variant_autoscaling(role: iam.IRole, endpoint_arns: Sequence[str]) -> None:
@@ -75,25 +73,22 @@ def grant_variant_autoscaling(role: iam.IRole, endpoint_arns: Sequence[str]) -> 
             resources=[stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")],
         )
     )
+    # Application Auto Scaling probes these CloudWatch calls without alarm names (DescribeAlarms with
+    # only MaxRecords, PutMetricAlarm and DeleteAlarms without parameters), so a grant on
+    # alarm:TargetTracking-* would not satisfy the check; AWS's SageMaker example grants them on *.
     add(
         iam.PolicyStatement(
-            sid="TargetTrackingAlarms",
+            sid="ScalingValidatesCloudWatchAccess",
             actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
-            resources=[
-                stack.format_arn(
-                    service="cloudwatch",
-                    resource="alarm",
-                    resource_name=TARGET_TRACKING_ALARMS,
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            ],
+            resources=["*"],
         )
     )
     policy = role.node.find_child("DefaultPolicy")
     acknowledge(
         policy,
         "AwsSolutions-IAM5[Resource::*]",
-        "application-autoscaling Describe* support no resource-level permissions; read only.",
+        "application-autoscaling Describe* support no resource-level permissions (read only); Application Auto "
+        "Scaling checks the caller's cloudwatch PutMetricAlarm/DescribeAlarms/DeleteAlarms with nameless probes.",
     )
     acknowledge(
         policy,
@@ -106,10 +101,4 @@ def grant_variant_autoscaling(role: iam.IRole, endpoint_arns: Sequence[str]) -> 
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint-config/*]",
         "Application Auto Scaling validates DescribeEndpointConfig on the config the endpoint runs, which the "
         "platform team names; read only.",
-    )
-    acknowledge(
-        policy,
-        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{TARGET_TRACKING_ALARMS}]",
-        "Target tracking policies create and delete their own alarms, named TargetTracking-<target>-...; "
-        "Application Auto Scaling checks the caller may.",
     )

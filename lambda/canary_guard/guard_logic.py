@@ -253,9 +253,25 @@ class AutoscalingPlan:
 
 
 def autoscaling_plan(
-    sm: Any, autoscaling: Any, *, endpoint: str, serving_variant: str, instance_type: str
+    sm: Any,
+    autoscaling: Any,
+    s3: Any,
+    *,
+    endpoint: str,
+    serving_variant: str,
+    instance_type: str,
+    bucket: str,
+    record_key: str,
 ) -> AutoscalingPlan:
-    """Read-only: the scaling setup to lift if the update changes the serving variant's instance type."""
+    """Read-only: the scaling setup to lift if the update changes the serving variant's instance type.
+
+    A setup an earlier execution of this run lifted and never put back (it was stopped or timed
+    out in between) is taken from its record, so this promotion restores it.
+    """
+    resource = endpoint_autoscaling.resource_id(endpoint, serving_variant)
+    lifted = endpoint_autoscaling.read_record(s3, bucket, record_key)
+    if lifted and not endpoint_autoscaling.is_registered(autoscaling, resource):
+        return AutoscalingPlan(ok=True, suspend=True, captured=lifted)
     described = sm.describe_endpoint(EndpointName=endpoint)
     variants = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])["ProductionVariants"]
     current = {v["VariantName"]: v.get("InstanceType") for v in variants}.get(serving_variant)
@@ -269,13 +285,35 @@ def autoscaling_plan(
     return AutoscalingPlan(ok=True, suspend=True, captured=captured)
 
 
-def suspend_autoscaling(autoscaling: Any, captured: dict[str, Any]) -> dict[str, Any]:
-    """Deregister the target; a repeat after it went through finds nothing to deregister and says so."""
+def suspend_autoscaling(
+    autoscaling: Any, s3: Any, captured: dict[str, Any], *, bucket: str, record_key: str
+) -> dict[str, Any]:
+    """Record the setup durably, then deregister the target (a repeat finds nothing to deregister)."""
+    s3.put_object(
+        Bucket=bucket,
+        Key=record_key,
+        Body=endpoint_autoscaling.record(captured, restored=False),
+        ContentType="application/json",
+    )
     if not endpoint_autoscaling.is_registered(autoscaling, captured["resource_id"]):
-        return {"suspended": True, "note": "already deregistered"}
+        return {"suspended": True, "record": f"s3://{bucket}/{record_key}", "note": "already deregistered"}
     endpoint_autoscaling.suspend(autoscaling, captured)
-    return {"suspended": True}
+    return {"suspended": True, "record": f"s3://{bucket}/{record_key}"}
 
 
-def resume_autoscaling(autoscaling: Any, captured: dict[str, Any]) -> dict[str, Any]:
-    return {"restored": endpoint_autoscaling.restore(autoscaling, captured)}
+def resume_autoscaling(
+    autoscaling: Any, s3: Any, captured: dict[str, Any], *, bucket: str, record_key: str
+) -> dict[str, Any]:
+    """Register the target again with its policies; the record then says it is back.
+
+    A partial restore raises (RestoreIncompleteError), so the state machine's catch reports it
+    and the record still says what to put back.
+    """
+    restored = endpoint_autoscaling.restore(autoscaling, captured)
+    s3.put_object(
+        Bucket=bucket,
+        Key=record_key,
+        Body=endpoint_autoscaling.record(captured, restored=True),
+        ContentType="application/json",
+    )
+    return {"restored": restored}

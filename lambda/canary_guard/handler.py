@@ -23,15 +23,20 @@ tracer = Tracer()
 
 
 @cache
-def clients() -> tuple[Any, Any, Any]:
+def clients() -> tuple[Any, Any, Any, Any]:
     """boto3 clients, built once per container (tests reset the cache to point them at the emulator)."""
-    return boto3.client("sagemaker"), boto3.client("cloudwatch"), boto3.client("application-autoscaling")
+    return (
+        boto3.client("sagemaker"),
+        boto3.client("cloudwatch"),
+        boto3.client("application-autoscaling"),
+        boto3.client("s3"),
+    )
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    sm, cw, autoscaling = clients()
+    sm, cw, autoscaling, s3 = clients()
     action = event.get("action")
     if action == "pre_canary":
         result = pre_canary(
@@ -67,14 +72,21 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         result = autoscaling_plan(
             sm,
             autoscaling,
+            s3,
             endpoint=event["endpoint"],
             serving_variant=event["serving_variant"],
             instance_type=event["instance_type"],
+            bucket=event["bucket"],
+            record_key=event["record_key"],
         ).as_dict()
     elif action == "suspend_autoscaling":
-        result = suspend_autoscaling(autoscaling, event["captured"])
+        result = suspend_autoscaling(
+            autoscaling, s3, event["captured"], bucket=event["bucket"], record_key=event["record_key"]
+        )
     elif action == "resume_autoscaling":
-        result = resume_autoscaling(autoscaling, event["captured"])
+        result = resume_autoscaling(
+            autoscaling, s3, event["captured"], bucket=event["bucket"], record_key=event["record_key"]
+        )
     else:
         raise ValueError(
             f"unknown action {action!r}: expected pre_canary, canary_check, endpoint_state, autoscaling_plan, "

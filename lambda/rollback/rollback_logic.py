@@ -499,7 +499,10 @@ class _Rollback:
             self.lock.write({**record, "status": "failed", "detail": str(exc), "completed_at": _now_iso()})
             raise
         except Exception as exc:
-            # Transient (throttling, a network error): free the claim for the retry.
+            # Transient (throttling, a network error): free the claim for the retry. On the last
+            # attempt no retry follows: a lifted scalable target goes back now.
+            if int(record.get("attempt", 1)) >= self.settings.max_attempts:
+                self._restore_autoscaling()
             self.lock.write({**record, "status": "failed", "detail": repr(exc), "completed_at": _now_iso()})
             raise
         detail = f"{report.action['type']} on {report.endpoint} after alarm {self.alarm.name}: confirmed InService"
@@ -538,6 +541,13 @@ class _Rollback:
         put it back after this invocation dies.
         """
         autoscaling, record = self.clients.autoscaling, self.record
+        if not record.get("autoscaling"):
+            # A promotion that lifted the scaling and never put it back (its execution was stopped):
+            # restored with this rollback.
+            left = endpoint_autoscaling.read_record(self.clients.s3, self.settings.artifact_bucket, self._lifted_key())
+            if left and not endpoint_autoscaling.is_registered(autoscaling, left["resource_id"]):
+                record["autoscaling"] = left
+                self.lock.write(record)
         if record.get("autoscaling"):
             captured = record["autoscaling"]
         else:
@@ -560,6 +570,12 @@ class _Rollback:
             endpoint_autoscaling.suspend(autoscaling, captured)
         self.report.action_notes.append(f"autoscaling of {captured['resource_id']} lifted for the restore")
 
+    def _lifted_key(self) -> str:
+        assert self.report.model_name and self.report.run_id and self.report.endpoint
+        return artifact_layout.autoscaling_record_key(
+            self.report.model_name, self.report.run_id, self.report.endpoint, self.settings.baseline_variant
+        )
+
     def _restore_autoscaling(self) -> None:
         """Register the lifted target again with its policies; a failure is reported, never raised."""
         captured = self.record.get("autoscaling")
@@ -567,7 +583,13 @@ class _Rollback:
             return
         try:
             restored = endpoint_autoscaling.restore(self.clients.autoscaling, captured)
-        except ClientError as exc:
+            self.clients.s3.put_object(
+                Bucket=self.settings.artifact_bucket,
+                Key=self._lifted_key(),
+                Body=endpoint_autoscaling.record(captured, restored=True),
+                ContentType="application/json",
+            )
+        except Exception as exc:
             self.report.problems.append(
                 f"could not register {captured['resource_id']} with Application Auto Scaling again "
                 f"(min {captured['min_capacity']}, max {captured['max_capacity']}, policies "

@@ -14,6 +14,10 @@ function (restore after a promotion) both use it.
   it can travel in a state machine's payload or a rollback record.
 - ``suspend``: capture, then DeregisterScalableTarget.
 - ``restore``: RegisterScalableTarget, then every policy and scheduled action.
+- ``record`` / ``read_record``: the setup is also written to the artifact bucket
+  before the target is deregistered, so an execution that is stopped or times out
+  in between (nothing catches those) or a rollback invocation that dies leaves it
+  where the next run, the rollback function or a person finds it.
 
 A step-scaling policy is driven by a CloudWatch alarm the team owns, whose action names
 the policy's ARN; a re-created policy gets a new ARN and the alarm would no longer act
@@ -24,6 +28,7 @@ The target's own tags (ListTagsForResource) are not carried over.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -111,10 +116,17 @@ def is_registered(autoscaling: Any, resource: str) -> bool:
     return bool(autoscaling.describe_scalable_targets(**where).get("ScalableTargets"))
 
 
+class RestoreIncompleteError(Exception):
+    """The target is registered again, but some of its policies or scheduled actions are not."""
+
+
 def restore(autoscaling: Any, captured: dict[str, Any]) -> dict[str, Any]:
     """Register the target with its captured bounds, then put its policies and scheduled actions back.
 
-    Safe to repeat: RegisterScalableTarget and both Put calls create or update by name.
+    Safe to repeat: RegisterScalableTarget and both Put calls create or update by name. Each
+    policy and action is tried on its own, so one refused item (a one-time action whose time has
+    passed, say) does not keep the others off; what failed raises RestoreIncompleteError at the
+    end, naming it.
     """
     one = {"ServiceNamespace": NAMESPACE, "ResourceId": captured["resource_id"], "ScalableDimension": DIMENSION}
     autoscaling.register_scalable_target(
@@ -123,14 +135,45 @@ def restore(autoscaling: Any, captured: dict[str, Any]) -> dict[str, Any]:
         MaxCapacity=int(captured["max_capacity"]),
         SuspendedState=captured.get("suspended_state") or {},
     )
+    failed: list[str] = []
     for policy in captured["policies"]:
-        autoscaling.put_scaling_policy(**one, **policy)
+        try:
+            autoscaling.put_scaling_policy(**one, **policy)
+        except Exception as exc:
+            failed.append(f"scaling policy {policy['PolicyName']}: {exc}")
     for action in captured["scheduled_actions"]:
         # StartTime/EndTime go back as given: omitted ones would be deleted (PutScheduledAction).
         times = {k: datetime.fromisoformat(action[k]) for k in ("StartTime", "EndTime") if k in action}
-        autoscaling.put_scheduled_action(**one, **{**action, **times})
+        try:
+            autoscaling.put_scheduled_action(**one, **{**action, **times})
+        except Exception as exc:
+            failed.append(f"scheduled action {action['ScheduledActionName']}: {exc}")
+    if failed:
+        raise RestoreIncompleteError(
+            f"{captured['resource_id']} is registered again (min {captured['min_capacity']}, max "
+            f"{captured['max_capacity']}) but not: {'; '.join(failed)}"
+        )
     return {
         "resource_id": captured["resource_id"],
         "policies": [p["PolicyName"] for p in captured["policies"]],
         "scheduled_actions": [a["ScheduledActionName"] for a in captured["scheduled_actions"]],
     }
+
+
+def record(captured: dict[str, Any], *, restored: bool) -> bytes:
+    """The durable copy of a lifted setup (artifact_layout.autoscaling_record_key), as written to S3."""
+    return json.dumps({"captured": captured, "restored": restored}, indent=1, sort_keys=True).encode()
+
+
+def read_record(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """The lifted setup recorded at ``key`` and not restored yet, or None."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        # Without s3:ListBucket a missing key answers AccessDenied, not NoSuchKey.
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in {"NoSuchKey", "AccessDenied", "404"}:
+            return None
+        raise
+    data = json.loads(body)
+    return None if data.get("restored") else dict(data["captured"])

@@ -498,6 +498,10 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "report_key": artifact_layout.report_key(name, run_id),
             # The bounded verdict the state machine reads.
             "gate_key": artifact_layout.gate_key(name, run_id),
+            # The serving variant's scaling setup while a promotion has it lifted.
+            "autoscaling_key": artifact_layout.autoscaling_record_key(
+                name, run_id, spec.baseline_endpoint, defaults.serving_variant
+            ),
             "source_model_uri": spec.source_model_uri,
             "calibration_uri": spec.calibration_uri,
             "validation_uri": spec.validation_uri,

@@ -268,9 +268,10 @@ def _scaled_endpoint(params: dict[str, Any], account: str, region: str) -> str:
     return f"arn:aws:sagemaker:{region}:{account}:endpoint/{name.lower()}"
 
 
-def _target_tracking_alarm(params: dict[str, Any], account: str, region: str) -> str:
-    # Target tracking names its alarms TargetTracking-<resource id>-AlarmHigh|AlarmLow-<uuid>.
-    return f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-{params['ResourceId']}-AlarmHigh-0"
+def _nameless_alarm_probe(params: dict[str, Any], account: str, region: str) -> str:
+    # Application Auto Scaling's probes name no alarm (DescribeAlarms with only MaxRecords,
+    # PutMetricAlarm and DeleteAlarms without parameters): authorized as on every alarm.
+    return f"arn:aws:cloudwatch:{region}:{account}:alarm:*"
 
 
 def _alarms(params: dict[str, Any], account: str, region: str) -> str:
@@ -411,9 +412,9 @@ _SAGEMAKER_SCALING_CHECKS: tuple[tuple[str, Callable[[dict[str, Any], str, str],
     ("sagemaker:DescribeEndpoint", _scaled_endpoint),
     ("sagemaker:DescribeEndpointConfig", lambda p, a, r: f"arn:aws:sagemaker:{r}:{a}:endpoint-config/*"),
     ("sagemaker:UpdateEndpointWeightsAndCapacities", _scaled_endpoint),
-    ("cloudwatch:PutMetricAlarm", _target_tracking_alarm),
-    ("cloudwatch:DescribeAlarms", _target_tracking_alarm),
-    ("cloudwatch:DeleteAlarms", _target_tracking_alarm),
+    ("cloudwatch:PutMetricAlarm", _nameless_alarm_probe),
+    ("cloudwatch:DescribeAlarms", _nameless_alarm_probe),
+    ("cloudwatch:DeleteAlarms", _nameless_alarm_probe),
 )
 VALIDATED_CALLER_PERMISSIONS: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {
     ("application-autoscaling", "RegisterScalableTarget"): _SAGEMAKER_SCALING_CHECKS,

@@ -315,7 +315,9 @@ def test_rollback_function_may_change_only_the_monitored_endpoints(monitoring):
     s3 = [s for s in statements if any(str(a).startswith("s3:") for a in _list(s["Action"]))]
     assert len(s3) == 1
     assert sorted(_list(s3[0]["Action"])) == ["s3:GetObject", "s3:PutObject"]
-    assert json.dumps(s3[0]["Resource"]).endswith('/models/*/rollbacks/*"]]}')
+    # Its own records and a run's lifted-autoscaling record; nothing else in the bucket.
+    scopes = sorted(json.dumps(r).rsplit("/models/", 1)[-1] for r in _list(s3[0]["Resource"]))
+    assert scopes == ['*/autoscaling/*"]]}', '*/rollbacks/*"]]}']
 
 
 def _list(value) -> list:

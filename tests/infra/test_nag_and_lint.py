@@ -30,6 +30,15 @@ ACCEPTED_WILDCARDS: dict[tuple[str, str], str] = {
         "without this statement IAM policies could not grant use of the key (it would become unmanageable)."
     ),
     **{
+        (role, action): (
+            "Application Auto Scaling checks that the caller of RegisterScalableTarget/PutScalingPolicy may "
+            "PutMetricAlarm and DeleteAlarms with probes that name no alarm; AWS's SageMaker example grants "
+            "them on * (docs/aws-behaviour.md)."
+        )
+        for role in ("CanaryGuardRole", "RollbackRole")
+        for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
+    },
+    **{
         ("StateMachineRole", action): (
             "Step Functions log delivery to CloudWatch Logs: these APIs have no resource-level permissions "
             "(CDK adds them for a state machine with logging)."

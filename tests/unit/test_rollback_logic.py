@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from tests.unit.rollback_world import (
+    BUCKET,
     CANDIDATE,
     ENDPOINT,
     MODEL,
@@ -317,6 +318,33 @@ def test_restore_onto_another_instance_type_lifts_autoscaling_and_a_retry_still_
         f"autoscaling of {one['ResourceId']} restored",
     ]
     assert world.rollback_records()[_record_key("promoted")]["autoscaling_restored"]["policies"] == ["p"]
+
+
+def test_scaling_a_stopped_promotion_left_lifted_is_restored_with_the_rollback(world):
+    """The state machine lifted the target and was stopped before putting it back: the record says so."""
+    import endpoint_autoscaling  # lambda/shared, on sys.path through rollback_world
+
+    world.instance_types["chat-bf16-v1-config"] = "ml.g4dn.12xlarge"
+    world.deploy(phase="promoted", approved_config="chat-bf16-v1-config")
+    resource = f"endpoint/{ENDPOINT}/variant/{SERVING}"
+    captured = {
+        "resource_id": resource,
+        "min_capacity": 2,
+        "max_capacity": 5,
+        "suspended_state": {},
+        "policies": [],
+        "scheduled_actions": [],
+        "blockers": [],
+    }
+    key = f"models/{MODEL}/{RUN_ID}/autoscaling/{ENDPOINT}-{SERVING}.json"
+    world.s3.put_object(Bucket=BUCKET, Key=key, Body=endpoint_autoscaling.record(captured, restored=False))
+
+    report = _roll_back(world, SERVING_5XX)
+
+    assert report.outcome == "rolled-back", report
+    (target,) = world.clients.autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == (resource, 2, 5)
+    assert json.loads(world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())["restored"] is True
 
 
 def test_restore_onto_the_same_instance_type_leaves_autoscaling_alone(world):

@@ -256,6 +256,51 @@ def test_alarm_after_a_promotion_onto_another_instance_type_restores_config_and_
     assert _scaling(account) == AS_THE_TEAM_HAD_IT
 
 
+def _lifted_record(account) -> dict:
+    key = f"models/llama-8b/run-001/autoscaling/{BASELINE_ENDPOINT}-{SERVING_VARIANT}.json"
+    body = account.s3.get_object(Bucket=account.synthesized.bucket, Key=key)["Body"].read()
+    return json.loads(body)
+
+
+def test_a_promotion_that_fails_after_the_scaling_was_lifted_rolls_back_and_puts_the_scaling_back(account):
+    """The candidate never starts on its new instance type: rollback, then the target is registered again."""
+    _autoscale_serving_variant(account)
+    account.faults.failing_configs[PROMOTED_CONFIG] = "The candidate did not pass the ping health check."
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="promote-fails")
+
+    assert execution.status == "FAILED"
+    assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
+    assert _scaling(account) == AS_THE_TEAM_HAD_IT
+    assert _lifted_record(account)["restored"] is True
+    assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
+    assert _package_status(account) == "Rejected"
+
+
+def test_scaling_an_earlier_execution_lifted_and_never_put_back_is_restored_by_the_rerun(account):
+    """An execution stopped between the lift and the resume (nothing catches a stop): its record remains."""
+    _autoscale_serving_variant(account)
+    # What "Suspend autoscaling" left: the record in S3, the target deregistered.
+    captured = _shared_autoscaling().capture(account.autoscaling, BASELINE_ENDPOINT, SERVING_VARIANT)
+    key = f"models/llama-8b/run-001/autoscaling/{BASELINE_ENDPOINT}-{SERVING_VARIANT}.json"
+    record = _shared_autoscaling().record(captured, restored=False)
+    account.s3.put_object(Bucket=account.synthesized.bucket, Key=key, Body=record)
+    _shared_autoscaling().suspend(account.autoscaling, captured)
+    assert _scaling(account) == ([], [], [])
+
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="rerun")
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert _endpoint(account) == (PROMOTED_CONFIG, [SERVING_VARIANT])
+    assert _scaling(account) == AS_THE_TEAM_HAD_IT
+    assert _lifted_record(account)["restored"] is True
+
+
+def _shared_autoscaling():
+    import importlib
+
+    return importlib.import_module("endpoint_autoscaling")  # lambda/shared, on sys.path through the harness
+
+
 def test_canary_whose_promotion_would_lose_a_step_scaling_alarm_is_refused_before_it_starts(account):
     """A re-created step-scaling policy gets a new ARN its alarm does not name: refuse, say what to do."""
     _autoscale_serving_variant(account, policy_type="StepScaling")
