@@ -28,6 +28,7 @@ from contracts import artifact_layout
 from contracts.alarm_signals import ROLE_CANDIDATE, alarm_name
 from contracts.endpoint_tags import CANDIDATE_VARIANT, TAG_MODEL, TAG_RUN
 from contracts.function_settings import ValidateSettings
+from contracts.run_plan import RunPlan
 
 # Algorithm x scheme pairs, grouped schemes and group sizes: a copy of the quantize
 # job's table (jobs/quantize_support.py SUPPORTED, SCHEME_INFO, KERNEL_GROUP_SIZES).
@@ -415,7 +416,16 @@ def _variants(spec: RunSpec, defaults: Defaults, model: str, image: str) -> dict
 
 
 def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
-    """Everything the state machine needs, precomputed (names, URIs, images, weights, limits)."""
+    """Everything the state machine needs, precomputed (names, URIs, images, weights, limits).
+
+    Checked against the typed plan (contracts/run_plan.py) that the state machine's JSONPaths
+    are spelt from, so a field cannot be missing on one side only.
+    """
+    plan = _plan(spec, run_id, defaults)
+    return RunPlan.model_validate(plan).model_dump(mode="json")
+
+
+def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
     prefix = defaults.resource_prefix
     bucket = defaults.artifact_bucket
     name = spec.model_name

@@ -105,3 +105,26 @@ def test_the_function_side_refuses_a_bad_environment_loudly():
                 "MONITORED_ENDPOINTS": '"chat"',
             }
         )
+
+
+def test_run_paths_are_checked_against_the_typed_plan():
+    from contracts.run_plan import run_path
+
+    assert run_path("s3.gate_key") == "$.run.s3.gate_key"
+    assert run_path("canary.first.candidate") == "$.run.canary.first.candidate"
+    # One key into an API-shaped dict is the API's business.
+    assert run_path("variants.candidate.InstanceType") == "$.run.variants.candidate.InstanceType"
+    with pytest.raises(KeyError, match="Locations has no field 'gate'"):
+        run_path("s3.gate")
+    with pytest.raises(KeyError, match="holds no fields"):
+        run_path("variants.candidate.InstanceType.deeper")
+
+
+def test_the_validate_functions_plan_is_the_typed_plan():
+    """build_plan checks its own output against RunPlan (extra fields forbidden, types enforced)."""
+    from contracts.run_plan import RunPlan
+    from tests.run_spec_support import DEFAULTS, example_spec, validate_spec
+
+    outcome = validate_spec(example_spec(), DEFAULTS)
+    assert outcome.valid, outcome.message
+    assert RunPlan.model_validate(outcome.run).model_dump(mode="json") == outcome.run
