@@ -1,0 +1,42 @@
+"""docs/contracts.md is held to the contracts package: nothing defined there is missing here, and back."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from contracts import alarm_signals, artifact_layout, endpoint_tags
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
+
+
+def _constants(module: object, prefix: str) -> dict[str, str]:
+    return {k: v for k, v in vars(module).items() if k.startswith(prefix) and isinstance(v, str)}
+
+
+def test_every_endpoint_tag_and_phase_is_documented():
+    for name, value in {**_constants(endpoint_tags, "TAG_"), **_constants(endpoint_tags, "PHASE_")}.items():
+        assert f"`{value}`" in DOC, f"{name} = {value!r} is not in docs/contracts.md"
+
+
+def test_every_endpoint_tag_the_doc_names_is_defined():
+    table = DOC.split("## Endpoint tags", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(llmq:[a-z-]+)`", table, flags=re.MULTILINE))
+    assert documented == set(_constants(endpoint_tags, "TAG_").values())
+
+
+def test_every_alarm_signal_and_role_is_documented():
+    for value in (*alarm_signals.SIGNALS, *alarm_signals.ROLES, alarm_signals.COMPOSITE_SUFFIX):
+        assert f"`{value}`" in DOC or f"-{value}`" in DOC, value
+
+
+def test_every_artifact_folder_and_file_is_documented():
+    for value in (
+        artifact_layout.MANIFEST_FILE,
+        artifact_layout.REPORT_FILE,
+        artifact_layout.GATE_FILE,
+        artifact_layout.REPORTS_DIR,
+        artifact_layout.ROLLBACKS_DIR,
+        artifact_layout.AUTOSCALING_DIR,
+    ):
+        assert value in DOC, value
