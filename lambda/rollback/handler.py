@@ -8,7 +8,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import CloudWatchAlarmEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from rollback_logic import ROLLBACK_FAILED_METRIC, Alarm, as_alarm_action_event, roll_back
+from rollback_logic import roll_back
+from rollback_model import ROLLBACK_FAILED_METRIC, Alarm, as_alarm_action_event
 from rollback_settings import AwsClients, load_settings
 
 logger = Logger()

@@ -67,7 +67,7 @@ def test_layer_botocore_has_the_s3_conditional_write_parameters_the_rollback_fun
     members = model["shapes"]["PutObjectRequest"]["members"]
     assert members["IfNoneMatch"]["location"] == "header"
     assert members["IfMatch"]["location"] == "header"
-    rollback = (lambda_layer.ROOT / "lambda" / "rollback" / "rollback_logic.py").read_text()
+    rollback = (lambda_layer.ROOT / "lambda" / "rollback" / "rollback_lock.py").read_text()
     assert 'IfNoneMatch="*"' in rollback and "IfMatch=" in rollback
 
 

@@ -25,6 +25,8 @@ from tests.unit.rollback_world import (
 
 # lambda/rollback is on sys.path (rollback_world puts it there); mypy checks that folder on its own.
 import rollback_logic  # type: ignore[import-not-found]  # isort: skip
+import rollback_model  # type: ignore[import-not-found]  # isort: skip
+import rollback_triage  # type: ignore[import-not-found]  # isort: skip
 from rollback_settings import Settings, aws_client  # type: ignore[import-not-found]  # isort: skip
 
 CANDIDATE_5XX = f"{ENDPOINT}-candidate-5xx"
@@ -60,9 +62,9 @@ def _settings(world) -> Settings:
     return Settings.from_environment(world.environ)
 
 
-def _alarm(name: str = CANDIDATE_5XX, state: str = "ALARM") -> rollback_logic.Alarm:
+def _alarm(name: str = CANDIDATE_5XX, state: str = "ALARM") -> rollback_model.Alarm:
     detail = alarm_event(name, state)["detail"]
-    return rollback_logic.Alarm(
+    return rollback_model.Alarm(
         name=name,
         state=state,
         reason=detail["state"]["reason"],
@@ -73,7 +75,7 @@ def _alarm(name: str = CANDIDATE_5XX, state: str = "ALARM") -> rollback_logic.Al
 
 def _roll_back(
     world, name: str = CANDIDATE_5XX, state: str = "ALARM", fake: FakeTime | None = None, **env: str
-) -> rollback_logic.RollbackReport:
+) -> rollback_model.RollbackReport:
     fake = fake or FakeTime()
     return rollback_logic.roll_back(
         _alarm(name, state),
@@ -150,7 +152,7 @@ def test_creating_endpoint_is_waited_for_too(world):
 def test_endpoint_still_updating_at_the_deadline_frees_the_claim_for_the_retry(world):
     world.deploy(phase="canary")
     world.sagemaker.hold_updating(ENDPOINT, polls=100)
-    with pytest.raises(rollback_logic.EndpointBusyError, match="still Updating"):
+    with pytest.raises(rollback_model.EndpointBusyError, match="still Updating"):
         _roll_back(world)
     assert world.rollback_records()[_record_key("canary")]["status"] == "failed"
     assert world.tags()["llmq:phase"] == "rolling-back"
@@ -271,7 +273,7 @@ def test_after_promotion_restores_the_platform_teams_config_whatever_its_name(wo
 def test_restore_still_updating_at_the_deadline_raises_for_the_retry_then_completes(world):
     world.deploy(phase="promoted")
     world.sagemaker.updating_polls = 15  # a blue/green replacement takes longer than one invocation waits
-    with pytest.raises(rollback_logic.EndpointBusyError):
+    with pytest.raises(rollback_model.EndpointBusyError):
         _roll_back(world, SERVING_5XX)
     assert world.rollback_records()[_record_key("promoted")]["status"] == "failed"
     assert world.tags()["llmq:phase"] == "rolling-back"
@@ -300,7 +302,7 @@ def test_restore_onto_another_instance_type_lifts_autoscaling_and_a_retry_still_
         **one, PolicyName="p", PolicyType="TargetTrackingScaling", TargetTrackingScalingPolicyConfiguration=tracking
     )
     world.sagemaker.updating_polls = 15  # longer than one invocation waits
-    with pytest.raises(rollback_logic.EndpointBusyError):
+    with pytest.raises(rollback_model.EndpointBusyError):
         _roll_back(world, SERVING_5XX)
     record = world.rollback_records()[_record_key("promoted")]
     # Deregistered for the update, and what to put back is in the record, not only in memory.
@@ -367,7 +369,7 @@ def test_restore_onto_the_same_instance_type_leaves_autoscaling_alone(world):
 def test_restore_still_updating_on_the_last_attempt_is_reported_rollback_failed(world):
     world.deploy(phase="promoted")
     world.sagemaker.updating_polls = 1000
-    with pytest.raises(rollback_logic.EndpointBusyError):
+    with pytest.raises(rollback_model.EndpointBusyError):
         _roll_back(world, SERVING_5XX, MAX_ATTEMPTS="2")
     report = _roll_back(world, SERVING_5XX, MAX_ATTEMPTS="2")
     assert report.outcome == "rollback-failed"
@@ -423,7 +425,7 @@ def test_two_alarms_at_once_roll_back_once(world):
         f"{ENDPOINT}-canary"
     ]
     barrier = threading.Barrier(len(names))
-    reports: list[rollback_logic.RollbackReport] = []
+    reports: list[rollback_model.RollbackReport] = []
 
     def run(name: str) -> None:
         barrier.wait()
@@ -594,24 +596,24 @@ def test_endpoint_for_alarm_prefers_the_longest_endpoint_name():
             "MONITORED_ENDPOINTS": '["llmq-dev-chat", "llmq-dev-chat-2"]',
         }
     )
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-2-candidate-5xx", settings) == (
+    assert rollback_triage.endpoint_for_alarm("llmq-dev-chat-2-candidate-5xx", settings) == (
         "llmq-dev-chat-2",
         "candidate",
         "5xx",
     )
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-candidate-5xx", settings) == (
+    assert rollback_triage.endpoint_for_alarm("llmq-dev-chat-candidate-5xx", settings) == (
         "llmq-dev-chat",
         "candidate",
         "5xx",
     )
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-canary", settings) == ("llmq-dev-chat", None, None)
+    assert rollback_triage.endpoint_for_alarm("llmq-dev-chat-canary", settings) == ("llmq-dev-chat", None, None)
     # The role word, whatever the serving variant is called (BASELINE_VARIANT).
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-chat-baseline-4xx", settings) == (
+    assert rollback_triage.endpoint_for_alarm("llmq-dev-chat-baseline-4xx", settings) == (
         "llmq-dev-chat",
         "baseline",
         "4xx",
     )
-    assert rollback_logic.endpoint_for_alarm("llmq-dev-other-candidate-5xx", settings) is None
+    assert rollback_triage.endpoint_for_alarm("llmq-dev-other-candidate-5xx", settings) is None
 
 
 def test_settings_reject_a_missing_bucket():
