@@ -14,16 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contracts.support_table import KNOWN_INSTANCE_FAMILIES
+
 # SageMaker instance families the product knows how to size for. An unknown
 # family is far more often a typo (ml.g5x.2xlarge) than a new launch, and a typo
 # would only surface as a failed job hours into a run.
-KNOWN_INSTANCE_FAMILIES = frozenset(
-    {
-        "c5", "c6i", "c7i", "m5", "m6i", "m7i", "r5", "r6i", "r7i",
-        "g4dn", "g5", "g6", "g6e", "p3", "p4d", "p4de", "p5", "p5e", "p5en",
-        "inf2", "trn1",
-    }
-)  # fmt: skip
 # The retention periods CloudWatch Logs accepts (stacks/log_groups.py maps them).
 CLOUDWATCH_RETENTION_DAYS = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653})
 _INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
