@@ -26,6 +26,16 @@ def _endpoint(account) -> tuple[str, list[str]]:
     return described["EndpointConfigName"], [v["VariantName"] for v in described["ProductionVariants"]]
 
 
+def _serving_alarm_after_promotion(account) -> dict:
+    """After promotion the serving variant's own alarms guard it: one fires, the rollback function acts."""
+    alarm = f"{BASELINE_ENDPOINT}-baseline-5xx"
+    account.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx after promotion")
+    account.shims.pending_alarm = alarm
+    account.shims.deliver_pending_alarm()
+    (handled,) = account.shims.rollback_results
+    return dict(handled)
+
+
 def _never_promoted(account) -> None:
     assert all(c["endpoint_config_name"] != PROMOTED_CONFIG for c in account.calls.of("update_endpoint"))
     assert account.endpoint_tags().get("llmq:phase") != "promoted"
@@ -91,13 +101,7 @@ def test_alarm_after_promotion_restores_the_platform_teams_own_config_whatever_i
     assert execution.status == "SUCCEEDED", execution.cause
     assert _endpoint(account) == (PROMOTED_CONFIG, [SERVING_VARIANT])
 
-    # After promotion the serving variant's own alarms guard it.
-    alarm = f"{BASELINE_ENDPOINT}-baseline-5xx"
-    account.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx after promotion")
-    account.shims.pending_alarm = alarm
-    account.shims.deliver_pending_alarm()
-
-    (handled,) = account.shims.rollback_results
+    handled = _serving_alarm_after_promotion(account)
     assert handled["outcome"] == "rolled-back", handled
     assert BASELINE_CONFIG == "chat-bf16-v1-config"  # not a name of this stage's prefix
     assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
@@ -239,12 +243,7 @@ def test_alarm_after_a_promotion_onto_another_instance_type_restores_config_and_
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="promote-scaled")
     assert execution.status == "SUCCEEDED", execution.cause
 
-    alarm = f"{BASELINE_ENDPOINT}-baseline-5xx"
-    account.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx after promotion")
-    account.shims.pending_alarm = alarm
-    account.shims.deliver_pending_alarm()
-
-    (handled,) = account.shims.rollback_results
+    handled = _serving_alarm_after_promotion(account)
     assert handled["outcome"] == "rolled-back", handled
     # (The workflow account has no rollback topic: the notification problem is not this test's.)
     assert not [p for p in handled["problems"] if "Auto Scaling" in p or "alarm's action" in p], handled
