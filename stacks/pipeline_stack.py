@@ -32,6 +32,7 @@ from stacks.python_function import PythonFunction, dependency_layer
 from stacks.sagemaker_images import PipelineImages
 from stacks.sagemaker_role import SageMakerExecutionRole, grant_pass_to_sagemaker
 from stacks.variant_autoscaling_grants import grant_variant_autoscaling
+from stacks.workflow_blocks import WorkflowResources
 
 
 class PipelineStack(Stack):
@@ -192,17 +193,19 @@ class PipelineStack(Stack):
         workflow = PipelineWorkflow(
             self,
             "Workflow",
-            resource_prefix=prefix,
-            endpoints=config.monitored_endpoints,
-            bucket=bucket,
-            key=key,
-            sagemaker_role=self.sagemaker_role,
-            subnets=vpc.select_subnets(subnet_type=subnets.subnet_type).subnets,
-            security_group=security_group,
+            WorkflowResources(
+                resource_prefix=prefix,
+                endpoints=config.monitored_endpoints,
+                bucket=bucket,
+                key=key,
+                sagemaker_role=self.sagemaker_role,
+                subnets=vpc.select_subnets(subnet_type=subnets.subnet_type).subnets,
+                security_group=security_group,
+                topic=self.topic,
+                guard_function=self.guard_function,
+            ),
             validate_function=self.validate_function,
             record_function=self.record_function,
-            guard_function=self.guard_function,
-            topic=self.topic,
         )
         log_group = encrypted_log_group(
             self, "ExecutionLogs", key=key, retention_days=config.log_retention_days, removal_policy=policy
