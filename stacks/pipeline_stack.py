@@ -86,15 +86,7 @@ class PipelineStack(Stack):
             self,
             "Workflow",
             WorkflowResources(
-                resource_prefix=prefix,
-                endpoints=config.monitored_endpoints,
-                bucket=shared.bucket,
-                key=key,
-                sagemaker_role=self.sagemaker_role,
-                subnets=shared.subnet_list(),
-                security_group=shared.security_group,
-                topic=self.topic,
-                guard_function=self.guard_function,
+                shared=shared, sagemaker_role=self.sagemaker_role, topic=self.topic, guard_function=self.guard_function
             ),
             validate_function=self.validate_function,
             record_function=self.record_function,

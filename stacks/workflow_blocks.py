@@ -1,8 +1,8 @@
 """The pipeline's own building blocks, on top of stacks/workflow_steps.py: the resources every fragment shares.
 
 ``WorkflowResources`` is the one object a fragment of the state machine gets
-(instead of a long parameter list): the stage prefix, the monitored endpoints,
-the bucket, key, SageMaker role, subnets, security group, outcome topic and
+(instead of a long parameter list): the stage's ``SharedResources``
+(stacks/shared_resources.py) plus the SageMaker role, the outcome topic and the
 canary guard function. ``PipelineSteps`` turns it into states: IAM-scoped ARNs,
 endpoint tags, weights, updates, endpoint configs, bounded endpoint waits,
 canary checks, autoscaling and notifications. Each fragment
@@ -13,21 +13,19 @@ state between fragments does not rename it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from stacks.shared_resources import SharedResources
 from stacks.workflow_steps import StepBuilder, retry_sns
 
 J = sfn.JsonPath
@@ -47,15 +45,15 @@ Later = Callable[[], sfn.IChainable]
 
 @dataclass(frozen=True)
 class WorkflowResources:
-    """What the states refer to: infrastructure only (every name and URI comes from the run plan, ``$.run``)."""
+    """What the states refer to: infrastructure only (every name and URI comes from the run plan, ``$.run``).
 
-    resource_prefix: str
-    endpoints: Sequence[str]
-    bucket: s3.IBucket
-    key: kms.IKey
+    The stage's ``SharedResources`` (prefix, monitored endpoints, bucket, key, subnets, security
+    group) plus what the pipeline stack makes for the states: the SageMaker execution role,
+    the outcome topic and the canary guard function.
+    """
+
+    shared: SharedResources
     sagemaker_role: iam.IRole
-    subnets: Sequence[ec2.ISubnet]
-    security_group: ec2.ISecurityGroup
     topic: sns.ITopic
     guard_function: lambda_.IFunction
 
@@ -65,15 +63,16 @@ class PipelineSteps(StepBuilder):
 
     def __init__(self, scope: Construct, construct_id: str, resources: WorkflowResources) -> None:
         super().__init__(scope, construct_id)
+        shared = resources.shared
         self.resources = resources
         self._stack = Stack.of(self)
-        self._prefix = resources.resource_prefix
-        self._endpoint_names = list(resources.endpoints) or [f"{resources.resource_prefix}-*"]
-        self._bucket = resources.bucket
-        self._key = resources.key
+        self._prefix = shared.prefix
+        self._endpoint_names = list(shared.config.monitored_endpoints) or [f"{shared.prefix}-*"]
+        self._bucket = shared.bucket
+        self._key = shared.key
         self._role = resources.sagemaker_role
-        self._subnet_ids = [subnet.subnet_id for subnet in resources.subnets]
-        self._security_group = resources.security_group
+        self._subnet_ids = [subnet.subnet_id for subnet in shared.subnet_list()]
+        self._security_group = shared.security_group
         self._topic = resources.topic
         self._guard = resources.guard_function
 
