@@ -67,8 +67,8 @@ def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucke
     (the examples use the placeholder ARTIFACT_BUCKET).
     """
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from contracts.alarm_signals import ROLLBACK_SIGNALS  # noqa: PLC0415
     from stacks.config import load_stage_config  # noqa: PLC0415 - only this path needs the CDK config
-    from stacks.endpoint_monitoring import ROLLBACK_SIGNALS  # noqa: PLC0415
     from stacks.sagemaker_images import SERVING, TRAINING, resolve  # noqa: PLC0415
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]

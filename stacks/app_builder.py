@@ -11,6 +11,7 @@ from stacks.config import StageConfig
 from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
 from stacks.pipeline_stack import PipelineStack
+from stacks.shared_resources import SharedResources
 from stacks.storage_stack import StorageStack
 
 
@@ -32,28 +33,16 @@ def build_stacks(app: App, config: StageConfig, *, nag: bool = True) -> ProjectS
     prefix = config.resource_prefix
     storage = StorageStack(app, f"{prefix}-storage", config=config, env=env)
     network = NetworkStack(app, f"{prefix}-network", config=config, key=storage.key, env=env)
-    monitoring = MonitoringStack(
-        app,
-        f"{prefix}-monitoring",
+    shared = SharedResources(
         config=config,
         bucket=storage.artifact_bucket,
         key=storage.key,
         vpc=network.vpc,
         subnets=network.workload_subnets,
         security_group=network.security_group,
-        env=env,
     )
-    pipeline = PipelineStack(
-        app,
-        f"{prefix}-pipeline",
-        config=config,
-        bucket=storage.artifact_bucket,
-        key=storage.key,
-        vpc=network.vpc,
-        subnets=network.workload_subnets,
-        security_group=network.security_group,
-        env=env,
-    )
+    monitoring = MonitoringStack(app, f"{prefix}-monitoring", shared=shared, env=env)
+    pipeline = PipelineStack(app, f"{prefix}-pipeline", shared=shared, env=env)
     Tags.of(app).add("project", config.project)
     Tags.of(app).add("stage", config.stage)
     for name, value in sorted(config.tags.items()):

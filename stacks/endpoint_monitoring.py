@@ -35,35 +35,31 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from constructs import Construct
 
+from contracts.alarm_signals import (
+    NOTIFY_ONLY_SIGNALS,
+    ROLE_BASELINE,
+    ROLE_CANDIDATE,
+    ROLLBACK_SIGNALS,
+    alarm_name,
+    composite_alarm_name,
+)
+from contracts.endpoint_tags import DEFAULT_SERVING_VARIANT
 from stacks.config import MonitoringThresholds
 
-BASELINE = "baseline"
-CANDIDATE = "candidate"
+# The alarm roles, signals and names are the contracts package's (contracts/alarm_signals.py):
+# the rollback function parses these names back and the validate function lists them.
+BASELINE = ROLE_BASELINE
+CANDIDATE = ROLE_CANDIDATE
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 # The custom quality metric the evaluate job publishes (docs/contracts.md).
 QUALITY_NAMESPACE = "LLMQ/Quality"
 QUALITY_METRIC = "PerplexityIncreasePercent"
-SIGNALS = ("latency-p95", "latency-p95-vs-baseline", "5xx", "4xx", "quality")
-# What rolls back (the rollback function's ROLLBACK_SIGNALS); latency-p95 only notifies.
-ROLLBACK_SIGNALS = ("latency-p95-vs-baseline", "5xx", "4xx", "quality")
-NOTIFY_ONLY_SIGNALS = ("latency-p95",)
-DEFAULT_SERVING_VARIANT = "AllTraffic"
 # ModelLatency is reported in microseconds.
 _MICROSECONDS_PER_MS = 1000
 # SageMaker's limits on a DeploymentConfig (UpdateEndpoint API reference).
 _MAX_WAIT_SECONDS = 3600
 _MIN_EXECUTION_TIMEOUT, _MAX_EXECUTION_TIMEOUT = 600, 28800
 _MAX_ROLLBACK_ALARMS = 10
-
-
-def alarm_name(endpoint: str, variant: str, signal: str) -> str:
-    if signal not in SIGNALS:
-        raise ValueError(f"unknown signal {signal!r}; known: {', '.join(SIGNALS)}")
-    return f"{endpoint}-{variant}-{signal}"
-
-
-def composite_alarm_name(endpoint: str) -> str:
-    return f"{endpoint}-canary"
 
 
 def guardrail_deployment_config(

@@ -15,15 +15,10 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import StageConfig
 from stacks.endpoint_monitoring import EndpointMonitoring
-from stacks.network_stack import removal_policy
 from stacks.python_function import dependency_layer
 from stacks.rollback_function import (
     METRICS_NAMESPACE,
@@ -31,6 +26,7 @@ from stacks.rollback_function import (
     ROLLBACK_FAILED_METRIC,
     RollbackFunction,
 )
+from stacks.shared_resources import SharedResources
 
 
 def _construct_id(endpoint: str) -> str:
@@ -38,36 +34,11 @@ def _construct_id(endpoint: str) -> str:
 
 
 class MonitoringStack(Stack):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        config: StageConfig,
-        bucket: s3.IBucket,
-        key: kms.IKey,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        security_group: ec2.ISecurityGroup,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, shared: SharedResources, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        prefix = config.resource_prefix
-        self.rollback = RollbackFunction(
-            self,
-            "Rollback",
-            resource_prefix=prefix,
-            monitored_endpoints=config.monitored_endpoints,
-            serving_variant=config.serving_variant,
-            bucket=bucket,
-            key=key,
-            vpc=vpc,
-            subnets=subnets,
-            security_group=security_group,
-            layer=dependency_layer(self, "Dependencies"),
-            log_retention_days=config.log_retention_days,
-            removal_policy=removal_policy(config),
-        )
+        config = shared.config
+        prefix = shared.prefix
+        self.rollback = RollbackFunction(self, "Rollback", shared.with_layer(dependency_layer(self, "Dependencies")))
         self.endpoints: dict[str, EndpointMonitoring] = {}
         self.rules: dict[str, events.Rule] = {}
         for name in config.monitored_endpoints:

@@ -43,12 +43,16 @@ def staged_source(name: str) -> Path:
         raise FileNotFoundError(f"{source}/handler.py does not exist")
     staged = STAGING_ROOT / name
     shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache"))
     for module in sorted(SHARED_ROOT.glob("*.py")):
         if (staged / module.name).exists():
             raise FileExistsError(f"{source} has its own {module.name}, which lambda/shared/ also defines")
         shutil.copy2(module, staged / module.name)
-    shutil.copytree(CONTRACTS_ROOT, staged / CONTRACTS_ROOT.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        CONTRACTS_ROOT,
+        staged / CONTRACTS_ROOT.name,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache"),
+    )
     return staged
 
 

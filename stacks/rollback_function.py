@@ -15,12 +15,10 @@ import hashlib
 import json
 import re
 
-from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -31,6 +29,7 @@ from contracts.endpoint_tags import CANDIDATE_VARIANT
 from contracts.function_settings import RollbackSettings
 from stacks.nag import acknowledge
 from stacks.python_function import PythonFunction
+from stacks.shared_resources import SharedResources
 from stacks.variant_autoscaling_grants import grant_variant_autoscaling
 
 ROLLBACK_RECORDS = artifact_layout.ROLLBACK_RECORDS_PATTERN
@@ -51,24 +50,12 @@ ROLLBACK_FAILED_DIMENSIONS = {"service": "rollback", "Outcome": "rollback-failed
 
 
 class RollbackFunction(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        resource_prefix: str,
-        monitored_endpoints: tuple[str, ...],
-        serving_variant: str,
-        bucket: s3.IBucket,
-        key: kms.IKey,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        security_group: ec2.ISecurityGroup,
-        layer: lambda_.ILayerVersion,
-        log_retention_days: int,
-        removal_policy: RemovalPolicy,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, shared: SharedResources) -> None:
         super().__init__(scope, construct_id)
+        resource_prefix = shared.prefix
+        monitored_endpoints = shared.config.monitored_endpoints
+        bucket = shared.bucket
+        key = shared.key
         self.topic = sns.Topic(
             self,
             "Notifications",
@@ -83,11 +70,6 @@ class RollbackFunction(Construct):
             name="rollback",
             function_name=f"{resource_prefix}-rollback",
             description="Alarm-driven rollback of canaried SageMaker endpoints (EventBridge, any time)",
-            layer=layer,
-            key=key,
-            vpc=vpc,
-            subnets=subnets,
-            security_group=security_group,
             environment={
                 **RollbackSettings.environment(
                     artifact_bucket=bucket.bucket_name,
@@ -95,7 +77,7 @@ class RollbackFunction(Construct):
                     resource_prefix=resource_prefix,
                     monitored_endpoints=monitored_endpoints,
                     lock_stale_seconds=LOCK_STALE_SECONDS,
-                    baseline_variant=serving_variant,
+                    baseline_variant=shared.config.serving_variant,
                     candidate_variant=CANDIDATE_VARIANT,
                     wait_in_service_seconds=WAIT_IN_SERVICE_SECONDS,
                     poll_seconds=POLL_SECONDS,
@@ -106,8 +88,7 @@ class RollbackFunction(Construct):
             },
             timeout_seconds=TIMEOUT_SECONDS,
             memory_size=512,
-            log_retention_days=log_retention_days,
-            removal_policy=removal_policy,
+            **shared.function_options(),
         )
         self.function = self.python_function.function
         role = self.python_function.role

@@ -1,0 +1,244 @@
+"""The canary: guard, candidate model, canary config, deploy, then the bake loop over the plan's steps.
+
+A plain construct (see stacks/pipeline_workflow.py for why not ``StateMachineFragment``).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks.workflow_blocks import CANDIDATE, ENDPOINT, TAG_LAST_APPROVED, J, Later, PipelineSteps, WorkflowResources
+
+
+class Canary(PipelineSteps):
+    """Put the candidate next to the serving variant on the baseline endpoint and bake it step by step.
+
+    Input: ``$.run.baseline_endpoint``, ``$.run.run_id``, ``$.run.variants.serving_name``,
+    ``$.run.names.{endpoint_config,candidate_model,candidate_alarms}``, ``$.run.instances.*``,
+    ``$.run.images.serving``, ``$.run.serving_environment``, ``$.run.canary.{steps,first_serving_weight,
+    first_candidate}``, ``$.run.timing.{endpoint_poll_seconds,deploy_max_polls}``, ``$.run.tags``,
+    ``$.record.{artifact_uri,model_package_arn}``.
+    Output: ``$.endpoint.arn``, ``$.guard`` (the canary guard's verdict: serving variant, last approved
+    config, kms_allowed, resume), ``$.lookups.*``, ``$.endpoint_state``, ``$.polls.*``, ``$.canary.at``;
+    the endpoint tagged ``llmq:phase`` = ``canary`` (with the last approved config); each bake step's
+    state is discarded. After the last healthy step: ``then()`` (built when the bake loop's exit is wired).
+    Errors: before the endpoint changed (guard error or ``CanaryRefused``, model/config/deploy errors,
+    ``EndpointUpdateFailed``/``EndpointUpdateTimedOut`` before deploying) -> ``before`` (reject the
+    package); once "Deploy canary" succeeded (tag, endpoint wait, any bake step: ``CanaryStopped``,
+    ``CanaryAlarm`` or a step's error) -> ``rollback``, with ``$.error``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        resources: WorkflowResources,
+        *,
+        then: Later,
+        before: sfn.IChainable,
+        rollback: sfn.IChainable,
+    ) -> None:
+        super().__init__(scope, construct_id, resources)
+        self.start: sfn.IChainable = self._build(then=then, before=before, rollback=rollback)
+
+    def _build(self, *, then: Later, before: sfn.IChainable, rollback: sfn.IChainable) -> sfn.IChainable:
+        endpoint = ENDPOINT
+        describe_endpoint = self.call(
+            "Describe baseline endpoint",
+            "sagemaker",
+            "describeEndpoint",
+            {"EndpointName": J.string_at(endpoint)},
+            resources=self._endpoint_arns(),
+            result_selector={"arn": J.string_at("$.EndpointArn")},
+            result_path="$.endpoint",
+        )
+        self.catch(describe_endpoint, before)
+        guard = self.invoke(
+            "Check endpoint before canary",
+            self._guard,
+            {
+                "action": "pre_canary",
+                "endpoint": J.string_at(endpoint),
+                "run_id": J.string_at("$.run.run_id"),
+                "serving_variant": J.string_at("$.run.variants.serving_name"),
+                "canary_config": J.string_at("$.run.names.endpoint_config"),
+                "local_storage_families": J.list_at("$.run.instances.local_storage_families"),
+                "candidate_local_storage": J.object_at("$.run.instances.serving_local_storage"),
+                "candidate_instance_type": J.string_at("$.run.instances.serving"),
+            },
+            "$.guard",
+        )
+        self.catch(guard, before)
+        refused = self.error_from("Canary refused", "CanaryRefused", "$.guard.reason").next(before)
+
+        find_model = self.call(
+            "Find candidate model",
+            "sagemaker",
+            "describeModel",
+            {"ModelName": J.string_at("$.run.names.candidate_model")},
+            resources=self._prefixed("model"),
+            retry="none",
+            result_selector={"found": True},
+            result_path="$.lookups.candidate_model",
+        )
+        create_model = self.call(
+            "Create candidate model",
+            "sagemaker",
+            "createModel",
+            {
+                "ModelName": J.string_at("$.run.names.candidate_model"),
+                "ExecutionRoleArn": self._role.role_arn,
+                "PrimaryContainer": {
+                    "Image": J.string_at("$.run.images.serving"),
+                    "ModelDataSource": {
+                        "S3DataSource": {
+                            "S3Uri": J.string_at("$.record.artifact_uri"),
+                            "S3DataType": "S3Prefix",
+                            "CompressionType": "None",
+                        }
+                    },
+                    "Environment": J.object_at("$.run.serving_environment"),
+                },
+                "VpcConfig": self._vpc(),
+                "EnableNetworkIsolation": True,
+                "Tags": J.list_at("$.run.tags"),
+            },
+            resources=self._prefixed("model"),
+            retry="create",
+        )
+        # The serving variant copied whole (AMI, timeouts, volume, routing, ...) with the
+        # first step's weight, then the candidate.
+        canary_variants = J.array(
+            J.json_merge(J.object_at("$.guard.serving"), J.object_at("$.run.canary.first_serving_weight")),
+            J.string_at("$.run.canary.first_candidate"),
+        )
+        config_name = "$.run.names.endpoint_config"
+        deploy = self._update_endpoint(
+            "Deploy canary", endpoint=endpoint, config=config_name, retain_instance_counts=True
+        )
+        # Refused: nothing changed on the endpoint, so there is nothing to roll back.
+        self.catch(deploy, before)
+        ready = self._await_endpoint("Before canary", endpoint=endpoint, then=deploy, on_error=before)
+        config_step = self._ensure_config(
+            "canary",
+            lookup="endpoint_config",
+            name=config_name,
+            variants=canary_variants,
+            key_allowed=sfn.Condition.boolean_equals("$.guard.kms_allowed", True),
+            then=ready,
+            on_error=before,
+        )
+        self.catch(create_model, before)
+        create_model.next(config_step)
+        model_step = self.lookup(
+            "candidate_model",
+            describe=find_model,
+            on_found=config_step,
+            on_not_found=create_model,
+            on_error=before,
+            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
+        )
+
+        tag_canary = self._tag_endpoint(
+            "Tag endpoint canary",
+            [*self._tags("canary"), {"Key": TAG_LAST_APPROVED, "Value": J.string_at("$.guard.last_approved")}],
+        )
+        self.catch(tag_canary, rollback)
+        bake = self._bake_loop(then=then, rollback=rollback)
+        deployed = self._await_endpoint(
+            "Canary", endpoint=endpoint, expect_config=config_name, then=bake, on_error=rollback
+        )
+        deploy.next(tag_canary).next(deployed)
+
+        go = sfn.Choice(self, "Canary may start?")
+        go.when(
+            sfn.Condition.and_(
+                sfn.Condition.boolean_equals("$.guard.ok", True), sfn.Condition.boolean_equals("$.guard.resume", True)
+            ),
+            deployed,
+        )
+        go.when(sfn.Condition.boolean_equals("$.guard.ok", True), model_step)
+        go.otherwise(refused)
+        return describe_endpoint.next(guard).next(go)
+
+    def _bake_loop(self, *, then: Later, rollback: sfn.IChainable) -> sfn.IChainable:
+        """One iteration per canary step: check, set weights, wait until applied, bake, check again."""
+        stopped = sfn.Fail(self, "Canary stopped", error="CanaryStopped", cause_path="$.check.reason")
+        alarm = sfn.Fail(self, "Candidate alarm", error="CanaryAlarm", cause_path="$.check.reason")
+        step_failed = sfn.Fail(self, "Step failed", error_path="$.error.Error", cause_path="$.error.Cause")
+        step_done = sfn.Succeed(self, "Step healthy")
+        check = {"since": "$.since", "endpoint": "$.endpoint", "run_id": "$.run_id", "alarms": "$.alarms"}
+
+        before = self._check_canary("Check canary before step", **check)
+        self.catch(before, step_failed)
+        set_weights = self._set_weights(
+            "Set canary weights",
+            endpoint="$.endpoint",
+            serving="$.serving_variant",
+            candidate=J.number_at("$.step.candidate"),
+            baseline=J.number_at("$.step.baseline"),
+        )
+        self.catch(set_weights, step_failed)
+        after = self._check_canary("Check canary after bake", **check)
+        self.catch(after, step_failed)
+        healthy = sfn.Choice(self, "Candidate healthy?")
+        healthy.when(sfn.Condition.boolean_equals("$.check.ok", True), step_done)
+        healthy.otherwise(alarm)
+        bake_wait = sfn.Wait(self, "Bake", time=sfn.WaitTime.seconds_path("$.step.bake_seconds"))
+        bake_wait.next(after).next(healthy)
+        applied = self._await_endpoint(
+            "Weights",
+            endpoint="$.endpoint",
+            expect_config="$.config",
+            expect_weights=[
+                {"VariantName": J.string_at("$.serving_variant"), "Weight": J.number_at("$.step.baseline")},
+                {"VariantName": CANDIDATE, "Weight": J.number_at("$.step.candidate")},
+            ],
+            then=bake_wait,
+            on_error=step_failed,
+            max_polls_path="$.max_polls",
+            wait_seconds_path="$.poll_seconds",
+        )
+        set_weights.next(applied)
+        ready = self._await_endpoint(
+            "Before weights",
+            endpoint="$.endpoint",
+            then=set_weights,
+            on_error=step_failed,
+            max_polls_path="$.max_polls",
+            wait_seconds_path="$.poll_seconds",
+        )
+        go_on = sfn.Choice(self, "Canary may go on?")
+        go_on.when(sfn.Condition.boolean_equals("$.check.ok", True), ready)
+        go_on.otherwise(stopped)
+        before.next(go_on)
+
+        started = sfn.Pass(
+            self, "Canary started", parameters={"at": J.string_at("$$.State.EnteredTime")}, result_path="$.canary"
+        )
+        bake = sfn.Map(
+            self,
+            "Bake canary steps",
+            items_path="$.run.canary.steps",
+            # One step after the other: weights only rise while the candidate stays healthy.
+            max_concurrency=1,
+            item_selector={
+                "step": J.object_at("$$.Map.Item.Value"),
+                "endpoint": J.string_at("$.run.baseline_endpoint"),
+                "config": J.string_at("$.run.names.endpoint_config"),
+                "run_id": J.string_at("$.run.run_id"),
+                "serving_variant": J.string_at("$.run.variants.serving_name"),
+                "alarms": J.list_at("$.run.names.candidate_alarms"),
+                # Every check looks back to the start of the canary: an alarm that fired
+                # and cleared in an earlier step still stops the run.
+                "since": J.string_at("$.canary.at"),
+                "poll_seconds": J.number_at("$.run.timing.endpoint_poll_seconds"),
+                "max_polls": J.number_at("$.run.timing.deploy_max_polls"),
+            },
+            result_path=J.DISCARD,
+        )
+        bake.item_processor(before)
+        bake.add_catch(rollback, errors=[sfn.Errors.ALL], result_path="$.error")
+        bake.next(then())
+        return started.next(bake)
