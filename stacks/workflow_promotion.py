@@ -16,8 +16,8 @@ class Promotion(PipelineSteps):
 
     Input: ``$.canary.at``, ``$.run.baseline_endpoint``, ``$.run.run_id``, ``$.run.names.{promoted_config,
     candidate_alarms}``, ``$.run.variants.{promoted,serving_name}``, ``$.run.instances.{serving,
-    serving_local_storage}``, ``$.run.s3.report_key``, ``$.run.timing.*``, ``$.run.tags``, ``$.record``,
-    ``$.evaluation.gate``.
+    serving_local_storage}``, ``$.run.s3.{report_key,bucket,autoscaling_key}``, ``$.run.timing.*``,
+    ``$.run.tags``, ``$.record``, ``$.evaluation.gate``.
     Output: ``$.check``, ``$.lookups.promoted_config``, ``$.autoscaling`` (the captured scaling setup),
     ``$.autoscaling_restored``, ``$.endpoint_state``, ``$.polls.*``; the endpoint tagged ``promoted``
     (with ``llmq:promoted-at``), the package Approved, an ``outcome: promoted`` message; the execution
@@ -151,22 +151,24 @@ class Promotion(PipelineSteps):
             J.DISCARD,
         )
         self.catch(suspend, rollback)
-        suspend.next(update)
+        # Wait for InService after the lift, not before it: a scaling activity that began before the
+        # deregister has ended then, and no new one starts; SageMaker refuses an update meanwhile.
+        ready = self._await_endpoint("Before promotion", endpoint=endpoint, then=update, on_error=rollback)
+        suspend.next(ready)
         blocked = self.error_from("Autoscaling blocks promotion", "AutoscalingBlocked", "$.autoscaling.reason")
         blocked.next(rollback)
         lift = sfn.Choice(self, "Autoscaling in the way?")
         lift.when(sfn.Condition.boolean_equals("$.autoscaling.ok", False), blocked)
         lift.when(sfn.Condition.boolean_equals("$.autoscaling.suspend", True), suspend)
-        lift.otherwise(update)
+        lift.otherwise(ready)
         plan.next(lift)
-        ready = self._await_endpoint("Before promotion", endpoint=endpoint, then=plan, on_error=rollback)
         config_step = self._ensure_config(
             "promoted",
             lookup="promoted_config",
             name=promoted_config,
             variants=promoted_variants,
             key_allowed=sfn.Condition.boolean_equals("$.run.instances.serving_local_storage", False),
-            then=ready,
+            then=plan,
             on_error=rollback,
         )
         before = self._check_canary("Check before promotion", **check)
