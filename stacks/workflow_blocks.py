@@ -25,6 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from contracts.run_plan import run_path
 from stacks.shared_resources import SharedResources
 from stacks.workflow_steps import StepBuilder, retry_sns
 
@@ -36,7 +37,7 @@ CANDIDATE = "candidate"
 TAG_PHASE = "llmq:phase"
 TAG_LAST_APPROVED = "llmq:last-approved-config"
 TAG_PROMOTED_AT = "llmq:promoted-at"
-ENDPOINT = "$.run.baseline_endpoint"
+ENDPOINT = run_path("baseline_endpoint")
 # The next fragment, built when the transition into it is wired: the order in which states are
 # connected decides the order of the definition's States (CDK walks the graph from the start),
 # so building a fragment at that point keeps the definition byte for byte what it was.
@@ -95,8 +96,8 @@ class PipelineSteps(StepBuilder):
     def _tags(self, phase: str) -> list[dict[str, Any]]:
         return [
             {"Key": TAG_PHASE, "Value": phase},
-            {"Key": "llmq:model-name", "Value": J.string_at("$.run.model_name")},
-            {"Key": "llmq:run-id", "Value": J.string_at("$.run.run_id")},
+            {"Key": "llmq:model-name", "Value": J.string_at(run_path("model_name"))},
+            {"Key": "llmq:run-id", "Value": J.string_at(run_path("run_id"))},
             {"Key": "llmq:model-package-arn", "Value": J.string_at("$.record.model_package_arn")},
         ]
 
@@ -149,7 +150,7 @@ class PipelineSteps(StepBuilder):
         parameters: dict[str, Any] = {
             "EndpointConfigName": J.string_at(name),
             "ProductionVariants": variants,
-            "Tags": J.list_at("$.run.tags"),
+            "Tags": J.list_at(run_path("tags")),
         }
         if with_key:
             parameters["KmsKeyId"] = self._key.key_arn
@@ -201,7 +202,7 @@ class PipelineSteps(StepBuilder):
             on_found=then,
             on_not_found=choice,
             on_error=on_error,
-            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
+            wait_seconds_path=run_path("timing.endpoint_poll_seconds"),
         )
 
     def _await_endpoint(
@@ -213,8 +214,8 @@ class PipelineSteps(StepBuilder):
         on_error: sfn.IChainable,
         expect_config: str | None = None,
         expect_weights: list[dict[str, Any]] | None = None,
-        max_polls_path: str = "$.run.timing.deploy_max_polls",
-        wait_seconds_path: str = "$.run.timing.endpoint_poll_seconds",
+        max_polls_path: str = run_path("timing.deploy_max_polls"),
+        wait_seconds_path: str = run_path("timing.endpoint_poll_seconds"),
         counter_root: str = "$.polls",
         error_path: str = "$.error",
     ) -> sfn.IChainable:
@@ -283,7 +284,7 @@ class PipelineSteps(StepBuilder):
     @staticmethod
     def _autoscaling_record() -> dict[str, Any]:
         """Where the lifted scaling setup is kept (durable: a stopped execution leaves it for the rerun)."""
-        return {"bucket": J.string_at("$.run.s3.bucket"), "record_key": J.string_at("$.run.s3.autoscaling_key")}
+        return {"bucket": J.string_at(run_path("s3.bucket")), "record_key": J.string_at(run_path("s3.autoscaling_key"))}
 
     @staticmethod
     def _autoscaling_suspended() -> sfn.Condition:

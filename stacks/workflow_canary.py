@@ -8,6 +8,7 @@ from __future__ import annotations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts.run_plan import run_path
 from stacks.workflow_blocks import CANDIDATE, ENDPOINT, TAG_LAST_APPROVED, J, Later, PipelineSteps, WorkflowResources
 
 
@@ -60,12 +61,12 @@ class Canary(PipelineSteps):
             {
                 "action": "pre_canary",
                 "endpoint": J.string_at(endpoint),
-                "run_id": J.string_at("$.run.run_id"),
-                "serving_variant": J.string_at("$.run.variants.serving_name"),
-                "canary_config": J.string_at("$.run.names.endpoint_config"),
-                "local_storage_families": J.list_at("$.run.instances.local_storage_families"),
-                "candidate_local_storage": J.object_at("$.run.instances.serving_local_storage"),
-                "candidate_instance_type": J.string_at("$.run.instances.serving"),
+                "run_id": J.string_at(run_path("run_id")),
+                "serving_variant": J.string_at(run_path("variants.serving_name")),
+                "canary_config": J.string_at(run_path("names.endpoint_config")),
+                "local_storage_families": J.list_at(run_path("instances.local_storage_families")),
+                "candidate_local_storage": J.object_at(run_path("instances.serving_local_storage")),
+                "candidate_instance_type": J.string_at(run_path("instances.serving")),
             },
             "$.guard",
         )
@@ -76,7 +77,7 @@ class Canary(PipelineSteps):
             "Find candidate model",
             "sagemaker",
             "describeModel",
-            {"ModelName": J.string_at("$.run.names.candidate_model")},
+            {"ModelName": J.string_at(run_path("names.candidate_model"))},
             resources=self._prefixed("model"),
             retry="none",
             result_selector={"found": True},
@@ -87,10 +88,10 @@ class Canary(PipelineSteps):
             "sagemaker",
             "createModel",
             {
-                "ModelName": J.string_at("$.run.names.candidate_model"),
+                "ModelName": J.string_at(run_path("names.candidate_model")),
                 "ExecutionRoleArn": self._role.role_arn,
                 "PrimaryContainer": {
-                    "Image": J.string_at("$.run.images.serving"),
+                    "Image": J.string_at(run_path("images.serving")),
                     "ModelDataSource": {
                         "S3DataSource": {
                             "S3Uri": J.string_at("$.record.artifact_uri"),
@@ -98,11 +99,11 @@ class Canary(PipelineSteps):
                             "CompressionType": "None",
                         }
                     },
-                    "Environment": J.object_at("$.run.serving_environment"),
+                    "Environment": J.object_at(run_path("serving_environment")),
                 },
                 "VpcConfig": self._vpc(),
                 "EnableNetworkIsolation": True,
-                "Tags": J.list_at("$.run.tags"),
+                "Tags": J.list_at(run_path("tags")),
             },
             resources=self._prefixed("model"),
             retry="create",
@@ -110,10 +111,10 @@ class Canary(PipelineSteps):
         # The serving variant copied whole (AMI, timeouts, volume, routing, ...) with the
         # first step's weight, then the candidate.
         canary_variants = J.array(
-            J.json_merge(J.object_at("$.guard.serving"), J.object_at("$.run.canary.first_serving_weight")),
-            J.string_at("$.run.canary.first_candidate"),
+            J.json_merge(J.object_at("$.guard.serving"), J.object_at(run_path("canary.first_serving_weight"))),
+            J.string_at(run_path("canary.first_candidate")),
         )
-        config_name = "$.run.names.endpoint_config"
+        config_name = run_path("names.endpoint_config")
         deploy = self._update_endpoint(
             "Deploy canary", endpoint=endpoint, config=config_name, retain_instance_counts=True
         )
@@ -137,7 +138,7 @@ class Canary(PipelineSteps):
             on_found=config_step,
             on_not_found=create_model,
             on_error=before,
-            wait_seconds_path="$.run.timing.endpoint_poll_seconds",
+            wait_seconds_path=run_path("timing.endpoint_poll_seconds"),
         )
 
         tag_canary = self._tag_endpoint(
@@ -220,21 +221,21 @@ class Canary(PipelineSteps):
         bake = sfn.Map(
             self,
             "Bake canary steps",
-            items_path="$.run.canary.steps",
+            items_path=run_path("canary.steps"),
             # One step after the other: weights only rise while the candidate stays healthy.
             max_concurrency=1,
             item_selector={
                 "step": J.object_at("$$.Map.Item.Value"),
-                "endpoint": J.string_at("$.run.baseline_endpoint"),
-                "config": J.string_at("$.run.names.endpoint_config"),
-                "run_id": J.string_at("$.run.run_id"),
-                "serving_variant": J.string_at("$.run.variants.serving_name"),
-                "alarms": J.list_at("$.run.names.candidate_alarms"),
+                "endpoint": J.string_at(run_path("baseline_endpoint")),
+                "config": J.string_at(run_path("names.endpoint_config")),
+                "run_id": J.string_at(run_path("run_id")),
+                "serving_variant": J.string_at(run_path("variants.serving_name")),
+                "alarms": J.list_at(run_path("names.candidate_alarms")),
                 # Every check looks back to the start of the canary: an alarm that fired
                 # and cleared in an earlier step still stops the run.
                 "since": J.string_at("$.canary.at"),
-                "poll_seconds": J.number_at("$.run.timing.endpoint_poll_seconds"),
-                "max_polls": J.number_at("$.run.timing.deploy_max_polls"),
+                "poll_seconds": J.number_at(run_path("timing.endpoint_poll_seconds")),
+                "max_polls": J.number_at(run_path("timing.deploy_max_polls")),
             },
             result_path=J.DISCARD,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts.run_plan import run_path
 from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, PipelineSteps, WorkflowResources
 
 
@@ -135,7 +136,7 @@ class Rollback(PipelineSteps):
         shift = self._set_weights(
             "Restore serving weights",
             endpoint=endpoint,
-            serving="$.run.variants.serving_name",
+            serving=run_path("variants.serving_name"),
             candidate=0,
             baseline=100,
         )
@@ -143,7 +144,7 @@ class Rollback(PipelineSteps):
             "Traffic back",
             endpoint=endpoint,
             expect_weights=[
-                {"VariantName": J.string_at("$.run.variants.serving_name"), "Weight": 100},
+                {"VariantName": J.string_at(run_path("variants.serving_name")), "Weight": 100},
                 {"VariantName": CANDIDATE, "Weight": 0},
             ],
             then=restore,
@@ -157,7 +158,7 @@ class Rollback(PipelineSteps):
         where = sfn.Choice(self, "Endpoint runs what?")
         where.when(sfn.Condition.string_equals_json_path("$.endpoint_state.config", last_approved), rolled_back)
         where.when(
-            sfn.Condition.string_equals_json_path("$.endpoint_state.config", "$.run.names.endpoint_config"), shift
+            sfn.Condition.string_equals_json_path("$.endpoint_state.config", run_path("names.endpoint_config")), shift
         )
         where.otherwise(restore)
         ready = self._await_endpoint(
@@ -197,8 +198,8 @@ class Rollback(PipelineSteps):
                     "{}; the serving variant's autoscaling is not registered again ({}): its setup is in s3://{}/{}",
                     J.string_at("$.error.Cause"),
                     J.string_at("$.cleanup_error.Cause"),
-                    J.string_at("$.run.s3.bucket"),
-                    J.string_at("$.run.s3.autoscaling_key"),
+                    J.string_at(run_path("s3.bucket")),
+                    J.string_at(run_path("s3.autoscaling_key")),
                 ),
             },
             result_path="$.error",
@@ -216,7 +217,7 @@ class Rollback(PipelineSteps):
             sfn.Condition.and_(
                 self._autoscaling_suspended(),
                 sfn.Condition.is_present("$.endpoint_state.config"),
-                sfn.Condition.string_equals_json_path("$.endpoint_state.config", "$.run.names.promoted_config"),
+                sfn.Condition.string_equals_json_path("$.endpoint_state.config", run_path("names.promoted_config")),
             ),
             still_promoted,
         )

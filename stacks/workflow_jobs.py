@@ -16,6 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from contracts.run_plan import run_path
 from stacks.workflow_blocks import J, Later, PipelineSteps, WorkflowResources
 
 
@@ -133,8 +134,8 @@ class SageMakerJob(PipelineSteps):
             status_path=status_path,
             done=("Completed",),
             failed=("Failed", "Stopped"),
-            max_polls_path=f"$.run.timing.{step.lower()}_max_polls",
-            wait_seconds_path="$.run.timing.job_poll_seconds",
+            max_polls_path=run_path(f"timing.{step.lower()}_max_polls"),
+            wait_seconds_path=run_path("timing.job_poll_seconds"),
             on_done=on_done,
             on_failed=failed_choice,
             on_timeout=timed_out,
@@ -148,7 +149,7 @@ class SageMakerJob(PipelineSteps):
             on_found=poll,
             on_not_found=create,
             on_error=fail,
-            wait_seconds_path="$.run.timing.job_poll_seconds",
+            wait_seconds_path=run_path("timing.job_poll_seconds"),
         )
 
     def _job_failure(self, name: str, *, describe: tasks.CallAwsService, error: str, fail: sfn.IChainable) -> Any:
@@ -194,7 +195,7 @@ class QuantizeModel(PipelineSteps):
         self.start: sfn.IChainable = self._build(then=then, fail=fail)
 
     def _build(self, *, then: sfn.IChainable, fail: sfn.IChainable) -> sfn.IChainable:
-        job = {"TrainingJobName": J.string_at("$.run.names.training_job")}
+        job = {"TrainingJobName": J.string_at(run_path("names.training_job"))}
         # Where SageMaker really put the model: the record function reads the plan's URI.
         artifacts = self.call(
             "Read model artifacts",
@@ -207,22 +208,22 @@ class QuantizeModel(PipelineSteps):
         )
         self.catch(artifacts, fail)
         artifact_uri = sfn.Pass(
-            self, "Use model artifacts", input_path="$.quantize.artifacts.uri", result_path="$.run.s3.artifact_uri"
+            self, "Use model artifacts", input_path="$.quantize.artifacts.uri", result_path=run_path("s3.artifact_uri")
         )
         artifacts.next(artifact_uri).next(then)
         create_parameters: dict[str, Any] = {
             "RoleArn": self._role.role_arn,
             "AlgorithmSpecification": {
-                "TrainingImage": J.string_at("$.run.images.quantize"),
+                "TrainingImage": J.string_at(run_path("images.quantize")),
                 "TrainingInputMode": "File",
             },
-            "HyperParameters": J.object_at("$.run.hyperparameters"),
+            "HyperParameters": J.object_at(run_path("hyperparameters")),
             "InputDataConfig": [
-                _s3_channel("model", "$.run.s3.source_model_uri"),
-                _s3_channel("calibration", "$.run.s3.calibration_uri"),
+                _s3_channel("model", run_path("s3.source_model_uri")),
+                _s3_channel("calibration", run_path("s3.calibration_uri")),
             ],
             "OutputDataConfig": {
-                "S3OutputPath": J.string_at("$.run.s3.output_path"),
+                "S3OutputPath": J.string_at(run_path("s3.output_path")),
                 # Valid on every instance type (unlike a volume key).
                 "KmsKeyId": self._key.key_arn,
                 # Uploads the model directory as files (<output>/<job>/output/model/),
@@ -230,13 +231,13 @@ class QuantizeModel(PipelineSteps):
                 "CompressionType": "NONE",
             },
             # InstanceType, count, volume size and, on EBS-only instances, the volume key.
-            "ResourceConfig": J.object_at("$.run.resources.training"),
+            "ResourceConfig": J.object_at(run_path("resources.training")),
             "VpcConfig": self._vpc(),
-            "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.quantize_max_seconds")},
+            "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at(run_path("timing.quantize_max_seconds"))},
             # The job reads its channels and writes its output through SageMaker;
             # the container itself needs no network.
             "EnableNetworkIsolation": True,
-            "Tags": J.list_at("$.run.tags"),
+            "Tags": J.list_at(run_path("tags")),
         }
         return SageMakerJob(
             self,
@@ -246,7 +247,7 @@ class QuantizeModel(PipelineSteps):
             step="Quantize",
             kind="training-job",
             api="TrainingJob",
-            name_path="$.run.names.training_job",
+            name_path=run_path("names.training_job"),
             create_parameters=create_parameters,
             on_done=artifacts,
             fail=fail,
@@ -285,7 +286,7 @@ class EvaluateModel(PipelineSteps):
             "Read gate",
             "s3",
             "getObject",
-            {"Bucket": self._bucket.bucket_name, "Key": J.string_at("$.run.s3.gate_key")},
+            {"Bucket": self._bucket.bucket_name, "Key": J.string_at(run_path("s3.gate_key"))},
             resources=[self._bucket.arn_for_objects("models/*/reports/*")],
             iam_action="s3:GetObject",
             result_selector={"gate": J.string_to_json(J.string_at("$.Body"))},
@@ -321,14 +322,14 @@ class EvaluateModel(PipelineSteps):
         create_parameters: dict[str, Any] = {
             "RoleArn": self._role.role_arn,
             "AppSpecification": {
-                "ImageUri": J.string_at("$.run.images.evaluate"),
+                "ImageUri": J.string_at(run_path("images.evaluate")),
                 "ContainerEntrypoint": ["python3", "-m", "jobs.evaluate"],
-                "ContainerArguments": J.list_at("$.run.evaluate_arguments"),
+                "ContainerArguments": J.list_at(run_path("evaluate_arguments")),
             },
             "ProcessingInputs": [
-                _processing_input("baseline", "$.run.s3.source_model_uri"),
+                _processing_input("baseline", run_path("s3.source_model_uri")),
                 _processing_input("candidate", "$.record.artifact_uri"),
-                _processing_input("validation", "$.run.s3.validation_uri"),
+                _processing_input("validation", run_path("s3.validation_uri")),
             ],
             "ProcessingOutputConfig": {
                 "KmsKeyId": self._key.key_arn,
@@ -336,7 +337,7 @@ class EvaluateModel(PipelineSteps):
                     {
                         "OutputName": "reports",
                         "S3Output": {
-                            "S3Uri": J.string_at("$.run.s3.reports_uri"),
+                            "S3Uri": J.string_at(run_path("s3.reports_uri")),
                             "LocalPath": "/opt/ml/processing/output",
                             "S3UploadMode": "EndOfJob",
                         },
@@ -344,10 +345,10 @@ class EvaluateModel(PipelineSteps):
                 ],
             },
             # Instance, count, volume size and, on EBS-only instances, the volume key.
-            "ProcessingResources": {"ClusterConfig": J.object_at("$.run.resources.processing")},
+            "ProcessingResources": {"ClusterConfig": J.object_at(run_path("resources.processing"))},
             "NetworkConfig": {"EnableNetworkIsolation": True, "VpcConfig": self._vpc()},
-            "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at("$.run.timing.evaluate_max_seconds")},
-            "Tags": J.list_at("$.run.tags"),
+            "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at(run_path("timing.evaluate_max_seconds"))},
+            "Tags": J.list_at(run_path("tags")),
         }
         return SageMakerJob(
             self,
@@ -357,7 +358,7 @@ class EvaluateModel(PipelineSteps):
             step="Evaluate",
             kind="processing-job",
             api="ProcessingJob",
-            name_path="$.run.names.evaluate_job",
+            name_path=run_path("names.evaluate_job"),
             create_parameters=create_parameters,
             on_done=read_gate,
             fail=fail,

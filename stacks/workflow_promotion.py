@@ -8,6 +8,7 @@ from __future__ import annotations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts.run_plan import run_path
 from stacks.workflow_blocks import ENDPOINT, TAG_PROMOTED_AT, J, PipelineSteps, WorkflowResources
 
 
@@ -41,19 +42,19 @@ class Promotion(PipelineSteps):
 
     def _build(self, *, rollback: sfn.IChainable, failed: sfn.IChainable) -> sfn.IChainable:
         endpoint = ENDPOINT
-        promoted_config = "$.run.names.promoted_config"
+        promoted_config = run_path("names.promoted_config")
         check = {
             "since": "$.canary.at",
             "endpoint": endpoint,
-            "run_id": "$.run.run_id",
-            "alarms": "$.run.names.candidate_alarms",
+            "run_id": run_path("run_id"),
+            "alarms": run_path("names.candidate_alarms"),
         }
         stopped = self.error_from("Promotion stopped", "CanaryStopped", "$.check.reason").next(rollback)
 
         # One variant: the serving variant's name with the candidate's model, so the
         # serving variant's alarms (and its autoscaling target, lifted and restored around
         # an instance-type change) keep guarding it.
-        promoted_variants = J.array(J.string_at("$.run.variants.promoted"))
+        promoted_variants = J.array(J.string_at(run_path("variants.promoted")))
 
         update = self._update_endpoint(
             "Promote candidate", endpoint=endpoint, config=promoted_config, retain_instance_counts=False
@@ -85,7 +86,7 @@ class Promotion(PipelineSteps):
                 "endpoint": J.string_at(endpoint),
                 "model_package_arn": J.string_at("$.record.model_package_arn"),
                 "artifact_uri": J.string_at("$.record.artifact_uri"),
-                "report_key": J.string_at("$.run.s3.report_key"),
+                "report_key": J.string_at(run_path("s3.report_key")),
             },
         )
         promoted = sfn.Pass(
@@ -133,8 +134,8 @@ class Promotion(PipelineSteps):
             {
                 "action": "autoscaling_plan",
                 "endpoint": J.string_at(endpoint),
-                "serving_variant": J.string_at("$.run.variants.serving_name"),
-                "instance_type": J.string_at("$.run.instances.serving"),
+                "serving_variant": J.string_at(run_path("variants.serving_name")),
+                "instance_type": J.string_at(run_path("instances.serving")),
                 **self._autoscaling_record(),
             },
             "$.autoscaling",
@@ -167,7 +168,7 @@ class Promotion(PipelineSteps):
             lookup="promoted_config",
             name=promoted_config,
             variants=promoted_variants,
-            key_allowed=sfn.Condition.boolean_equals("$.run.instances.serving_local_storage", False),
+            key_allowed=sfn.Condition.boolean_equals(run_path("instances.serving_local_storage"), False),
             then=plan,
             on_error=rollback,
         )
