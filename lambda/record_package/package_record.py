@@ -13,21 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.endpoint_tags import TAG_MODEL, TAG_RUN
+from contracts.manifest import lookup, missing_fields
 
-# The quantize job contract (docs/contracts.md, design.md "Job contracts").
-REQUIRED_MANIFEST_FIELDS = (
-    "quantization.algorithm",
-    "quantization.scheme",
-    "quantization.group_size",
-    "quantization.ignore",
-    "calibration.sha256",
-    "calibration.samples_used",
-    "source.sha256",
-    "versions",
-    "metrics.wall_seconds",
-    "metrics.source_bytes",
-    "metrics.artifact_bytes",
-)
 PENDING = "PendingManualApproval"
 METADATA_VALUE_MAX = 256
 # CreateModelPackageGroup's ModelPackageGroupName: 1-63 characters of this pattern.
@@ -72,33 +59,24 @@ class RecordResult:
         }
 
 
-def _lookup(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def verify_manifest(manifest: Any, run: dict[str, Any]) -> list[str]:
     """Every way ``manifest`` breaks the contract or disagrees with the run's plan."""
     if not isinstance(manifest, dict):
         return ["manifest.json is not a JSON object"]
-    problems = [f"missing {field}" for field in REQUIRED_MANIFEST_FIELDS if not _lookup(manifest, field)[0]]
+    problems = [f"missing {field}" for field in missing_fields(manifest)]
     for field, expected in (
         ("quantization.algorithm", run["algorithm"]),
         ("quantization.scheme", run["scheme"]),
     ):
-        found, value = _lookup(manifest, field)
+        found, value = lookup(manifest, field)
         if found and value != expected:
             problems.append(f"{field} is {value!r}, the run asked for {expected!r}")
-    found, group_size = _lookup(manifest, "quantization.group_size")
+    found, group_size = lookup(manifest, "quantization.group_size")
     if found and run.get("group_size") is not None and group_size != run["group_size"]:
         # The job may lower the group size for a layer shape (it reports the effective one);
         # a different size for the whole model is not what was asked.
         problems.append(f"quantization.group_size is {group_size!r}, the run asked for {run['group_size']!r}")
-    found, artifact_bytes = _lookup(manifest, "metrics.artifact_bytes")
+    found, artifact_bytes = lookup(manifest, "metrics.artifact_bytes")
     if found and (not isinstance(artifact_bytes, int) or artifact_bytes <= 0):
         problems.append("metrics.artifact_bytes must be a positive integer")
     return problems
