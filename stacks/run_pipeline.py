@@ -1,7 +1,7 @@
 """Start a pipeline execution from a model spec, follow it state by state, print the outcome.
 
-    python -m jobs.run_pipeline docs/examples/gptq-w4a16.yaml --stage dev
-    python -m jobs.run_pipeline docs/examples/gptq-w4a16.yaml --stage dev --offline   # no AWS needed
+    python -m stacks.run_pipeline docs/examples/gptq-w4a16.yaml --stage dev
+    python -m stacks.run_pipeline docs/examples/gptq-w4a16.yaml --stage dev --offline   # no AWS needed
 
 The spec is validated locally first with the same model the validate Lambda uses
 (lambda/validate_input/run_spec.py, imported by path), so a bad spec fails here,
