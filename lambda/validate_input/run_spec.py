@@ -25,7 +25,7 @@ from quantize_sizing import estimate, instance_problem
 from serving_ami import inference_ami
 
 # Algorithm x scheme pairs, grouped schemes and group sizes: a copy of the quantize
-# job's table (jobs/quantize_support.py SUPPORTED, SCHEME_INFO, KERNEL_GROUP_SIZES).
+# job's table (jobs/quantize/support.py SUPPORTED, SCHEME_INFO, KERNEL_GROUP_SIZES).
 # The function's asset is this folder only, so it cannot import jobs/;
 # tests/unit/test_run_spec_model.py fails as soon as the copy and the source differ.
 SUPPORTED_PAIRS: dict[str, frozenset[str]] = {
@@ -533,7 +533,7 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "manifest_key": f"{run_key}manifest.json",
             "reports_uri": f"s3://{bucket}/{run_key}reports/",
             "report_key": f"{run_key}reports/report.json",
-            # The bounded verdict the state machine reads (jobs/evaluate_gate.py GATE_FILE).
+            # The bounded verdict the state machine reads (jobs/evaluate/gate.py GATE_FILE).
             "gate_key": f"{run_key}reports/gate.json",
             "source_model_uri": spec.source_model_uri,
             "calibration_uri": spec.calibration_uri,
@@ -576,7 +576,7 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
             "OPTION_TENSOR_PARALLEL_DEGREE": "max",
             "OPTION_MAX_MODEL_LEN": str(spec.max_seq_length),
         },
-        # jobs/evaluate.py's own flags (tests/evaluate/test_pipeline_contract.py parses them
+        # The evaluate job's own flags (jobs/evaluate/job.py; tests/jobs/evaluate/test_pipeline_contract.py parses them
         # with its parser). Offline, no server: fidelity is measured and gated; speed is
         # stated as not measured and judged live by the canary's alarms.
         "evaluate_arguments": [

@@ -150,7 +150,7 @@ def test_instance_families_match_the_stage_config():
 
 
 def test_support_table_matches_the_quantize_jobs_table():
-    module_spec = importlib.util.spec_from_file_location("quantize_support", ROOT / "jobs" / "quantize_support.py")
+    module_spec = importlib.util.spec_from_file_location("quantize_support", ROOT / "jobs" / "quantize" / "support.py")
     assert module_spec and module_spec.loader
     module = importlib.util.module_from_spec(module_spec)
     sys.modules["quantize_support"] = module  # dataclasses resolve their module by name
