@@ -30,9 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.evaluate import (
-    write_report,
-)
+from jobs.evaluate import write_report
 from jobs.pilot.children import Children, terminate_on_sigterm
 from jobs.pilot.plan import PilotInputError, Plan, Progress, parse_args, validate
 from jobs.pilot.serve import candidate_report, serve_and_measure

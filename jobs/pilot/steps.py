@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.evaluate import (
-    measure_model_fidelity,
-)
+from jobs.evaluate import measure_model_fidelity
 from jobs.pilot.children import Children, child_env
 from jobs.pilot.plan import Plan, Progress
 from jobs.sagemaker_job import records
