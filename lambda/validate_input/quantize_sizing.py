@@ -4,7 +4,7 @@ SageMaker training instance that has them.
 Pure Python (no torch): the validate Lambda refuses a quantize instance that
 cannot hold the model before any job starts, and docs/quantize-sizing.md
 prints the same table. The coefficients are fitted on real runs of
-jobs/quantize.py (benchmarks/results/gpu-scale-h200.json: Llama-3.1-8B shape,
+the quantize job, jobs/quantize/ (benchmarks/results/gpu-scale-h200.json: Llama-3.1-8B shape,
 W4A16 g128, 128 x 2048 calibration tokens, one H200):
 
 - GPTQ: peak host RSS 22.98 GiB, peak GPU 7.42 GiB, 223.5 s;

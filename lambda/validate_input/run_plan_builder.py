@@ -231,7 +231,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             "OPTION_TENSOR_PARALLEL_DEGREE": "max",
             "OPTION_MAX_MODEL_LEN": str(spec.max_seq_length),
         },
-        # jobs/evaluate.py's own flags (tests/evaluate/test_pipeline_contract.py parses them
+        # The evaluate job's own flags (tests/jobs/evaluate/test_pipeline_contract.py parses them
         # with its parser). Offline, no server: fidelity is measured and gated; speed is
         # stated as not measured and judged live by the canary's alarms.
         "evaluate_arguments": [

@@ -1,7 +1,7 @@
 """The execution input of the per-model pipeline: its model, its validation, every problem at once.
 
 Pure logic: the validate Lambda (handler.py) and the command-line tool
-(jobs/run_pipeline.py, which imports this file by path) share it, so a spec is
+(stacks/run_pipeline.py, which imports this file by path) share it, so a spec is
 judged the same way on a laptop and in the state machine. Every problem is
 reported at once, each with the name of its field.
 

@@ -28,7 +28,9 @@ def test_build_context_holds_only_job_code_and_containers(dev_app):
         top = {p.name for p in staged.iterdir()}
         # .dockerignore keeps virtualenvs, node_modules and cdk.out out of the hash and the upload.
         assert top <= {"jobs", "containers", ".dockerignore"}, top
-        assert (staged / "jobs" / "quantize.py").is_file()
+        assert (staged / "jobs" / "quantize" / "__main__.py").is_file()
+        assert (staged / "jobs" / "evaluate" / "__main__.py").is_file()
+        assert not (staged / "jobs" / "pilot").exists(), "the pilot is in no image"
 
 
 def test_validate_function_defaults_to_the_built_images(dev_app):

@@ -1,4 +1,4 @@
-"""jobs/run_pipeline.py: the spec is judged locally before anything starts."""
+"""stacks/run_pipeline.py: the spec is judged locally before anything starts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import run_pipeline
+from stacks import run_pipeline
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "docs" / "examples").glob("*"))
 

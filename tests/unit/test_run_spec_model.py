@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -142,20 +141,6 @@ def test_long_names_are_hashed_within_63_characters_and_keep_their_suffix():
     assert len(name) <= 63
     assert name.endswith("-candidate")
     assert name != resource_name("llmq-production", "a" * 32, "r" * 19 + "s", "candidate")
-
-
-def test_support_table_matches_the_quantize_jobs_table():
-    """Until the quantize job reads contracts/support_table.py too, its own table must agree."""
-    from contracts import support_table
-
-    module_spec = importlib.util.spec_from_file_location("quantize_support", ROOT / "jobs" / "quantize_support.py")
-    assert module_spec and module_spec.loader
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules["quantize_support"] = module  # dataclasses resolve their module by name
-    module_spec.loader.exec_module(module)
-    assert set(module.SUPPORTED) == set(support_table.SUPPORTED)
-    assert {name for name, info in module.SCHEME_INFO.items() if info.grouped} == support_table.GROUPED_SCHEMES
-    assert module.KERNEL_GROUP_SIZES == support_table.KERNEL_GROUP_SIZES
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "docs" / "examples").glob("*.*")), ids=lambda p: p.name)

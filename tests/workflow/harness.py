@@ -62,7 +62,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-from jobs.evaluate_gate import GATE_FILE, gate_json, pipeline_gate
+from contracts.artifact_layout import GATE_FILE
+from jobs.evaluate.gate import gate_json, pipeline_gate
 from tests.aws_conformance.hook import acting_as
 from tests.aws_conformance.iam import PolicyEvaluator
 from tests.workflow.sagemaker_world import SageMakerWorld, Timeline, WorldFaults
@@ -381,7 +382,7 @@ class Shims:
         }
         s3 = boto3.client("s3", region_name=REGION)
         s3.put_object(Bucket=bucket, Key=f"{prefix}/report.json", Body=json.dumps(report).encode())
-        # What the evaluate job writes beside it (jobs/evaluate_gate.py), by the job's own code.
+        # What the evaluate job writes beside it (jobs/evaluate/gate.py), by the job's own code.
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{GATE_FILE}", Body=gate_json(pipeline_gate(gate)))
 
     def _after_update_endpoint_weights_and_capacities(self, backend: Any, kwargs: dict[str, Any]) -> None:

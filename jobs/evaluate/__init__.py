@@ -1,0 +1,57 @@
+"""The evaluate job (a SageMaker processing job; ``python -m jobs.evaluate``) and its library.
+
+- ``job``: arguments, the run, the failure file; ``__main__`` runs it;
+- ``measure``: fidelity (perplexity, greedy agreement) and speed; ``models``: what a model
+  directory says; ``fidelity``: greedy agreement, weight bytes;
+- ``load_test``: the serving client (LiteLLM, SageMaker variants) and its load generator;
+- ``gate``, ``cost`` (with ``instance_prices.json``), ``stats``, ``report``, ``assemble``: the
+  decision, the price of a token, percentiles, report.md/performance.png, report.json/gate.json.
+
+What the pilot uses is re-exported below, so it reads the evaluate job through one surface.
+Every module keeps torch, transformers and litellm imports inside functions: importing this
+package costs only the standard library.
+"""
+
+from jobs.evaluate.assemble import build_report, write_report
+from jobs.evaluate.cost import PriceTable, PriceTableError
+from jobs.evaluate.fidelity import DEFAULT_PROMPTS, greedy_outputs
+from jobs.evaluate.gate import GateConfigError, Thresholds, Workload
+from jobs.evaluate.job import DEFAULT_CONCURRENCY, DEFAULT_MEASURED_INSTANCE
+from jobs.evaluate.load_test import Target
+from jobs.evaluate.measure import (
+    fidelity_section,
+    greedy_section,
+    measure_model_fidelity,
+    measure_performance,
+    performance_section,
+    requests_for,
+    served_greedy,
+)
+from jobs.evaluate.models import ModelInfo
+from jobs.evaluate.report import PERF_HEADER, side_by_side_rows, text_table
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MEASURED_INSTANCE",
+    "DEFAULT_PROMPTS",
+    "PERF_HEADER",
+    "GateConfigError",
+    "ModelInfo",
+    "PriceTable",
+    "PriceTableError",
+    "Target",
+    "Thresholds",
+    "Workload",
+    "build_report",
+    "fidelity_section",
+    "greedy_outputs",
+    "greedy_section",
+    "measure_model_fidelity",
+    "measure_performance",
+    "performance_section",
+    "requests_for",
+    "served_greedy",
+    "side_by_side_rows",
+    "text_table",
+    "write_report",
+]

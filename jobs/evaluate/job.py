@@ -1,0 +1,265 @@
+"""Evaluate a quantized candidate against its baseline: fidelity, speed, memory, cost, gate.
+
+Runs as a SageMaker job (evaluate container) and as a library of the pilot (jobs/pilot/).
+SageMaker conventions (docs/evaluate.md has the exact contract):
+- hyperparameters as ``--name value`` arguments or from
+  ``$SM_INPUT_CONFIG_DIR/hyperparameters.json``; arguments win;
+- channels ``SM_CHANNEL_BASELINE`` and ``SM_CHANNEL_CANDIDATE`` (HF / compressed-tensors model
+  directories) and ``SM_CHANNEL_VALIDATION`` (JSONL or .txt files);
+- report.json, report.md, performance.png and gate.json (the bounded verdict the pipeline
+  reads, jobs/evaluate/gate.py) to ``--output-dir`` (default ``$SM_OUTPUT_DATA_DIR``, else
+  ``$SM_MODEL_DIR``);
+- a bad input or a crash writes one reason to ``--failure-dir`` (default ``$SM_OUTPUT_DIR``) and
+  exits non-zero: to ``message`` when it runs as a SageMaker processing job (what SageMaker
+  shows as the job's ExitMessage), to ``failure`` otherwise (a training job's FailureReason);
+  A failed *gate* is not a failed job: the job succeeds and gate.json says ``passed: false``,
+  so the pipeline's Choice state decides.
+
+Speed is measured only when serving targets are given (local OpenAI-compatible servers or
+SageMaker endpoints/variants); otherwise the evaluation is offline (fidelity) and the gate says
+that speed was not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+from jobs.evaluate.assemble import build_report, write_report
+from jobs.evaluate.cost import PriceTable, PriceTableError
+from jobs.evaluate.fidelity import DEFAULT_PROMPTS
+from jobs.evaluate.gate import GateConfigError, Thresholds, Workload
+from jobs.evaluate.load_test import DEFAULT_MAX_TOKENS, Target, quiet_litellm
+from jobs.evaluate.measure import (
+    Log,
+    fidelity_section,
+    greedy_section,
+    measure_model_fidelity,
+    measure_performance,
+    performance_section,
+    served_greedy,
+)
+from jobs.evaluate.models import ModelInfo
+from jobs.sagemaker_job import records
+from jobs.sagemaker_job.failure import JobFailureError, is_processing_job, write_failure
+from jobs.sagemaker_job.hyperparameters import hyperparameter_argv, strip_train
+from jobs.sagemaker_job.perplexity import DEFAULT_STRIDE, DEFAULT_WINDOW
+
+DEFAULT_CONCURRENCY = (1, 4, 16)
+
+
+DEFAULT_VALIDATION_TOKENS = 8192
+
+
+DEFAULT_GREEDY_TOKENS = 32
+
+
+# The local CPU measurement is priced as the SageMaker CPU instance nearest to a 2-core machine.
+DEFAULT_MEASURED_INSTANCE = "ml.m5.large"
+
+
+DEFAULT_CONTEXT_TOKENS = 4096
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors become job failures, so SageMaker shows them as the FailureReason."""
+
+    def error(self, message: str) -> NoReturn:
+        raise JobFailureError(f"invalid argument: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    p = _Parser(description="Evaluate a quantized candidate against its baseline (SageMaker job)")
+    p.add_argument(
+        "--baseline-dir", type=Path, default=Path(env.get("SM_CHANNEL_BASELINE", "/opt/ml/input/data/baseline"))
+    )
+    p.add_argument(
+        "--candidate-dir", type=Path, default=Path(env.get("SM_CHANNEL_CANDIDATE", "/opt/ml/input/data/candidate"))
+    )
+    p.add_argument(
+        "--validation", type=Path, default=Path(env.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"))
+    )
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path(env.get("SM_OUTPUT_DATA_DIR") or env.get("SM_MODEL_DIR") or "/opt/ml/output/data"),
+    )
+    p.add_argument("--failure-dir", type=Path, default=Path(env.get("SM_OUTPUT_DIR", "/opt/ml/output")))
+    p.add_argument("--baseline-scheme", help="override the scheme read from config.json (naming only)")
+    p.add_argument("--candidate-scheme", help="override the scheme read from config.json (naming only)")
+    p.add_argument("--max-validation-tokens", type=int, default=DEFAULT_VALIDATION_TOKENS)
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOW)
+    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
+    p.add_argument("--greedy-tokens", type=int, default=DEFAULT_GREEDY_TOKENS)
+    # Serving targets (speed); none given = offline evaluation.
+    p.add_argument("--baseline-url", help="OpenAI-compatible base URL of the baseline (http://host:port/v1)")
+    p.add_argument("--baseline-served-name", default="baseline")
+    p.add_argument("--candidate-url", help="OpenAI-compatible base URL of the candidate")
+    p.add_argument("--candidate-served-name", default="candidate")
+    p.add_argument("--baseline-endpoint", help="SageMaker endpoint serving the baseline")
+    p.add_argument("--candidate-endpoint", help="SageMaker endpoint serving the candidate")
+    p.add_argument("--baseline-variant", help="production variant of the baseline (TargetVariant)")
+    p.add_argument("--candidate-variant", help="production variant of the candidate (TargetVariant)")
+    p.add_argument("--region", default=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+    p.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)), help="levels, e.g. 1,4,16")
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="output tokens per request")
+    # Gate and workload.
+    defaults = Thresholds()
+    p.add_argument("--max-ppl-increase-pct", type=float, default=defaults.max_ppl_increase_pct)
+    p.add_argument("--max-p95-latency-ratio", type=float, default=defaults.max_p95_latency_ratio)
+    p.add_argument("--min-throughput-ratio", type=float, default=defaults.min_throughput_ratio)
+    p.add_argument("--max-error-rate", type=float, default=defaults.max_error_rate)
+    p.add_argument("--workload-concurrency", type=int, default=Workload().concurrency)
+    p.add_argument("--p95-objective-s", type=float, default=None)
+    p.add_argument("--measured-instance-type", default=DEFAULT_MEASURED_INSTANCE)
+    p.add_argument("--context-tokens", type=int, default=DEFAULT_CONTEXT_TOKENS, help="per sequence, for sizing")
+    return p
+
+
+def parse_levels(text: str) -> list[int]:
+    try:
+        levels = sorted({int(x) for x in str(text).replace(",", " ").split()})
+    except ValueError:
+        raise JobFailureError(f"concurrency levels must be integers, got {text!r}") from None
+    if not levels or levels[0] < 1:
+        raise JobFailureError(f"concurrency levels must be >= 1, got {text!r}")
+    return levels
+
+
+def targets_from_args(args: argparse.Namespace) -> dict[str, Target] | None:
+    targets = {}
+    for variant in ("baseline", "candidate"):
+        url = getattr(args, f"{variant}_url")
+        endpoint = getattr(args, f"{variant}_endpoint")
+        if url and endpoint:
+            raise JobFailureError(f"give either --{variant}-url or --{variant}-endpoint, not both")
+        if url:
+            targets[variant] = Target(variant, "openai", getattr(args, f"{variant}_served_name"), api_base=url)
+        elif endpoint:
+            targets[variant] = Target(
+                variant, "sagemaker", endpoint, target_variant=getattr(args, f"{variant}_variant"), region=args.region
+            )
+    if not targets:
+        return None
+    if len(targets) != 2:
+        raise JobFailureError("speed needs both a baseline and a candidate target (or neither, for offline)")
+    return targets
+
+
+def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
+    thresholds = Thresholds(
+        max_ppl_increase_pct=args.max_ppl_increase_pct,
+        max_p95_latency_ratio=args.max_p95_latency_ratio,
+        min_throughput_ratio=args.min_throughput_ratio,
+        max_error_rate=args.max_error_rate,
+    )
+    levels = parse_levels(args.concurrency)
+    workload = Workload(args.workload_concurrency, args.p95_objective_s)
+    try:
+        thresholds.validate()
+        workload.validate(levels)
+        prices = PriceTable.load()
+        prices.price(args.measured_instance_type)
+    except (GateConfigError, PriceTableError) as exc:
+        raise JobFailureError(str(exc)) from None
+    targets = targets_from_args(args)
+    models = {
+        "baseline": ModelInfo.read(args.baseline_dir, args.baseline_scheme),
+        "candidate": ModelInfo.read(args.candidate_dir, args.candidate_scheme),
+    }
+    try:
+        texts = records.read_texts(args.validation)
+    except (OSError, ValueError) as exc:
+        raise JobFailureError(str(exc)) from None
+
+    log(f"fidelity: perplexity over up to {args.max_validation_tokens} tokens")
+    common: dict[str, Any] = {
+        "max_tokens": args.max_validation_tokens,
+        "window": args.window,
+        "stride": args.stride,
+        "log": log,
+    }
+    offline_greedy = 0 if targets else args.greedy_tokens
+    base = measure_model_fidelity(
+        models["baseline"].path,
+        texts,
+        label="baseline",
+        prompts=DEFAULT_PROMPTS,
+        greedy_tokens=offline_greedy,
+        **common,
+    )
+    cand = measure_model_fidelity(
+        models["candidate"].path,
+        texts,
+        label="candidate",
+        prompts=DEFAULT_PROMPTS,
+        greedy_tokens=offline_greedy,
+        **common,
+    )
+    measured = None
+    if targets:
+        from transformers import AutoTokenizer  # noqa: PLC0415
+
+        quiet_litellm()
+        tokenizer = AutoTokenizer.from_pretrained(str(models["baseline"].path))
+        pair = [
+            served_greedy(targets[v], DEFAULT_PROMPTS, args.greedy_tokens, tokenizer) for v in ("baseline", "candidate")
+        ]
+        greedy = greedy_section(pair[0], pair[1], "served (temperature 0)")
+        log(f"performance: concurrency {levels}, {args.max_tokens} output tokens per request")
+        measured = measure_performance(
+            targets, levels=levels, max_tokens=args.max_tokens, prompts=DEFAULT_PROMPTS, log=log
+        )
+    else:
+        greedy = greedy_section(base["greedy"], cand["greedy"], "offline (transformers, float32)")
+    fidelity = fidelity_section(base, cand, greedy)
+    report = build_report(
+        models=models,
+        fidelity=fidelity,
+        performance=performance_section(measured, targets, reason=None, max_tokens=args.max_tokens),
+        server_memory={},
+        thresholds=thresholds,
+        workload=workload,
+        prices=prices,
+        measured_instance_type=args.measured_instance_type,
+        measured_note="the throughput measured against the given targets, priced at this instance type's rate",
+        context_tokens=args.context_tokens,
+    )
+    write_report(report, args.output_dir)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    config_dir = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
+    failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    # The pipeline runs this job as a processing job: its reason belongs in /opt/ml/output/message.
+    processing = is_processing_job()
+    try:
+        # SageMaker starts training containers as `<entrypoint> train`; arguments win over the file.
+        cli = strip_train(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(hyperparameter_argv(config_dir) + cli)
+        failure_dir = args.failure_dir
+        report = run_job(args)
+    except JobFailureError as exc:
+        write_failure(str(exc), failure_dir, processing=processing)
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        write_failure(f"internal error: {type(exc).__name__}: {exc}", failure_dir, processing=processing)
+        return 2
+    gate = report["gate"]
+    fid = report["fidelity"]
+    # One line per figure, in the form SageMaker metric definitions match (name=value).
+    print(f"ppl_increase_pct={fid['ppl_increase_pct']}")
+    print(f"gate_passed={int(gate['passed'])}")
+    print(f"gate: {'PASSED' if gate['passed'] else 'FAILED'}")
+    for reason in gate["reasons"]:
+        print(f"  {reason}")
+    return 0

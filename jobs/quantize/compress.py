@@ -1,0 +1,199 @@
+"""Quantization proper: the llm-compressor recipe, calibration tokens, oneshot, and the save.
+
+On CUDA the model stays in CPU memory and llm-compressor's sequential pipeline onloads one
+decoder layer at a time; on CPU it is calibrated in float32 and cast back before saving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jobs.quantize.preflight import CalibrationPlan, Paths
+from jobs.quantize.support import (
+    GroupResolution,
+    Hyperparameters,
+)
+from jobs.sagemaker_job.failure import JobFailureError
+
+LOG = logging.getLogger("quantize")
+
+
+# Files that make a model directory usable besides the weights: tokenizer, chat template,
+# generation defaults. Copied verbatim so the artifact serves exactly like the source.
+SIDECAR_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "generation_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+)
+
+
+SMOOTHQUANT_STRENGTH = 0.8  # llm-compressor's W8A8 examples; 0.5 is the paper's default for OPT
+
+
+def build_recipe(hp: Hyperparameters, resolution: GroupResolution) -> list[Any]:
+    """The llm-compressor modifiers for one algorithm x scheme (named constants, no YAML)."""
+    from compressed_tensors.quantization import preset_name_to_scheme  # noqa: PLC0415
+    from llmcompressor.modifiers.gptq import GPTQModifier  # noqa: PLC0415
+    from llmcompressor.modifiers.quantization import QuantizationModifier  # noqa: PLC0415
+    from llmcompressor.modifiers.transform.awq import AWQModifier  # noqa: PLC0415
+    from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier  # noqa: PLC0415
+
+    scheme = preset_name_to_scheme(hp.scheme, ["Linear"])
+    if resolution.effective is not None:
+        scheme.weights.group_size = resolution.effective
+    quant_args: dict[str, Any] = {"config_groups": {"group_0": scheme}, "ignore": list(resolution.ignore)}
+    if hp.algorithm == "rtn":
+        return [QuantizationModifier(**quant_args)]
+    if hp.algorithm == "gptq":
+        return [GPTQModifier(**quant_args)]
+    if hp.algorithm == "smoothquant-gptq":
+        return [SmoothQuantModifier(smoothing_strength=SMOOTHQUANT_STRENGTH), GPTQModifier(**quant_args)]
+    if hp.algorithm == "awq":
+        # AWQ is a transform (scales) followed by the quantizer that picks the weights' grid.
+        return [AWQModifier(), QuantizationModifier(**quant_args)]
+    raise JobFailureError(f"no recipe for algorithm {hp.algorithm}")  # unreachable after validation
+
+
+@contextlib.contextmanager
+def cpu_safe_intermediates_cache() -> Iterator[None]:
+    """Make llm-compressor's AWQ run on a CPU-only torch.
+
+    AWQ pins its cached activations (``IntermediatesCache.pin_memory``) to speed up host to GPU
+    copies; on a CPU-only torch ``Tensor.pin_memory`` raises "Cannot access accelerator device
+    when none is available". Without an accelerator there is no copy to speed up, so pinning is
+    skipped for the duration of the run; with one, nothing is changed.
+    """
+    import torch  # noqa: PLC0415
+    from llmcompressor.pipelines.cache import IntermediatesCache  # noqa: PLC0415
+
+    if torch.accelerator.is_available():
+        yield
+        return
+    original = IntermediatesCache.pin_memory
+
+    def _no_pin(self: Any, batch_index: int, input_names: list[str] | None = None) -> None:
+        return None
+
+    IntermediatesCache.pin_memory = _no_pin
+    try:
+        yield
+    finally:
+        IntermediatesCache.pin_memory = original
+
+
+def tokenize(tokenizer: Any, plan: CalibrationPlan, max_seq_length: int) -> Any:
+    """Pre-tokenized samples in the plan's order; oneshot uses such a dataset as is."""
+    from datasets import Dataset  # noqa: PLC0415
+
+    input_ids = []
+    for text, templated in zip(plan.texts, plan.templated, strict=True):
+        encoded = tokenizer(text, truncation=True, max_length=max_seq_length, add_special_tokens=not templated)
+        input_ids.append(list(encoded["input_ids"]))
+    return Dataset.from_dict({"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids]})
+
+
+def seed_everything(seed: int) -> None:
+    import torch  # noqa: PLC0415
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy as np  # noqa: PLC0415
+
+        np.random.seed(seed)
+
+
+def cast_dense_parameters(model: Any, dtype: Any) -> None:
+    """Cast the 16/32-bit float parameters (norms, embeddings, scales, ignored layers) to ``dtype``.
+
+    ``model.to(dtype)`` is not usable here: it also casts float8 weights (FP8 schemes are
+    floating point too) back to 16 bits, which silently undoes the compression.
+    """
+    import torch  # noqa: PLC0415
+
+    dense = (torch.float32, torch.float16, torch.bfloat16)
+    for param in model.parameters():
+        if param.dtype in dense and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+
+
+def quantize_into(
+    *,
+    hp: Hyperparameters,
+    paths: Paths,
+    staging: Path,
+    resolution: GroupResolution,
+    plan: CalibrationPlan,
+    source_dtype: str,
+    tokenizer: Any,
+) -> dict[str, Any]:
+    """Load, calibrate, quantize and save the compressed model into ``staging``."""
+    import torch  # noqa: PLC0415
+    from compressed_tensors.compressors import ModelCompressor  # noqa: PLC0415
+    from llmcompressor import oneshot  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    on_gpu = torch.cuda.is_available()
+    # On CPU, bf16 matmuls have no hardware support here and run many times slower than
+    # float32; calibrate in float32 and cast back to the source dtype before saving.
+    load_dtype = getattr(torch, source_dtype) if on_gpu else torch.float32
+    seed_everything(hp.seed)
+    started = time.monotonic()
+    # Kept in CPU memory: llm-compressor's sequential pipeline onloads one layer at a time.
+    model = AutoModelForCausalLM.from_pretrained(str(paths.model), dtype=load_dtype)
+    model.eval()
+    load_seconds = time.monotonic() - started
+
+    dataset = tokenize(tokenizer, plan, hp.max_seq_length) if plan.texts else None
+    tokens = sum(len(ids) for ids in dataset["input_ids"]) if dataset is not None else 0
+    recipe = build_recipe(hp, resolution)
+    LOG.info("recipe: %s", [type(m).__name__ for m in recipe])
+    started = time.monotonic()
+    with cpu_safe_intermediates_cache():
+        oneshot(
+            model=model,
+            processor=tokenizer,
+            recipe=recipe,
+            dataset=dataset,
+            num_calibration_samples=len(plan.texts) or 1,
+            max_seq_length=hp.max_seq_length,
+            shuffle_calibration_samples=False,
+        )
+    calibrate_seconds = time.monotonic() - started
+
+    started = time.monotonic()
+    target_dtype = getattr(torch, source_dtype)
+    if model.dtype != target_dtype:
+        # Compress (round to the integer grid) while the weights and scales are still in the
+        # calibration precision, then cast what stays dense back to the source dtype.
+        # Casting first would re-round int8 weights against bf16 scales and move some of them
+        # by one step.
+        ModelCompressor.from_pretrained_model(model).compress_model(model)
+        cast_dense_parameters(model, target_dtype)
+    model.save_pretrained(str(staging), save_compressed=True)
+    tokenizer.save_pretrained(str(staging))
+    for name in SIDECAR_FILES:
+        if (paths.model / name).is_file():
+            shutil.copyfile(paths.model / name, staging / name)
+    save_seconds = time.monotonic() - started
+    return {
+        "load_seconds": round(load_seconds, 3),
+        "calibrate_seconds": round(calibrate_seconds, 3),
+        "save_seconds": round(save_seconds, 3),
+        "calibration_tokens": tokens,
+        "calibration_dtype": str(load_dtype).removeprefix("torch."),
+        "peak_gpu_memory_bytes": int(torch.cuda.max_memory_reserved()) if on_gpu else None,
+    }
