@@ -3,7 +3,7 @@
 Imported by the CDK app (stacks/), bundled into every Lambda asset at synth
 (stacks/python_function.py copies this package beside the function's own files)
 and copied into each job image. Standard library and pydantic only; it imports
-nothing else of this project (tests/test_import_rules.py).
+nothing else of this project (tests/contracts/test_import_rules.py).
 
 - ``endpoint_tags``: the endpoint tags and phases the state machine, the canary
   guard and the rollback function read and write; the variant names.
