@@ -19,6 +19,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 # The CPU wheel of torch on this kind of machine (pip finds it on local disk).
 TORCH_CPU := torch==2.13.0
+# The size budget `make lint` holds every module of stacks/, lambda/, jobs/ and contracts/ to.
+MODULE_MAX_LINES := 400
 
 VENV := .venv
 VENV_Q := .venv-quantize
@@ -84,6 +86,10 @@ deploy: setup
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	# Size budget: no module over $(MODULE_MAX_LINES) lines in the deployable code (tests are exempt).
+	over=$$(find stacks lambda jobs contracts -name '*.py' -not -path '*/.mypy_cache/*' \
+	  -exec awk -v max=$(MODULE_MAX_LINES) 'END { if (NR > max) print FILENAME ": " NR " lines" }' {} \;)
+	if [ -n "$$over" ]; then echo "over the $(MODULE_MAX_LINES)-line budget:"; echo "$$over"; exit 1; fi
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	# Lambda folders are separate deployment units with same-named modules; lambda/shared/ is copied

@@ -120,14 +120,9 @@ def _scheme_problems(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return schemes, problems
 
 
-def _path_problems(args: argparse.Namespace) -> list[str]:
+def _data_problems(args: argparse.Namespace) -> list[str]:
+    """The same reader as the jobs that will read the data (jobs/sagemaker_job/records.py)."""
     problems: list[str] = []
-    if args.model is not None:
-        if not args.model.is_dir():
-            problems.append(f"model path {args.model} does not exist or is not a directory")
-        elif not (args.model / "config.json").is_file():
-            problems.append(f"model path {args.model} has no config.json (not an HF model directory)")
-    # The same reader as the jobs that will read the data (jobs/sagemaker_job/records.py).
     for label, path in (("calibration", args.calibration), ("validation", args.validation)):
         if path is None:
             continue
@@ -139,6 +134,17 @@ def _path_problems(args: argparse.Namespace) -> list[str]:
                 records.read_texts(path)
         except (records.RecordError, OSError, UnicodeDecodeError) as exc:
             problems.append(f"{label} data {path} cannot be used: {exc}")
+    return problems
+
+
+def _path_problems(args: argparse.Namespace) -> list[str]:
+    problems: list[str] = []
+    if args.model is not None:
+        if not args.model.is_dir():
+            problems.append(f"model path {args.model} does not exist or is not a directory")
+        elif not (args.model / "config.json").is_file():
+            problems.append(f"model path {args.model} has no config.json (not an HF model directory)")
+    problems += _data_problems(args)
     if not args.quantize_python.exists():
         problems.append(f"quantize environment missing: {args.quantize_python} (run `make .venv-quantize/.installed`)")
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,23 @@ class Serving:
         return Target(as_variant or key, "openai", server.name, api_base=server.base_url)
 
 
+def _note_failures(
+    serving: Serving, failures: Mapping[str, Exception], cands: Sequence[Candidate], log: Progress
+) -> None:
+    """Servers that did not start: the baseline's failure ends the pilot, a candidate's blocks it."""
+    for key, server in serving.servers.items():
+        err = failures.get(server.name)
+        if err is None:
+            continue
+        serving.failed.add(key)
+        if key == "baseline":
+            raise JobFailureError(f"the baseline server failed, so no speed can be compared: {err}")
+        for cand in cands:
+            if cand.scheme == key:
+                cand.serve_blocker = f"the vLLM server for {key} failed to start: {err}"
+                log(cand.serve_blocker)
+
+
 def serve_and_measure(
     plan: Plan, *, base: Path, cands: Sequence[Candidate], pilot_dir: Path, pool: ServerPool, log: Progress
 ) -> Serving:
@@ -67,18 +84,7 @@ def serve_and_measure(
         return serving
     pool.servers = list(serving.servers.values())
     log(f"starting {len(pool.servers)} vLLM servers (eager, 1 GiB KV cache each); logs in {pilot_dir / 'logs'}")
-    failures = pool.start_all(report=log)
-    for key, server in serving.servers.items():
-        err = failures.get(server.name)
-        if err is None:
-            continue
-        serving.failed.add(key)
-        if key == "baseline":
-            raise JobFailureError(f"the baseline server failed, so no speed can be compared: {err}")
-        for cand in cands:
-            if cand.scheme == key:
-                cand.serve_blocker = f"the vLLM server for {key} failed to start: {err}"
-                log(cand.serve_blocker)
+    _note_failures(serving, pool.start_all(report=log), cands, log)
     live = [key for key in serving.servers if key not in serving.failed]
     from transformers import AutoTokenizer  # noqa: PLC0415 - heavy, needed only here
 

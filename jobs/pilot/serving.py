@@ -223,7 +223,7 @@ class ServerPool:
         for server in self.servers:
             server.stop()
 
-    def start_all(self, report: Any = None) -> dict[str, ServerStartError]:  # noqa: PLR0912 - one polling loop
+    def start_all(self, report: Any = None) -> dict[str, ServerStartError]:
         """Start every server; returns the ones that failed (the others are healthy)."""
         for server in self.servers:
             server.start()
@@ -232,41 +232,48 @@ class ServerPool:
         deadline = time.monotonic() + self.startup_timeout_s
         last_note = 0.0
         while pending:
-            for server in list(pending):
-                try:
-                    server.check_alive()
-                except ServerStartError as exc:
-                    failures[server.name] = exc
-                    pending.remove(server)
-                    continue
-                if server.healthy():
-                    pending.remove(server)
-                    if report:
-                        report(
-                            f"server {server.name} ready on port {server.port} "
-                            f"after {time.monotonic() - server.started_at:.0f} s"
-                        )
+            self._poll(pending, failures, report)
             if not pending:
                 break
             now = time.monotonic()
             if now > deadline:
-                for server in pending:
-                    failures[server.name] = ServerStartError(
-                        f"vLLM server {server.name!r} was not healthy after {self.startup_timeout_s:.0f} s; "
-                        f"log {server.log_path}, last lines:\n{tail(server.log_path)}"
-                    )
-                    server.stop()
+                self._time_out(pending, failures)
                 break
             if report and now - last_note > 15:
                 names = ", ".join(s.name for s in pending)
                 report(f"waiting for vLLM to load ({names}): {now - pending[0].started_at:.0f} s")
                 last_note = now
             time.sleep(1.0)
-        for name in failures:
-            for server in self.servers:
-                if server.name == name:
-                    server.stop()
+        for server in self.servers:
+            if server.name in failures:
+                server.stop()
         return failures
+
+    @staticmethod
+    def _poll(pending: list[VllmServer], failures: dict[str, ServerStartError], report: Any) -> None:
+        """One look at every pending server: dead ones become failures, healthy ones leave the list."""
+        for server in list(pending):
+            try:
+                server.check_alive()
+            except ServerStartError as exc:
+                failures[server.name] = exc
+                pending.remove(server)
+                continue
+            if server.healthy():
+                pending.remove(server)
+                if report:
+                    report(
+                        f"server {server.name} ready on port {server.port} "
+                        f"after {time.monotonic() - server.started_at:.0f} s"
+                    )
+
+    def _time_out(self, pending: list[VllmServer], failures: dict[str, ServerStartError]) -> None:
+        for server in pending:
+            failures[server.name] = ServerStartError(
+                f"vLLM server {server.name!r} was not healthy after {self.startup_timeout_s:.0f} s; "
+                f"log {server.log_path}, last lines:\n{tail(server.log_path)}"
+            )
+            server.stop()
 
 
 def serve_python(venv: Path) -> Path:

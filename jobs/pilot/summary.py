@@ -148,6 +148,22 @@ def print_summary(summary: dict[str, Any]) -> None:
         )
     )
     print()
+    _print_performance(summary)
+    for scheme, c in summary["candidates"].items():
+        _print_verdict(scheme, c)
+    rec = summary["recommendation"]
+    print()
+    print(f"RECOMMENDATION: {rec['choice']} - {rec['why']}")
+    for item in rec.get("rejected", []):
+        print(f"    not {item['scheme']}: {item['why']}")
+
+
+def _f(value: Any, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _print_performance(summary: dict[str, Any]) -> None:
+    """Every measured level of every variant, the baseline once."""
     perf_rows: list[list[str]] = []
     seen_baseline = False
     for scheme, c in summary["candidates"].items():
@@ -164,30 +180,23 @@ def print_summary(summary: dict[str, Any]) -> None:
     if perf_rows:
         print(text_table(PERF_HEADER[:8], sorted(perf_rows, key=lambda r: (int(r[1]), r[0] != "baseline", r[0]))))
         print()
-    for scheme, c in summary["candidates"].items():
-        if c.get("quantize_error"):
-            print(f"{scheme}: NOT QUANTIZED: {c['quantize_error']}")
-            continue
-        if c.get("speed_not_measured"):
-            print(f"{scheme}: speed not measured: {c['speed_not_measured']}")
-        gate = c.get("gate") or {}
-        print(f"{scheme}: gate {'PASSED (go)' if gate.get('passed') else 'FAILED (no-go)'}")
-        for reason in gate.get("reasons", []):
-            print(f"    {reason}")
-        costs = (c.get("cost") or {}).get("usd_per_1m_output_tokens") or {}
-        fits = c.get("smallest_instance") or {}
-        print(
-            f"    cost per 1M output tokens at the workload: baseline {_f(costs.get('baseline'), '.2f')} $, "
-            f"candidate {_f(costs.get('candidate'), '.2f')} $; smallest SageMaker instance: "
-            f"baseline {(fits.get('baseline') or {}).get('instance_type')}, "
-            f"candidate {(fits.get('candidate') or {}).get('instance_type')}"
-        )
-    rec = summary["recommendation"]
-    print()
-    print(f"RECOMMENDATION: {rec['choice']} - {rec['why']}")
-    for item in rec.get("rejected", []):
-        print(f"    not {item['scheme']}: {item['why']}")
 
 
-def _f(value: Any, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
+def _print_verdict(scheme: str, c: dict[str, Any]) -> None:
+    if c.get("quantize_error"):
+        print(f"{scheme}: NOT QUANTIZED: {c['quantize_error']}")
+        return
+    if c.get("speed_not_measured"):
+        print(f"{scheme}: speed not measured: {c['speed_not_measured']}")
+    gate = c.get("gate") or {}
+    print(f"{scheme}: gate {'PASSED (go)' if gate.get('passed') else 'FAILED (no-go)'}")
+    for reason in gate.get("reasons", []):
+        print(f"    {reason}")
+    costs = (c.get("cost") or {}).get("usd_per_1m_output_tokens") or {}
+    fits = c.get("smallest_instance") or {}
+    print(
+        f"    cost per 1M output tokens at the workload: baseline {_f(costs.get('baseline'), '.2f')} $, "
+        f"candidate {_f(costs.get('candidate'), '.2f')} $; smallest SageMaker instance: "
+        f"baseline {(fits.get('baseline') or {}).get('instance_type')}, "
+        f"candidate {(fits.get('candidate') or {}).get('instance_type')}"
+    )

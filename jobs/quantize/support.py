@@ -100,11 +100,8 @@ def parse_ignore(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
-def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | None, list[str]]:
-    """Turn raw hyperparameters (names with - or _, values strings or numbers) into typed ones.
-
-    Returns ``(hyperparameters, [])`` or ``(None, problems)`` with every problem found.
-    """
+def _with_defaults(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The defaults overlaid with ``raw`` (names with - or _), and a problem per unknown name."""
     values = dict(DEFAULTS)
     unknown = []
     for key, value in raw.items():
@@ -113,8 +110,10 @@ def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | 
             unknown.append(key)
             continue
         values[name] = value
-    problems = [f"unknown hyperparameter {key!r} (known: {', '.join(sorted(DEFAULTS))})" for key in sorted(unknown)]
+    return values, [f"unknown hyperparameter {key!r} (known: {', '.join(sorted(DEFAULTS))})" for key in sorted(unknown)]
 
+
+def _algorithm_and_scheme(values: Mapping[str, Any], problems: list[str]) -> tuple[str, str]:
     algorithm = str(values["algorithm"]).strip().lower()
     if algorithm not in ALGORITHMS:
         problems.append(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {values['algorithm']!r}")
@@ -123,7 +122,27 @@ def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | 
         problems.append(f"scheme must be one of {', '.join(SCHEMES)}; got {values['scheme']!r}")
     if algorithm in ALGORITHMS and scheme in SCHEMES and (problem := pair_problem(algorithm, scheme)):
         problems.append(problem)
+    return algorithm, scheme
 
+
+def _ignore_problems(ignore: Iterable[str]) -> list[str]:
+    problems = []
+    for pattern in ignore:
+        if pattern.startswith("re:"):
+            try:
+                re.compile(pattern[3:])
+            except re.error as exc:
+                problems.append(f"ignore pattern {pattern!r} is not a valid regular expression: {exc}")
+    return problems
+
+
+def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | None, list[str]]:
+    """Turn raw hyperparameters (names with - or _, values strings or numbers) into typed ones.
+
+    Returns ``(hyperparameters, [])`` or ``(None, problems)`` with every problem found.
+    """
+    values, problems = _with_defaults(raw)
+    algorithm, scheme = _algorithm_and_scheme(values, problems)
     before = len(problems)
     group_size = _as_int("group_size", values["group_size"], 1, 1 << 20, problems)
     if len(problems) == before and group_size not in KERNEL_GROUP_SIZES:
@@ -137,12 +156,7 @@ def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | 
     seq_len = _as_int("max_seq_length", values["max_seq_length"], 16, MAX_SEQ_LENGTH, problems)
     seed = _as_int("seed", values["seed"], 0, 2**32 - 1, problems)
     ignore = parse_ignore(values["ignore"])
-    for pattern in ignore:
-        if pattern.startswith("re:"):
-            try:
-                re.compile(pattern[3:])
-            except re.error as exc:
-                problems.append(f"ignore pattern {pattern!r} is not a valid regular expression: {exc}")
+    problems += _ignore_problems(ignore)
     if problems:
         return None, problems
     return Hyperparameters(
