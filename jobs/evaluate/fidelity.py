@@ -6,7 +6,7 @@
   baseline writes, and how far the two agree before they first diverge.
 
 Both run with transformers on CPU in float32 (bf16 matmuls are slow on CPUs without AVX-512
-BF16; toolchain.md). A compressed-tensors candidate is loaded through transformers' compressed-
+BF16). A compressed-tensors candidate is loaded through transformers' compressed-
 tensors integration, which applies the scheme's weight (and activation) quantization in the
 forward pass, so a scheme this machine cannot *serve* can still be judged for fidelity.
 """

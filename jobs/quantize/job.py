@@ -1,6 +1,6 @@
 """Quantize a Hugging Face causal LM with llm-compressor: the SageMaker training-job entry point.
 
-Contract (docs/quantize.md, design.md "Job contracts"):
+Contract (docs/quantize.md):
 - hyperparameters as ``--name value`` arguments or from
   ``/opt/ml/input/config/hyperparameters.json`` (arguments win; every value may be a string);
 - paths from ``SM_CHANNEL_MODEL``, ``SM_CHANNEL_CALIBRATION``, ``SM_MODEL_DIR`` and

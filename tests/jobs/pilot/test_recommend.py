@@ -9,7 +9,7 @@ from jobs.pilot.summary import recommend
 
 FID = {"baseline_perplexity": 12.0, "candidate_perplexity": 12.4, "ppl_increase_pct": 3.3, "token_count": 4095}
 HOURLY = 0.115
-# Tokens/s and P95 per concurrency, shaped like toolchain.md's AVX2 measurement: W8A8 is 2x
+# Tokens/s and P95 per concurrency, shaped like a measurement on a 2-core AVX2 machine: W8A8 is 2x
 # faster than BF16 at concurrency 16 and 2x slower at concurrency 1.
 BASE = {1: (8.6, 7.5), 16: (14.9, 70.0)}
 W8A8 = {1: (4.1, 15.6), 16: (30.1, 34.0)}

@@ -4,7 +4,7 @@ Calibration: 16 pydoc topics x 256 tokens; evaluation: 4096 tokens of *other* py
 (jobs.quantize.check.pydoc_texts keeps them disjoint), scored by the project's one perplexity
 (jobs/sagemaker_job/perplexity.py: sliding window 512, stride 256).
 
-Bounds, from toolchain.md's reference numbers for this model (64 samples x 512 tokens, group 64):
+Bounds, from reference numbers measured on this kind of machine for this model (64 samples x 512 tokens, group 64):
 - W4A16: GPTQ +21.6 %, round-to-nearest +43 %. With 4x fewer samples we measured +22 %.
   The bound, +35 %, is what "GPTQ beats round-to-nearest by a clear margin" means: a GPTQ that
   silently stopped correcting errors (or a wrong group size) lands at or above RTN's +43 %.

@@ -33,6 +33,6 @@ def test_conversion_is_cached_and_keyed_by_the_gguf(smollm2_dir):
 
 
 def test_converted_model_is_a_working_language_model(smollm2_dir, held_out_text):
-    """About 12-13 on pydoc text (toolchain.md); a broken conversion gives hundreds or more."""
+    """About 12-13 on pydoc text; a broken conversion gives hundreds or more."""
     result = model_perplexity(smollm2_dir, [held_out_text], max_tokens=1024)
     assert 5 < result["perplexity"] < 20
