@@ -25,18 +25,22 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from contracts.endpoint_tags import (
+    CANDIDATE_VARIANT,
+    TAG_MODEL,
+    TAG_PACKAGE,
+    TAG_PHASE,
+    TAG_RUN,
+)
 from contracts.run_plan import run_path
 from stacks.shared_resources import SharedResources
 from stacks.workflow_steps import StepBuilder, retry_sns
 
 J = sfn.JsonPath
 PENDING = "PendingManualApproval"
-CANDIDATE = "candidate"
-# Tag keys and phases shared with the rollback function (lambda/rollback/rollback_logic.py)
-# and the canary guard (lambda/canary_guard/guard_logic.py); docs/contracts.md lists them.
-TAG_PHASE = "llmq:phase"
-TAG_LAST_APPROVED = "llmq:last-approved-config"
-TAG_PROMOTED_AT = "llmq:promoted-at"
+# The candidate variant's name and the endpoint tags are shared with the rollback function and
+# the canary guard: contracts/endpoint_tags.py.
+CANDIDATE = CANDIDATE_VARIANT
 ENDPOINT = run_path("baseline_endpoint")
 # The next fragment, built when the transition into it is wired: the order in which states are
 # connected decides the order of the definition's States (CDK walks the graph from the start),
@@ -96,9 +100,9 @@ class PipelineSteps(StepBuilder):
     def _tags(self, phase: str) -> list[dict[str, Any]]:
         return [
             {"Key": TAG_PHASE, "Value": phase},
-            {"Key": "llmq:model-name", "Value": J.string_at(run_path("model_name"))},
-            {"Key": "llmq:run-id", "Value": J.string_at(run_path("run_id"))},
-            {"Key": "llmq:model-package-arn", "Value": J.string_at("$.record.model_package_arn")},
+            {"Key": TAG_MODEL, "Value": J.string_at(run_path("model_name"))},
+            {"Key": TAG_RUN, "Value": J.string_at(run_path("run_id"))},
+            {"Key": TAG_PACKAGE, "Value": J.string_at("$.record.model_package_arn")},
         ]
 
     def _tag_endpoint(self, state_id: str, tags: list[dict[str, Any]]) -> tasks.CallAwsService:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts.endpoint_tags import TAG_LAST_APPROVED
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import CANDIDATE, ENDPOINT, TAG_LAST_APPROVED, J, Later, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, Later, PipelineSteps, WorkflowResources
 
 
 class Canary(PipelineSteps):

@@ -8,8 +8,9 @@ from __future__ import annotations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts.endpoint_tags import TAG_PROMOTED_AT
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import ENDPOINT, TAG_PROMOTED_AT, J, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import ENDPOINT, J, PipelineSteps, WorkflowResources
 
 
 class Promotion(PipelineSteps):
