@@ -79,56 +79,44 @@ LOOKUP_ATTEMPTS = 6
 TRANSITIONAL = "wait"
 
 
-def retry_safe(task: sfn.TaskStateBase, service: str) -> None:
-    """Reads, weights, tags, approvals: repeating them changes nothing."""
+def _backoff(
+    task: sfn.TaskStateBase,
+    errors: Sequence[str],
+    *,
+    interval: Duration,
+    attempts: int,
+    max_delay: Duration | None = None,
+) -> None:
+    """Exponential backoff (x2) with full jitter, so retries of many executions spread out."""
     task.add_retry(
-        errors=[SDK_BASE_ERRORS[service], *MODELED_TRANSIENT[service]],
-        interval=Duration.seconds(2),
+        errors=list(errors),
+        interval=interval,
         backoff_rate=2.0,
-        max_attempts=5,
-        max_delay=Duration.seconds(60),
+        max_attempts=attempts,
+        max_delay=max_delay,
         jitter_strategy=sfn.JitterType.FULL,
     )
+
+
+def retry_safe(task: sfn.TaskStateBase, service: str) -> None:
+    """Reads, weights, tags, approvals: repeating them changes nothing."""
+    transient = [SDK_BASE_ERRORS[service], *MODELED_TRANSIENT[service]]
+    _backoff(task, transient, interval=Duration.seconds(2), attempts=5, max_delay=Duration.seconds(60))
 
 
 def retry_create(task: sfn.TaskStateBase, service: str) -> None:
     """Creates: a few fast retries (throttling), then long ones while an account limit is reached."""
     if service == "sagemaker":
-        task.add_retry(
-            errors=[RESOURCE_LIMIT],
-            interval=Duration.minutes(5),
-            backoff_rate=2.0,
-            max_attempts=4,
-            max_delay=Duration.minutes(30),
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-    task.add_retry(
-        errors=[SDK_BASE_ERRORS[service], *MODELED_TRANSIENT[service]],
-        interval=Duration.seconds(3),
-        backoff_rate=2.0,
-        max_attempts=3,
-        jitter_strategy=sfn.JitterType.FULL,
-    )
+        _backoff(task, [RESOURCE_LIMIT], interval=Duration.minutes(5), attempts=4, max_delay=Duration.minutes(30))
+    _backoff(task, [SDK_BASE_ERRORS[service], *MODELED_TRANSIENT[service]], interval=Duration.seconds(3), attempts=3)
 
 
 def retry_sns(task: sfn.TaskStateBase) -> None:
-    task.add_retry(
-        errors=list(SNS_TRANSIENT),
-        interval=Duration.seconds(2),
-        backoff_rate=2.0,
-        max_attempts=5,
-        jitter_strategy=sfn.JitterType.FULL,
-    )
+    _backoff(task, SNS_TRANSIENT, interval=Duration.seconds(2), attempts=5)
 
 
 def retry_lambda(task: sfn.TaskStateBase) -> None:
-    task.add_retry(
-        errors=list(LAMBDA_TRANSIENT),
-        interval=Duration.seconds(2),
-        backoff_rate=2.0,
-        max_attempts=6,
-        jitter_strategy=sfn.JitterType.FULL,
-    )
+    _backoff(task, LAMBDA_TRANSIENT, interval=Duration.seconds(2), attempts=6)
 
 
 class StepBuilder(Construct):

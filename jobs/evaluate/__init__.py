@@ -12,7 +12,7 @@ Every module keeps torch, transformers and litellm imports inside functions: imp
 package costs only the standard library.
 """
 
-from jobs.evaluate.assemble import build_report, write_report
+from jobs.evaluate.assemble import build_report, json_safe, write_report
 from jobs.evaluate.cost import PriceTable, PriceTableError
 from jobs.evaluate.fidelity import DEFAULT_PROMPTS, greedy_outputs
 from jobs.evaluate.gate import GateConfigError, Thresholds, Workload
@@ -46,6 +46,7 @@ __all__ = [
     "fidelity_section",
     "greedy_outputs",
     "greedy_section",
+    "json_safe",
     "measure_model_fidelity",
     "measure_performance",
     "performance_section",

@@ -101,13 +101,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None: JSON has neither (unmeasured figures are null)."""
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -116,7 +117,7 @@ def write_report(report: dict[str, Any], output_dir: Path) -> dict[str, Path]:
     png = output_dir / "performance.png"
     report["plot"] = png.name if plot(report, png) else None
     paths = {"json": output_dir / REPORT_FILE, "md": output_dir / "report.md", "gate": output_dir / GATE_FILE}
-    paths["json"].write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
+    paths["json"].write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     paths["gate"].write_bytes(gate_json(pipeline_gate(report["gate"])))
     paths["md"].write_text(render_markdown(report))
     if report["plot"]:

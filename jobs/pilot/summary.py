@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from jobs.evaluate import (
     PERF_HEADER,
     Workload,
+    json_safe,
     side_by_side_rows,
     text_table,
 )
@@ -92,18 +92,8 @@ def summarize(plan: Plan, base: Path, cands: Sequence[Candidate], recommendation
                 for v in ("baseline", "candidate")
             },
         }
-    cleaned: dict[str, Any] = _clean(out)
+    cleaned: dict[str, Any] = json_safe(out)
     return cleaned
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -12,5 +12,6 @@ This package puts those checks back, for test code only:
 - :mod:`.hook`: ``install`` (patches ``BaseClient._make_api_call``), ``acting_as`` and
   ``install_step_functions_principal`` (the state machine's role for every call moto's executor makes).
 
-Every behaviour encoded here has a row in docs/aws-behaviour.md ("Request validation, IAM and error names") with its AWS source.
+Every behaviour encoded here has a row in docs/aws-behaviour.md ("Request validation, IAM and
+error names") with its AWS source.
 """
