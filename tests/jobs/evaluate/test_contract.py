@@ -1,19 +1,14 @@
 """The evaluate job's contract: scheme detection, SageMaker hyperparameters, SSE parsing, container, failure files."""
 
-import ast
 import json
 import re
-from importlib import metadata
 from pathlib import Path
-
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 
 from jobs.evaluate.load_test import SseUsageParser
 from jobs.evaluate.models import detect_scheme
 from jobs.sagemaker_job.failure import MAX_REASON_BYTES, write_failure
 from jobs.sagemaker_job.hyperparameters import hyperparameter_argv
-from stacks.config import ImageVersions
+from tests.jobs import image_contents
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -62,66 +57,23 @@ def test_sse_stream_in_odd_chunks_yields_ttft_tokens_and_usage():
     assert result.latency_s == 1.0
 
 
-# import name -> distribution name, where they differ
-DIST = {"yaml": "pyyaml"}
-STDLIB_OR_LOCAL = {"jobs", "contracts"}
+DOCKERFILE = ROOT / "containers" / "evaluate" / "Dockerfile"
+REQUIREMENTS = ROOT / "containers" / "evaluate" / "requirements.txt"
 # Installed by the base image (the PyTorch training DLC), never by requirements.txt.
 FROM_BASE_IMAGE = {"torch"}
 
 
-def third_party_imports(files):
-    import sys
-
-    names = set()
-    for file in files:
-        for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in STDLIB_OR_LOCAL and n != "__future__"}
-
-
-def module_files(module: str) -> list[Path]:
-    """A module's .py, or a package's __init__.py and __main__.py; empty for an attribute's name."""
-    base = ROOT / module.replace(".", "/")
-    if base.with_suffix(".py").is_file():
-        return [base.with_suffix(".py")]
-    return [p for p in (base / "__init__.py", base / "__main__.py") if p.is_file()]
-
-
-def job_modules():
-    """The evaluate job's package (python -m jobs.evaluate) and every jobs module it imports, transitively."""
-    seen, files, todo = set(), set(), ["jobs.evaluate"]
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        parts = module.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
-        for path in module_files(module):
-            files.add(path)
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("jobs", "contracts")):
-                    todo += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-    return files
+def job_modules() -> set[Path]:
+    """The evaluate job's package (python -m jobs.evaluate) and every module of ours it imports, transitively."""
+    return image_contents.job_imports("jobs.evaluate")[0]
 
 
 def dockerfile_instructions() -> list[str]:
-    text = re.sub(r"\\\n", " ", (ROOT / "containers/evaluate/Dockerfile").read_text())
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [f"{keyword} {args}" for keyword, args in image_contents.instructions(DOCKERFILE)]
 
 
 def evaluate_pins() -> dict[str, str]:
-    pins = {}
-    for raw in (ROOT / "containers/evaluate/requirements.txt").read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            name, sep, version = line.partition("==")
-            assert sep and version, f"unpinned requirement: {line}"
-            pins[name.lower().replace("_", "-")] = version
-    return pins
+    return image_contents.pinned_requirements(REQUIREMENTS)
 
 
 def test_evaluate_container_builds_from_the_base_image_argument_and_runs_as_root():
@@ -160,27 +112,14 @@ def test_every_import_is_pinned_and_torch_comes_from_the_base_image():
     pins = evaluate_pins()
     assert pins["litellm"] != "1.107.0"
     assert "torch" not in pins, "pinning torch would make pip replace the base image's CUDA build"
-    for module in third_party_imports(job_modules()) - FROM_BASE_IMAGE:
-        dist = DIST.get(module, module).lower().replace("_", "-")
-        assert dist in pins, f"{module} is imported by the evaluate job but not pinned in requirements.txt"
+    for module in image_contents.job_imports("jobs.evaluate")[1] - FROM_BASE_IMAGE:
+        dists = image_contents.distributions_of(module)
+        assert dists & set(pins), f"{module} is imported by the evaluate job but not pinned in requirements.txt"
 
 
 def test_every_pin_accepts_the_base_images_torch_and_python():
     """The PyTorch DLC of version X ships torch X; py313 is Python 3.13."""
-    images = ImageVersions()
-    torch_version = images.training_version
-    py = images.training_py_version.removeprefix("py")
-    python_version = f"{py[0]}.{py[1:]}"
-    torch_pins = []
-    for dist in evaluate_pins():
-        requires_python = metadata.metadata(dist)["Requires-Python"]
-        if requires_python:
-            assert SpecifierSet(requires_python).contains(python_version), f"{dist} needs Python {requires_python}"
-        for raw in metadata.requires(dist) or []:
-            requirement = Requirement(raw)
-            if requirement.name.lower() == "torch" and requirement.marker is None:
-                torch_pins.append(dist)
-                assert requirement.specifier.contains(torch_version), f"{dist} needs torch{requirement.specifier}"
+    torch_pins = image_contents.pins_that_constrain_torch(evaluate_pins())
     assert "compressed-tensors" in torch_pins, torch_pins
 
 

@@ -13,16 +13,11 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from importlib import metadata
-from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
+from tests.jobs import image_contents
+from tests.jobs.image_contents import REPO
 
-from stacks.config import ImageVersions
-
-REPO = Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO / "containers" / "quantize" / "Dockerfile"
 REQUIREMENTS = REPO / "containers" / "quantize" / "requirements.txt"
 FROM_BASE_IMAGE = {"torch"}
@@ -30,81 +25,11 @@ ENTRY_MODULE = "jobs.quantize"
 
 
 def instructions() -> list[tuple[str, str]]:
-    """Dockerfile instructions as (KEYWORD, arguments), continuation lines joined."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    result = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            keyword, _, rest = stripped.partition(" ")
-            result.append((keyword.upper(), rest.strip()))
-    return result
+    return image_contents.instructions(DOCKERFILE)
 
 
 def pinned_requirements() -> dict[str, str]:
-    pins = {}
-    for raw in REQUIREMENTS.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+", line), f"not pinned with ==: {line}"
-            name, version = line.split("==")
-            pins[canonical(name)] = version
-    return pins
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def module_files(module: str) -> list[Path]:
-    """The files a module name stands for: a module's .py, or a package's __init__.py (and its
-    __main__.py, which ``python -m`` runs); empty for a name that is not a module (an attribute)."""
-    base = REPO / module.replace(".", "/")
-    if base.with_suffix(".py").is_file():
-        return [base.with_suffix(".py")]
-    return [p for p in (base / "__init__.py", base / "__main__.py") if p.is_file()]
-
-
-def job_imports() -> tuple[set[Path], set[str]]:
-    """(jobs files reached from the entry module, third-party top-level modules they import)."""
-    seen: set[str] = set()
-    files: set[Path] = set()
-    third_party: set[str] = set()
-    todo = [ENTRY_MODULE]
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        parts = module.split(".")
-        # Importing jobs.a.b runs jobs/__init__.py and jobs/a/__init__.py first.
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        for path in module_files(module):
-            files.add(path)
-            for node in ast.walk(ast.parse(path.read_text())):
-                names: list[str] = []
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-                for name in names:
-                    top = name.split(".")[0]
-                    if top in ("jobs", "contracts"):  # ours: followed, and must be copied
-                        if module_files(name):
-                            todo.append(name)
-                    elif top not in sys.stdlib_module_names and top != "__future__":
-                        third_party.add(top)
-    return files, third_party
-
-
-def copied_sources() -> list[str]:
-    """What the COPY instructions take from the build context (their last argument is the target)."""
-    return [source for keyword, args in instructions() if keyword == "COPY" for source in args.split()[:-1]]
-
-
-def is_copied(path: Path, sources: list[str]) -> bool:
-    relative = path.relative_to(REPO).as_posix()
-    return any(relative == source or (source.endswith("/") and relative.startswith(source)) for source in sources)
+    return image_contents.pinned_requirements(REQUIREMENTS)
 
 
 def test_image_builds_from_the_base_image_build_argument_without_a_default():
@@ -117,30 +42,8 @@ def test_image_builds_from_the_base_image_build_argument_without_a_default():
     assert not re.search(r"dkr\.ecr\.|pytorch/pytorch:|python:\d", text), "a base image is hard-coded"
 
 
-def dlc_versions() -> tuple[str, str]:
-    """(torch, Python) of the base: the PyTorch DLC of version X ships torch X (its Dockerfile's
-    PYTORCH_VERSION); py313 is Python 3.13."""
-    images = ImageVersions()
-    assert images.training_framework == "pytorch"
-    py = images.training_py_version.removeprefix("py")
-    return images.training_version, f"{py[0]}.{py[1:]}"
-
-
 def test_every_pin_accepts_the_base_images_torch_and_python():
-    torch_version, python_version = dlc_versions()
-    checked = []
-    for dist in pinned_requirements():
-        requires_python = metadata.metadata(dist)["Requires-Python"]
-        if requires_python:
-            assert SpecifierSet(requires_python).contains(python_version), f"{dist} needs Python {requires_python}"
-        for raw in metadata.requires(dist) or []:
-            requirement = Requirement(raw)
-            if canonical(requirement.name) != "torch" or requirement.marker is not None:
-                continue
-            checked.append(dist)
-            assert requirement.specifier.contains(torch_version), (
-                f"{dist} needs torch{requirement.specifier}; the base image ships {torch_version}"
-            )
+    checked = image_contents.pins_that_constrain_torch(pinned_requirements())
     assert {"llmcompressor", "compressed-tensors"} <= set(checked), checked
 
 
@@ -156,29 +59,30 @@ def test_entrypoint_runs_the_quantize_job_as_root():
 
 
 def test_every_jobs_module_the_job_imports_is_copied_into_the_image():
-    files, _ = job_imports()
-    sources = copied_sources()
+    files, _ = image_contents.job_imports(ENTRY_MODULE)
+    sources = image_contents.copied_sources(DOCKERFILE)
     assert REPO / "jobs" / "quantize" / "__main__.py" in files
     for path in files:
         relative = path.relative_to(REPO)
-        assert is_copied(path, sources), f"{relative} is imported by the job but not copied into the image"
+        assert image_contents.is_copied(path, sources), (
+            f"{relative} is imported by the job but not copied into the image"
+        )
 
 
 def test_the_image_holds_only_the_quantize_package_and_the_shared_plumbing():
     """No pilot, no evaluate job, no operator CLI in the quantize image."""
-    jobs_sources = [source for source in copied_sources() if source.startswith("jobs")]
+    jobs_sources = [source for source in image_contents.copied_sources(DOCKERFILE) if source.startswith("jobs")]
     assert jobs_sources, "the job code is not copied"
     allowed = ("jobs/__init__.py", "jobs/quantize/", "jobs/sagemaker_job/")
     assert all(source in allowed for source in jobs_sources), jobs_sources
 
 
 def test_every_third_party_import_is_pinned_at_the_tested_version():
-    _, third_party = job_imports()
+    _, third_party = image_contents.job_imports(ENTRY_MODULE)
     pins = pinned_requirements()
-    distributions = metadata.packages_distributions()
     assert {"llmcompressor", "compressed_tensors", "transformers", "datasets", "torch"} <= third_party
     for module in sorted(third_party - FROM_BASE_IMAGE):
-        dists = {canonical(d) for d in distributions.get(module, [module])}
+        dists = image_contents.distributions_of(module)
         pinned = dists & set(pins)
         assert pinned, f"{module} is imported by the job but none of {dists} is pinned in {REQUIREMENTS.name}"
         for dist in pinned:
