@@ -454,19 +454,24 @@ def test_missing_endpoint_is_reported_not_raised(world, caplog):
     assert json.loads(message["Message"])["outcome"] == "endpoint-missing"
 
 
-def test_canary_endpoint_without_a_config_to_restore_is_reported_not_raised(world):
-    # One variant in phase canary reads as a raced promotion; without llmq:last-approved-config
-    # there is nothing to restore.
-    world.create_config("llmq-dev-single", {SERVING: 1.0})
+def _canary_endpoint_without_last_approved(world, config: str, variants: dict[str, float]) -> None:
+    """An endpoint in phase canary on ``config``, tagged with its run but no last approved config."""
+    world.create_config(config, variants)
     world.sagemaker.create_endpoint(
         EndpointName=ENDPOINT,
-        EndpointConfigName="llmq-dev-single",
+        EndpointConfigName=config,
         Tags=[
             {"Key": "llmq:phase", "Value": "canary"},
             {"Key": "llmq:model-name", "Value": MODEL},
             {"Key": "llmq:run-id", "Value": RUN_ID},
         ],
     )
+
+
+def test_canary_endpoint_without_a_config_to_restore_is_reported_not_raised(world):
+    # One variant in phase canary reads as a raced promotion; without llmq:last-approved-config
+    # there is nothing to restore.
+    _canary_endpoint_without_last_approved(world, "llmq-dev-single", {SERVING: 1.0})
     report = _roll_back(world)
     assert report.outcome == "not-possible"
     assert "no llmq:last-approved-config tag" in report.detail
@@ -478,16 +483,7 @@ def test_canary_endpoint_without_a_config_to_restore_is_reported_not_raised(worl
 
 
 def test_canary_endpoint_with_foreign_variants_is_reported(world):
-    world.create_config("llmq-dev-odd", {"blue": 50.0, "green": 50.0})
-    world.sagemaker.create_endpoint(
-        EndpointName=ENDPOINT,
-        EndpointConfigName="llmq-dev-odd",
-        Tags=[
-            {"Key": "llmq:phase", "Value": "canary"},
-            {"Key": "llmq:model-name", "Value": MODEL},
-            {"Key": "llmq:run-id", "Value": RUN_ID},
-        ],
-    )
+    _canary_endpoint_without_last_approved(world, "llmq-dev-odd", {"blue": 50.0, "green": 50.0})
     report = _roll_back(world)
     assert report.outcome == "not-possible"
     assert f"neither both variants {SERVING} and candidate" in report.detail
