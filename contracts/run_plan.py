@@ -1,6 +1,6 @@
 """The run plan: what the validate function derives from an execution's input and the state machine reads.
 
-The validate function builds it (lambda/validate_input/run_spec.py ``build_plan``)
+The validate function builds it (lambda/validate_input/run_plan_builder.py ``build_plan``)
 and returns it as JSON; the state machine keeps it at ``$.run`` and reads its
 fields through JSONPath. ``run_path("s3.gate_key")`` is how the state machine's
 code spells such a path: it fails at synth when the field does not exist, so a

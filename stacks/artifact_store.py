@@ -1,12 +1,7 @@
 """The versioned, KMS-encrypted artifact bucket and its access-log bucket.
 
-Object layout (one prefix per model run; names derive from run_id, so a
-retried run overwrites its own objects and versioning keeps the old ones)::
-
-    models/<model_name>/<run_id>/artifact/        compressed-tensors model (SageMaker output)
-    models/<model_name>/<run_id>/manifest.json    what the quantize job produced, with hashes
-    models/<model_name>/<run_id>/calibration/     the calibration set used
-    models/<model_name>/<run_id>/reports/         evaluation report.json, report.md, plots
+Object layout: contracts/artifact_layout.py (one prefix per model run; names derive from
+run_id, so a retried run overwrites its own objects and versioning keeps the old ones).
 """
 
 from __future__ import annotations
@@ -15,13 +10,6 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-
-MODELS_PREFIX = "models/"
-
-
-def run_prefix(model_name: str, run_id: str) -> str:
-    """The key prefix of one run's objects."""
-    return f"{MODELS_PREFIX}{model_name}/{run_id}/"
 
 
 class ArtifactStore(Construct):

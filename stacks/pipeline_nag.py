@@ -25,6 +25,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
 
+from contracts.artifact_layout import REPORTS_PATTERN
 from stacks.nag import acknowledge
 
 
@@ -69,7 +70,7 @@ def acknowledge_state_machine_policy(
         )
     acknowledge(
         policy,
-        f"AwsSolutions-IAM5[Resource::{token_text(policy, bucket, bucket.bucket_arn)}/models/*/reports/*]",
+        f"AwsSolutions-IAM5[Resource::{token_text(policy, bucket, bucket.bucket_arn)}/{REPORTS_PATTERN}]",
         "Reads report.json of a run (models/<model>/<run_id>/reports/) for the gate; read only.",
     )
     sagemaker = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"

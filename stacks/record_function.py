@@ -17,6 +17,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from contracts.artifact_layout import MANIFEST_PATTERN, RUN_OBJECTS_PATTERN
 from stacks.nag import acknowledge
 from stacks.pipeline_nag import token_text
 from stacks.python_function import PythonFunction
@@ -39,14 +40,14 @@ class RecordPackageFunction(PythonFunction):
         stack = Stack.of(self)
         self.role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="ReadRunOutputs", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("models/*")]
+                sid="ReadRunOutputs", actions=["s3:GetObject"], resources=[bucket.arn_for_objects(RUN_OBJECTS_PATTERN)]
             )
         )
         self.role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="WriteManifest",
                 actions=["s3:PutObject"],
-                resources=[bucket.arn_for_objects("models/*/manifest.json")],
+                resources=[bucket.arn_for_objects(MANIFEST_PATTERN)],
             )
         )
         shared.key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
@@ -77,12 +78,12 @@ class RecordPackageFunction(PythonFunction):
         bucket_text = token_text(self, shared.bucket, shared.bucket.bucket_arn)
         acknowledge(
             policy,
-            f"AwsSolutions-IAM5[Resource::{bucket_text}/models/*]",
+            f"AwsSolutions-IAM5[Resource::{bucket_text}/{RUN_OBJECTS_PATTERN}]",
             "Reads a run's manifest under models/<model>/<run_id>/<job>/output/model/; read only.",
         )
         acknowledge(
             policy,
-            f"AwsSolutions-IAM5[Resource::{bucket_text}/models/*/manifest.json]",
+            f"AwsSolutions-IAM5[Resource::{bucket_text}/{MANIFEST_PATTERN}]",
             "Writes only the manifest copy at models/<model>/<run_id>/manifest.json (docs/contracts.md).",
         )
         acknowledge(

@@ -16,6 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from contracts.artifact_layout import REPORTS_PATTERN
 from contracts.run_plan import run_path
 from stacks.workflow_blocks import J, Later, PipelineSteps, WorkflowResources
 
@@ -287,7 +288,7 @@ class EvaluateModel(PipelineSteps):
             "s3",
             "getObject",
             {"Bucket": self._bucket.bucket_name, "Key": J.string_at(run_path("s3.gate_key"))},
-            resources=[self._bucket.arn_for_objects("models/*/reports/*")],
+            resources=[self._bucket.arn_for_objects(REPORTS_PATTERN)],
             iam_action="s3:GetObject",
             result_selector={"gate": J.string_to_json(J.string_at("$.Body"))},
             result_path="$.evaluation",

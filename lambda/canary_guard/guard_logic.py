@@ -17,9 +17,9 @@ tests call it directly and the workflow tests run it against the emulator.
 - ``autoscaling_plan`` / ``suspend_autoscaling`` / ``resume_autoscaling``:
   around the promotion's UpdateEndpoint. SageMaker refuses an update that
   changes an autoscaled variant's instance type, so the state machine reads the
-  scaling setup first (read-only, kept in its payload), then deregisters the
-  target, updates, and registers it again with its policies once the endpoint
-  settled (lambda/shared/endpoint_autoscaling.py).
+  scaling setup first (read-only, kept in its payload), then records it in the
+  run's autoscaling record and deregisters the target, updates, and registers it
+  again with its policies once the endpoint settled (lambda/shared/endpoint_autoscaling.py).
 - ``endpoint_state``: one poll of a bounded wait. "InService" alone is not
   success: a failed UpdateEndpoint returns the endpoint to InService on the
   old config with FailureReason set, and a weights update that did not apply
@@ -289,12 +289,7 @@ def suspend_autoscaling(
     autoscaling: Any, s3: Any, captured: dict[str, Any], *, bucket: str, record_key: str
 ) -> dict[str, Any]:
     """Record the setup durably, then deregister the target (a repeat finds nothing to deregister)."""
-    s3.put_object(
-        Bucket=bucket,
-        Key=record_key,
-        Body=endpoint_autoscaling.record(captured, restored=False),
-        ContentType="application/json",
-    )
+    endpoint_autoscaling.write_record(s3, bucket, record_key, captured, restored=False)
     if not endpoint_autoscaling.is_registered(autoscaling, captured["resource_id"]):
         return {"suspended": True, "record": f"s3://{bucket}/{record_key}", "note": "already deregistered"}
     endpoint_autoscaling.suspend(autoscaling, captured)
@@ -310,10 +305,5 @@ def resume_autoscaling(
     and the record still says what to put back.
     """
     restored = endpoint_autoscaling.restore(autoscaling, captured)
-    s3.put_object(
-        Bucket=bucket,
-        Key=record_key,
-        Body=endpoint_autoscaling.record(captured, restored=True),
-        ContentType="application/json",
-    )
+    endpoint_autoscaling.write_record(s3, bucket, record_key, captured, restored=True)
     return {"restored": restored}

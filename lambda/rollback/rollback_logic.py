@@ -281,11 +281,8 @@ class _Rollback:
             return
         try:
             restored = endpoint_autoscaling.restore(self.clients.autoscaling, captured)
-            self.clients.s3.put_object(
-                Bucket=self.settings.artifact_bucket,
-                Key=self._lifted_key(),
-                Body=endpoint_autoscaling.record(captured, restored=True),
-                ContentType="application/json",
+            endpoint_autoscaling.write_record(
+                self.clients.s3, self.settings.artifact_bucket, self._lifted_key(), captured, restored=True
             )
         except Exception as exc:
             self.report.problems.append(

@@ -165,6 +165,10 @@ def record(captured: dict[str, Any], *, restored: bool) -> bytes:
     return json.dumps({"captured": captured, "restored": restored}, indent=1, sort_keys=True).encode()
 
 
+def write_record(s3: Any, bucket: str, key: str, captured: dict[str, Any], *, restored: bool) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=record(captured, restored=restored), ContentType="application/json")
+
+
 def read_record(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     """The lifted setup recorded at ``key`` and not restored yet, or None."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match
 
-from stacks.artifact_store import run_prefix
+from contracts.artifact_layout import run_key
 
 
 def _artifact_bucket(dev_app):
@@ -123,4 +123,4 @@ def test_access_log_bucket_is_private_and_expires_logs(dev_app):
 
 
 def test_run_prefix_matches_documented_layout():
-    assert run_prefix("llama-3-8b", "run-42") == "models/llama-3-8b/run-42/"
+    assert run_key("llama-3-8b", "run-42") == "models/llama-3-8b/run-42/"

@@ -339,7 +339,7 @@ def test_scaling_a_stopped_promotion_left_lifted_is_restored_with_the_rollback(w
         "blockers": [],
     }
     key = f"models/{MODEL}/{RUN_ID}/autoscaling/{ENDPOINT}-{SERVING}.json"
-    world.s3.put_object(Bucket=BUCKET, Key=key, Body=endpoint_autoscaling.record(captured, restored=False))
+    endpoint_autoscaling.write_record(world.s3, BUCKET, key, captured, restored=False)
 
     report = _roll_back(world, SERVING_5XX)
 

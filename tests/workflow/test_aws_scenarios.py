@@ -281,8 +281,7 @@ def test_scaling_an_earlier_execution_lifted_and_never_put_back_is_restored_by_t
     # What "Suspend autoscaling" left: the record in S3, the target deregistered.
     captured = _shared_autoscaling().capture(account.autoscaling, BASELINE_ENDPOINT, SERVING_VARIANT)
     key = f"models/llama-8b/run-001/autoscaling/{BASELINE_ENDPOINT}-{SERVING_VARIANT}.json"
-    record = _shared_autoscaling().record(captured, restored=False)
-    account.s3.put_object(Bucket=account.synthesized.bucket, Key=key, Body=record)
+    _shared_autoscaling().write_record(account.s3, account.synthesized.bucket, key, captured, restored=False)
     _shared_autoscaling().suspend(account.autoscaling, captured)
     assert _scaling(account) == ([], [], [])
 
