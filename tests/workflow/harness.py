@@ -62,7 +62,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-from contracts.artifact_layout import GATE_FILE
+from contracts.artifact_layout import GATE_FILE, REPORT_FILE
 from jobs.evaluate.gate import gate_json, pipeline_gate
 from tests.aws_conformance.hook import acting_as
 from tests.aws_conformance.iam import PolicyEvaluator
@@ -381,7 +381,7 @@ class Shims:
             "samples": "x" * self.faults.report_padding_bytes,
         }
         s3 = boto3.client("s3", region_name=REGION)
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/report.json", Body=json.dumps(report).encode())
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{REPORT_FILE}", Body=json.dumps(report).encode())
         # What the evaluate job writes beside it (jobs/evaluate/gate.py), by the job's own code.
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{GATE_FILE}", Body=gate_json(pipeline_gate(gate)))
 
@@ -580,7 +580,8 @@ class Execution:
 
 
 def oversized_payloads(history: list[dict[str, Any]]) -> list[str]:
-    """Events whose input, output or task result is over Step Functions' payload quota (moto has none)."""
+    """Events whose input, output or task result is over Step Functions' payload quota (moto checks task
+    results only, and lets States.ALL catch the error)."""
     found = []
     for event in history:
         for key, details in event.items():
