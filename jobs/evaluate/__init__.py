@@ -3,6 +3,7 @@
 - ``job``: arguments, the run, the failure file; ``__main__`` runs it;
 - ``measure``: fidelity (perplexity, greedy agreement) and speed; ``models``: what a model
   directory says; ``fidelity``: greedy agreement, weight bytes;
+- ``engine_fidelity``: perplexity from the serving engine's prompt log-probabilities;
 - ``load_test``: the serving client (LiteLLM, SageMaker variants) and its load generator;
 - ``gate``, ``cost`` (with ``instance_prices.json``), ``stats``, ``report``, ``assemble``: the
   decision, the price of a token, percentiles, report.md/performance.png, report.json/gate.json.
@@ -14,6 +15,7 @@ package costs only the standard library.
 
 from jobs.evaluate.assemble import build_report, json_safe, write_report
 from jobs.evaluate.cost import PriceTable, PriceTableError
+from jobs.evaluate.engine_fidelity import DEFAULT_CHUNK_CHARS, engine_fidelity
 from jobs.evaluate.fidelity import DEFAULT_PROMPTS, greedy_outputs
 from jobs.evaluate.gate import GateConfigError, Thresholds, Workload
 from jobs.evaluate.job import DEFAULT_CONCURRENCY, DEFAULT_MEASURED_INSTANCE
@@ -24,13 +26,15 @@ from jobs.evaluate.measure import (
     measure_model_fidelity,
     measure_performance,
     performance_section,
+    preflight,
     requests_for,
-    served_greedy,
+    served_greedy_text,
 )
 from jobs.evaluate.models import ModelInfo
 from jobs.evaluate.report import PERF_HEADER, side_by_side_rows, text_table
 
 __all__ = [
+    "DEFAULT_CHUNK_CHARS",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_MEASURED_INSTANCE",
     "DEFAULT_PROMPTS",
@@ -43,6 +47,7 @@ __all__ = [
     "Thresholds",
     "Workload",
     "build_report",
+    "engine_fidelity",
     "fidelity_section",
     "greedy_outputs",
     "greedy_section",
@@ -50,8 +55,9 @@ __all__ = [
     "measure_model_fidelity",
     "measure_performance",
     "performance_section",
+    "preflight",
     "requests_for",
-    "served_greedy",
+    "served_greedy_text",
     "side_by_side_rows",
     "text_table",
     "write_report",

@@ -56,7 +56,7 @@ def greedy_outputs(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: 
     return outputs
 
 
-def agreement(baseline: Sequence[Sequence[int]], candidate: Sequence[Sequence[int]]) -> dict[str, Any]:
+def agreement(baseline: Sequence[Sequence[Any]], candidate: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """Exact-match rate and mean agreeing-prefix share of greedy outputs (1.0 = identical)."""
     if len(baseline) != len(candidate) or not baseline:
         raise ValueError("agreement needs the same, non-empty prompt set for both models")

@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 from jobs.evaluate.assemble import build_report, write_report
 from jobs.evaluate.cost import PriceTable, PriceTableError
+from jobs.evaluate.engine_fidelity import DEFAULT_CHUNK_CHARS, engine_fidelity
 from jobs.evaluate.fidelity import DEFAULT_PROMPTS
 from jobs.evaluate.gate import GateConfigError, Thresholds, Workload
 from jobs.evaluate.load_test import DEFAULT_MAX_TOKENS, Target, quiet_litellm
@@ -41,9 +42,10 @@ from jobs.evaluate.measure import (
     measure_model_fidelity,
     measure_performance,
     performance_section,
-    served_greedy,
+    preflight,
+    served_greedy_text,
 )
-from jobs.evaluate.models import ModelInfo
+from jobs.evaluate.models import ModelInfo, manifest_sizes
 from jobs.sagemaker_job import records
 from jobs.sagemaker_job.failure import JobFailureError, is_processing_job, write_failure
 from jobs.sagemaker_job.hyperparameters import hyperparameter_argv, strip_train
@@ -63,6 +65,8 @@ DEFAULT_MEASURED_INSTANCE = "ml.m5.large"
 
 
 DEFAULT_CONTEXT_TOKENS = 4096
+
+FIDELITY_SOURCES = ("engine", "transformers")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,12 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(env.get("SM_OUTPUT_DATA_DIR") or env.get("SM_MODEL_DIR") or "/opt/ml/output/data"),
     )
     p.add_argument("--failure-dir", type=Path, default=Path(env.get("SM_OUTPUT_DIR", "/opt/ml/output")))
+    p.add_argument(
+        "--manifest-dir",
+        type=Path,
+        help="the quantize manifest: model sizes where the model directories hold config.json alone",
+    )
     p.add_argument("--baseline-scheme", help="override the scheme read from config.json (naming only)")
     p.add_argument("--candidate-scheme", help="override the scheme read from config.json (naming only)")
     p.add_argument("--max-validation-tokens", type=int, default=DEFAULT_VALIDATION_TOKENS)
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     p.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     p.add_argument("--greedy-tokens", type=int, default=DEFAULT_GREEDY_TOKENS)
+    p.add_argument(
+        "--fidelity",
+        choices=FIDELITY_SOURCES,
+        help="perplexity from the serving engine's prompt log-probabilities (default with targets) "
+        "or from transformers on this machine (default offline)",
+    )
+    p.add_argument("--chunk-chars", type=int, default=DEFAULT_CHUNK_CHARS, help="engine perplexity: text per prompt")
+    p.add_argument(
+        "--serving-protocol",
+        choices=("lmi",),
+        default="lmi",
+        help="request shape of SageMaker targets (LMI's schema; OpenAI-compatible URLs speak vLLM's)",
+    )
     # Serving targets (speed); none given = offline evaluation.
     p.add_argument("--baseline-url", help="OpenAI-compatible base URL of the baseline (http://host:port/v1)")
     p.add_argument("--baseline-served-name", default="baseline")
@@ -151,7 +173,7 @@ def targets_from_args(args: argparse.Namespace) -> dict[str, Target] | None:
     return targets
 
 
-def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
+def check_settings(args: argparse.Namespace) -> tuple[Thresholds, Workload, list[int], PriceTable]:
     thresholds = Thresholds(
         max_ppl_increase_pct=args.max_ppl_increase_pct,
         max_p95_latency_ratio=args.max_p95_latency_ratio,
@@ -167,60 +189,91 @@ def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         prices.price(args.measured_instance_type)
     except (GateConfigError, PriceTableError) as exc:
         raise JobFailureError(str(exc)) from None
-    targets = targets_from_args(args)
-    models = {
-        "baseline": ModelInfo.read(args.baseline_dir, args.baseline_scheme),
-        "candidate": ModelInfo.read(args.candidate_dir, args.candidate_scheme),
+    return thresholds, workload, levels, prices
+
+
+def read_models(args: argparse.Namespace) -> dict[str, ModelInfo]:
+    sizes: dict[str, int] = manifest_sizes(args.manifest_dir) if args.manifest_dir else {}
+    return {
+        "baseline": ModelInfo.read(args.baseline_dir, args.baseline_scheme, sizes.get("baseline")),
+        "candidate": ModelInfo.read(args.candidate_dir, args.candidate_scheme, sizes.get("candidate")),
     }
+
+
+def fidelity_source(args: argparse.Namespace, targets: dict[str, Target] | None) -> str:
+    source = args.fidelity or ("engine" if targets else "transformers")
+    if source == "engine" and not targets:
+        raise JobFailureError("--fidelity engine needs serving targets for both variants")
+    return str(source)
+
+
+def transformers_fidelity(
+    args: argparse.Namespace, models: dict[str, ModelInfo], texts: list[str], *, greedy: bool, log: Log
+) -> dict[str, dict[str, Any]]:
+    log(f"fidelity: perplexity (transformers, float32) over up to {args.max_validation_tokens} tokens")
+    return {
+        name: measure_model_fidelity(
+            info.path,
+            texts,
+            label=name,
+            prompts=DEFAULT_PROMPTS,
+            greedy_tokens=args.greedy_tokens if greedy else 0,
+            max_tokens=args.max_validation_tokens,
+            window=args.window,
+            stride=args.stride,
+            log=log,
+        )
+        for name, info in models.items()
+    }
+
+
+def served_measurements(
+    args: argparse.Namespace, targets: dict[str, Target], texts: list[str], levels: list[int], log: Log
+) -> tuple[dict[str, dict[str, Any]] | None, dict[str, Any], dict[str, Any]]:
+    """Preflight, engine perplexity (unless transformers is asked for), greedy agreement, load test."""
+    quiet_litellm()
+    for target in targets.values():
+        preflight(target, args.serving_protocol)
+    measures = None
+    if fidelity_source(args, targets) == "engine":
+        log(f"fidelity: perplexity through the serving engine over up to {args.max_validation_tokens} tokens")
+        measures = engine_fidelity(
+            targets,
+            texts,
+            max_tokens=args.max_validation_tokens,
+            chunk_chars=args.chunk_chars,
+            protocol=args.serving_protocol,
+            log=log,
+        )
+    pair = [served_greedy_text(targets[v], DEFAULT_PROMPTS, args.greedy_tokens) for v in ("baseline", "candidate")]
+    greedy = greedy_section(pair[0], pair[1], "served (temperature 0)", unit="words")
+    log(f"performance: concurrency {levels}, {args.max_tokens} output tokens per request")
+    measured = measure_performance(targets, levels=levels, max_tokens=args.max_tokens, prompts=DEFAULT_PROMPTS, log=log)
+    return measures, greedy, measured
+
+
+def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
+    thresholds, workload, levels, prices = check_settings(args)
+    targets = targets_from_args(args)
+    fidelity_source(args, targets)
+    models = read_models(args)
     try:
         texts = records.read_texts(args.validation)
     except (OSError, ValueError) as exc:
         raise JobFailureError(str(exc)) from None
-
-    log(f"fidelity: perplexity over up to {args.max_validation_tokens} tokens")
-    common: dict[str, Any] = {
-        "max_tokens": args.max_validation_tokens,
-        "window": args.window,
-        "stride": args.stride,
-        "log": log,
-    }
-    offline_greedy = 0 if targets else args.greedy_tokens
-    base = measure_model_fidelity(
-        models["baseline"].path,
-        texts,
-        label="baseline",
-        prompts=DEFAULT_PROMPTS,
-        greedy_tokens=offline_greedy,
-        **common,
-    )
-    cand = measure_model_fidelity(
-        models["candidate"].path,
-        texts,
-        label="candidate",
-        prompts=DEFAULT_PROMPTS,
-        greedy_tokens=offline_greedy,
-        **common,
-    )
     measured = None
     if targets:
-        from transformers import AutoTokenizer  # noqa: PLC0415
-
-        quiet_litellm()
-        tokenizer = AutoTokenizer.from_pretrained(str(models["baseline"].path))
-        pair = [
-            served_greedy(targets[v], DEFAULT_PROMPTS, args.greedy_tokens, tokenizer) for v in ("baseline", "candidate")
-        ]
-        greedy = greedy_section(pair[0], pair[1], "served (temperature 0)")
-        log(f"performance: concurrency {levels}, {args.max_tokens} output tokens per request")
-        measured = measure_performance(
-            targets, levels=levels, max_tokens=args.max_tokens, prompts=DEFAULT_PROMPTS, log=log
-        )
+        measures, greedy, measured = served_measurements(args, targets, texts, levels, log)
+        if measures is None:
+            measures = transformers_fidelity(args, models, texts, greedy=False, log=log)
     else:
-        greedy = greedy_section(base["greedy"], cand["greedy"], "offline (transformers, float32)")
-    fidelity = fidelity_section(base, cand, greedy)
+        measures = transformers_fidelity(args, models, texts, greedy=True, log=log)
+        greedy = greedy_section(
+            measures["baseline"]["greedy"], measures["candidate"]["greedy"], "offline (transformers, float32)"
+        )
     report = build_report(
         models=models,
-        fidelity=fidelity,
+        fidelity=fidelity_section(measures["baseline"], measures["candidate"], greedy),
         performance=performance_section(measured, targets, reason=None, max_tokens=args.max_tokens),
         server_memory={},
         thresholds=thresholds,

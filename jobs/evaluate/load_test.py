@@ -18,8 +18,10 @@ request sent to the last answer received.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,7 +54,7 @@ class Target:
 
 
 class SseUsageParser:
-    """Incremental parser of an OpenAI chat stream (server-sent events) in arbitrary byte chunks.
+    """Incremental parser of an OpenAI chat stream (server-sent events or JSON lines) in arbitrary byte chunks.
 
     Records when the first content arrives and the usage the server reports in its last event.
     """
@@ -78,12 +80,13 @@ class SseUsageParser:
         self.buffer = b""
 
     def _line(self, line: bytes, now: float) -> None:
-        if not line.startswith(b"data:"):
+        # Server-sent events ("data: {...}", vLLM and LMI with the sse formatter) or JSON lines
+        # ("{...}", LMI's default for a streamed chat request).
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+        if not line.startswith(b"{"):
             return
-        payload = line[5:].strip()
-        if not payload or payload == b"[DONE]":
-            return
-        event = json.loads(payload)
+        event = json.loads(line)
         for choice in event.get("choices") or []:
             content = (choice.get("delta") or {}).get("content")
             if content:
@@ -172,10 +175,25 @@ async def _openai_request(
     )
 
 
-def _sagemaker_variant_request(target: Target, prompt: str, max_tokens: int, fixed_length: bool) -> RequestResult:
+_CLIENT_LOCK = threading.Lock()
+
+
+@functools.cache
+def _runtime_client_unlocked(region: str | None) -> Any:
     import boto3  # noqa: PLC0415
 
-    client = boto3.client("sagemaker-runtime", region_name=target.region)
+    return boto3.client("sagemaker-runtime", region_name=region)
+
+
+def runtime_client(region: str | None) -> Any:
+    """One SageMaker runtime client per region for the whole job: clients are thread-safe,
+    creating them is not (boto3's default session), and each costs tens of milliseconds."""
+    with _CLIENT_LOCK:
+        return _runtime_client_unlocked(region)
+
+
+def _sagemaker_variant_request(target: Target, prompt: str, max_tokens: int, fixed_length: bool) -> RequestResult:
+    client = runtime_client(target.region)
     started = time.perf_counter()
     parser = SseUsageParser(started)
     try:

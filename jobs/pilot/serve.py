@@ -13,19 +13,22 @@ from jobs.evaluate import (
     ModelInfo,
     Target,
     build_report,
+    engine_fidelity,
     fidelity_section,
     greedy_outputs,
     greedy_section,
+    measure_model_fidelity,
     measure_performance,
     performance_section,
     requests_for,
-    served_greedy,
+    served_greedy_text,
 )
 from jobs.pilot.plan import GREEDY_TOKENS, OFFLINE_GREEDY_TOKENS, Plan, Progress
 from jobs.pilot.serving import ServerPool, VllmServer, cpu_serving_blocker, serve_python
 from jobs.pilot.steps import Candidate
+from jobs.sagemaker_job import records
 from jobs.sagemaker_job.failure import JobFailureError
-from jobs.sagemaker_job.perplexity import load_model
+from jobs.sagemaker_job.perplexity import DEFAULT_STRIDE, DEFAULT_WINDOW, load_model
 
 
 @dataclass
@@ -34,7 +37,8 @@ class Serving:
     failed: set[str] = field(default_factory=set)
     measured: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
-    greedy: dict[str, list[list[int]]] = field(default_factory=dict)
+    greedy: dict[str, list[list[str]]] = field(default_factory=dict)
+    fidelity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def target(self, key: str, as_variant: str | None = None) -> Target:
         server = self.servers[key]
@@ -59,9 +63,17 @@ def _note_failures(
 
 
 def serve_and_measure(
-    plan: Plan, *, base: Path, cands: Sequence[Candidate], pilot_dir: Path, pool: ServerPool, log: Progress
+    plan: Plan,
+    *,
+    base: Path,
+    cands: Sequence[Candidate],
+    validation: Path,
+    pilot_dir: Path,
+    pool: ServerPool,
+    log: Progress,
 ) -> Serving:
-    """One vLLM server per servable model, all measured at each level back to back."""
+    """One vLLM server per servable model: engine perplexity, greedy outputs, then every model
+    measured at each level back to back."""
     args = plan.args
     py = serve_python(args.serve_venv)
     serving = Serving()
@@ -86,12 +98,19 @@ def serve_and_measure(
     log(f"starting {len(pool.servers)} vLLM servers (eager, 1 GiB KV cache each); logs in {pilot_dir / 'logs'}")
     _note_failures(serving, pool.start_all(report=log), cands, log)
     live = [key for key in serving.servers if key not in serving.failed]
-    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy, needed only here
-
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    if args.fidelity == "engine":
+        log(f"perplexity from every server's prompt log-probabilities, up to {args.max_validation_tokens} tokens")
+        serving.fidelity = engine_fidelity(
+            {key: serving.target(key) for key in live},
+            records.read_texts(validation),
+            max_tokens=args.max_validation_tokens,
+            chunk_chars=args.chunk_chars,
+            log=log,
+        )
+        _log_perplexities(serving.fidelity, log)
     log(f"greedy outputs of {len(DEFAULT_PROMPTS)} prompts from every server (temperature 0)")
     for key in live:
-        serving.greedy[key] = served_greedy(serving.target(key), DEFAULT_PROMPTS, GREEDY_TOKENS, tokenizer)
+        serving.greedy[key] = served_greedy_text(serving.target(key), DEFAULT_PROMPTS, GREEDY_TOKENS)
     if len(live) > 1:
         count = (lambda _c: int(args.requests)) if args.requests else requests_for
         log(f"load test: concurrency {plan.levels}, {args.max_tokens} output tokens per request, warm-up excluded")
@@ -109,25 +128,70 @@ def serve_and_measure(
     return serving
 
 
+def _log_perplexities(measures: Mapping[str, dict[str, Any]], log: Progress) -> None:
+    base = measures["baseline"]["perplexity"]
+    log(f"baseline perplexity {base['perplexity']:.3f} over {base['token_count']} tokens ({base['chunks']} chunks)")
+    for key, measure in measures.items():
+        if key != "baseline":
+            ppl = measure["perplexity"]["perplexity"]
+            log(f"{key} perplexity {ppl:.3f} ({(ppl / base['perplexity'] - 1) * 100:+.2f} %)")
+
+
+def offline_fidelity(
+    plan: Plan, model_dir: Path, label: str, *, validation: Path, offline: dict[str, Any], log: Progress
+) -> dict[str, Any]:
+    """Transformers perplexity of one model (the baseline's is computed once and kept)."""
+    key = f"{label}_ppl"
+    if key not in offline:
+        offline[key] = measure_model_fidelity(
+            model_dir,
+            records.read_texts(validation),
+            label=label,
+            max_tokens=plan.args.max_validation_tokens,
+            window=DEFAULT_WINDOW,
+            stride=DEFAULT_STRIDE,
+            log=log,
+        )
+    return dict(offline[key])
+
+
 def candidate_report(
-    plan: Plan, *, base: Path, base_fid: dict[str, Any], cand: Candidate, serving: Serving, offline: dict[str, Any]
+    plan: Plan,
+    *,
+    base: Path,
+    cand: Candidate,
+    serving: Serving,
+    validation: Path,
+    offline: dict[str, Any],
+    log: Progress,
 ) -> dict[str, Any]:
     args = plan.args
-    assert cand.model_dir is not None and cand.ppl is not None
+    assert cand.model_dir is not None
     pair = targets = None
     if cand.scheme in serving.measured and "baseline" in serving.measured:
         pair = {"baseline": serving.measured["baseline"], "candidate": serving.measured[cand.scheme]}
         targets = {"baseline": serving.target("baseline"), "candidate": serving.target(cand.scheme, "candidate")}
     if cand.scheme in serving.greedy and "baseline" in serving.greedy:
-        greedy = greedy_section(serving.greedy["baseline"], serving.greedy[cand.scheme], "served (temperature 0)")
+        greedy = greedy_section(
+            serving.greedy["baseline"], serving.greedy[cand.scheme], "served (temperature 0)", unit="words"
+        )
     else:
         # Not served: both models generate offline, so the comparison stays like for like.
         if "baseline" not in offline:
             offline["baseline"] = offline_greedy(base)
         greedy = greedy_section(offline["baseline"], offline_greedy(cand.model_dir), "offline (transformers, float32)")
+    if cand.scheme in serving.fidelity and "baseline" in serving.fidelity:
+        base_fid, cand_fid = serving.fidelity["baseline"], serving.fidelity[cand.scheme]
+    else:
+        # Offline for both sides: a served baseline and an emulated candidate are not comparable.
+        base_fid = offline_fidelity(plan, base, "baseline", validation=validation, offline=offline, log=log)
+        cand_fid = cand.ppl or offline_fidelity(
+            plan, cand.model_dir, cand.scheme, validation=validation, offline=offline, log=log
+        )
+    cand.ppl = cand_fid
     return build_report(
         models={"baseline": ModelInfo.read(base, None), "candidate": ModelInfo.read(cand.model_dir, cand.scheme)},
-        fidelity=fidelity_section(base_fid, cand.ppl, greedy),
+        fidelity=fidelity_section(base_fid, cand_fid, greedy),
         performance=performance_section(pair, targets, reason=cand.serve_blocker, max_tokens=args.max_tokens),
         server_memory={"baseline": serving.memory.get("baseline"), "candidate": serving.memory.get(cand.scheme)},
         thresholds=plan.thresholds,

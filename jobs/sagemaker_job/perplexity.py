@@ -143,3 +143,35 @@ def model_perplexity(
     loaded = load_model(model_dir)
     ids = tokenize_validation(loaded.tokenizer, texts, max_tokens)
     return {**perplexity(loaded, ids, window=window, stride=stride), "validation_tokens": len(ids)}
+
+
+def chunk_perplexity(loaded: LoadedModel, chunks: Sequence[str]) -> dict[str, Any]:
+    """The serving engine's figure (jobs/evaluate/engine_fidelity.py) computed with transformers.
+
+    Each chunk is tokenized as a server tokenizes a completion prompt (special tokens added)
+    and scored as one window: every token after the chunk's first, with the chunk before it as
+    context. ``token_ids`` lets a caller check that the server saw the same tokens.
+    """
+    nll_sum = 0.0
+    scored = 0
+    token_ids: list[list[int]] = []
+    start = time.perf_counter()
+    for chunk in chunks:
+        ids = list(loaded.tokenizer(chunk, add_special_tokens=True)["input_ids"])
+        if len(ids) < 2:
+            continue
+        one = perplexity(loaded, ids, window=len(ids), stride=len(ids))
+        nll_sum += one["mean_nll"] * one["token_count"]
+        scored += one["token_count"]
+        token_ids.append(ids[1:])
+    if not scored:
+        raise ValueError("no chunk has two tokens to score")
+    mean = nll_sum / scored
+    return {
+        "perplexity": math.exp(mean),
+        "mean_nll": mean,
+        "token_count": scored,
+        "chunks": len(token_ids),
+        "token_ids": token_ids,
+        "seconds": time.perf_counter() - start,
+    }

@@ -1,14 +1,10 @@
-"""Shared fixtures: the real SmolLM2-135M (converted once per machine) and process checks."""
+"""Shared helpers: process checks and the pilot command (the SmolLM2 fixture is in tests/jobs/conftest.py)."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[3]
-QUANTIZE_PYTHON = ROOT / ".venv-quantize" / "bin" / "python"
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -25,19 +21,6 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmd and "zombie" not in state:
             found.append(cmd.strip())
     return found
-
-
-@pytest.fixture(scope="session")
-def smollm2_dir() -> Path:
-    out = subprocess.run(
-        [str(QUANTIZE_PYTHON), "-m", "jobs.quantize.smollm2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def pilot_cmd(*args: str) -> list[str]:
