@@ -91,7 +91,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="perplexity from the vLLM servers' prompt log-probabilities (default) or, as a cross-check, "
         "from transformers in float32 (sliding window; about a minute per model here)",
     )
-    p.add_argument("--chunk-chars", type=int, default=DEFAULT_CHUNK_CHARS, help="engine perplexity: text per prompt")
+    p.add_argument(
+        "--chunk-chars",
+        type=int,
+        help=f"engine perplexity: text per prompt (default {DEFAULT_CHUNK_CHARS}, at most 2 x --max-model-len)",
+    )
     p.add_argument("--instance-type", default=DEFAULT_MEASURED_INSTANCE, help="prices the local measurement")
     p.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     p.add_argument("--run-id", help="pilot id (default: UTC time stamp)")
@@ -178,7 +182,7 @@ def _number_problems(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     for name, value, low in (
         ("max-tokens", args.max_tokens, 1),
         ("max-validation-tokens", args.max_validation_tokens, 16),
-        ("chunk-chars", args.chunk_chars, 16),
+        ("chunk-chars", 16 if args.chunk_chars is None else args.chunk_chars, 16),
         ("num-calibration-samples", args.num_calibration_samples, 1),
         ("max-seq-length", args.max_seq_length, 16),
         ("requests", 1 if args.requests is None else args.requests, 1),
@@ -211,5 +215,8 @@ def validate(args: argparse.Namespace) -> Plan:
         problems.append(str(exc))
     if problems or prices is None:
         raise PilotInputError("; ".join(problems))
+    if args.chunk_chars is None:
+        # A prompt must fit the server's context; 2 characters a token leaves room for code.
+        args.chunk_chars = min(DEFAULT_CHUNK_CHARS, 2 * args.max_model_len)
     pilot_id = args.run_id or time.strftime("pilot-%Y%m%dT%H%M%SZ", time.gmtime())
     return Plan(args, schemes, levels, thresholds, workload, prices, pilot_id)

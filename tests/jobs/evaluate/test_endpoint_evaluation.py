@@ -210,9 +210,9 @@ def test_engine_perplexity_agrees_with_transformers_on_the_baseline_within_one_p
     server = parts["servers"][SERVING_VARIANT]
     chunks = text_chunks(pydoc_split()[1], 1000)
     target = Target("baseline", "openai", server.name, api_base=server.base_url)
-    scores, seconds = score_chunks(target, chunks, max_tokens=1024, protocol="openai", log=lambda _m: None)
+    scores, seconds = score_chunks(target, chunks, max_tokens=512, protocol="openai", log=lambda _m: None)
     engine = summarize_scores(scores, seconds, 1000)
     offline = chunk_perplexity(load_model(smollm2_dir), chunks[: len(scores)])
     assert [list(s.token_ids) for s in scores] == offline["token_ids"]  # the same tokens were scored
-    assert engine["token_count"] == offline["token_count"] >= 1024
+    assert engine["token_count"] == offline["token_count"] >= 512
     assert engine["perplexity"] == pytest.approx(offline["perplexity"], rel=0.01)

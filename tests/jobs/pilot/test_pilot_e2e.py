@@ -65,7 +65,9 @@ def test_report_figures_are_positive_and_consistent(pilot_run):
     assert fid["ppl_increase_pct"] == pytest.approx(
         (fid["candidate_perplexity"] / fid["baseline_perplexity"] - 1) * 100, abs=0.01
     )
-    assert 500 <= fid["token_count"] < 600
+    # Served: the engine scores whole chunks until 600 tokens, so at most one chunk more.
+    assert fid["method"].startswith("serving engine")
+    assert 600 <= fid["token_count"] < 600 + 256
     assert fid["greedy"]["prompts"] == 8 and 0 <= fid["greedy"]["exact_match_rate"] <= 1
     perf = report["performance"]
     assert perf["measured"] is True
