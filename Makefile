@@ -135,7 +135,7 @@ P95_OBJECTIVE_S ?=
 CONCURRENCY ?=
 PILOT_ARGS ?=
 pilot: $(VENV_E)/.installed $(VENV_S)/.installed $(VENV_Q)/.installed
-	$(VENV_E)/bin/python -m jobs.pilot --schemes "$(SCHEMES)" --algorithm "$(ALGORITHM)" \
+	@$(VENV_E)/bin/python -m jobs.pilot --schemes "$(SCHEMES)" --algorithm "$(ALGORITHM)" \
 	  $(if $(MODEL),--model "$(MODEL)") $(if $(CALIBRATION),--calibration "$(CALIBRATION)") \
 	  $(if $(VALIDATION),--validation "$(VALIDATION)") \
 	  $(if $(MAX_PPL_INCREASE_PCT),--max-ppl-increase-pct $(MAX_PPL_INCREASE_PCT)) \

@@ -64,6 +64,12 @@ def build_report(
     }
     if "baseline" in models and "candidate" in models:
         memory["weight_bytes_ratio"] = round(models["candidate"].weight_bytes / models["baseline"].weight_bytes, 4)
+        params = parameter_count(models["baseline"])
+        if params:
+            memory["parameters"] = params
+            memory["bytes_per_parameter"] = {
+                name: round(info.weight_bytes / params, 4) for name, info in models.items()
+            }
     report: dict[str, Any] = {
         "report_version": REPORT_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -89,6 +95,20 @@ def build_report(
     if extra:
         report.update(extra)
     return report
+
+
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+def parameter_count(baseline: ModelInfo) -> int | None:
+    """Parameters of the unquantized baseline: its weight bytes over its dtype's size (every
+    tensor of a 16-bit checkpoint is 16-bit), so a candidate's bytes per parameter is measured
+    against the same count."""
+    dtype = str(baseline.config.get("dtype") or baseline.config.get("torch_dtype") or "")
+    size = DTYPE_BYTES.get(dtype)
+    if not size or "quantization_config" in baseline.config:
+        return None
+    return baseline.weight_bytes // size
 
 
 def _cpu_model() -> str:

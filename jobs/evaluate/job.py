@@ -29,6 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
+from contracts.serving_hardware import expected_kernel
 from jobs.evaluate.assemble import build_report, write_report
 from jobs.evaluate.cost import PriceTable, PriceTableError
 from jobs.evaluate.engine_fidelity import DEFAULT_CHUNK_CHARS, engine_fidelity
@@ -252,6 +253,23 @@ def served_measurements(
     return measures, greedy, measured
 
 
+def expected_kernels(
+    models: dict[str, ModelInfo], targets: dict[str, Target] | None, instance_type: str
+) -> dict[str, Any]:
+    """A SageMaker variant's server log is not the client's to read: the report names the kernel
+    vLLM is expected to pick on the serving GPU (contracts/serving_hardware.py)."""
+    if not targets or any(t.kind != "sagemaker" for t in targets.values()):
+        return {}
+    return {
+        name: {
+            "linear_kernels": [expected_kernel(info.scheme, instance_type)],
+            "kernel_source": f"expected on {instance_type}; vLLM logs its choice ('Selected ... for ...') "
+            f"in the endpoint's log group /aws/sagemaker/Endpoints/{targets[name].model}",
+        }
+        for name, info in models.items()
+    }
+
+
 def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     thresholds, workload, levels, prices = check_settings(args)
     targets = targets_from_args(args)
@@ -275,7 +293,7 @@ def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         models=models,
         fidelity=fidelity_section(measures["baseline"], measures["candidate"], greedy),
         performance=performance_section(measured, targets, reason=None, max_tokens=args.max_tokens),
-        server_memory={},
+        server_memory=expected_kernels(models, targets, args.measured_instance_type),
         thresholds=thresholds,
         workload=workload,
         prices=prices,

@@ -115,6 +115,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             ]
         )
     lines += [markdown_table(["variant", "weights", "server RSS", "vLLM linear kernel"], mem_rows), ""]
+    if mem.get("bytes_per_parameter"):
+        per = ", ".join(f"{k} {v:.3f}" for k, v in mem["bytes_per_parameter"].items())
+        lines += [f"Bytes per parameter ({mem.get('parameters'):,} parameters): {per}", ""]
     lines += ["## Cost", ""]
     if cost:
         table = cost.get("price_table", {})

@@ -24,6 +24,7 @@ from run_plan_builder import build_plan
 from serving_ami import inference_ami
 
 from contracts.function_settings import ValidateSettings
+from contracts.serving_hardware import serving_problem
 from contracts.support_table import GROUPED_SCHEMES, KERNEL_GROUP_SIZES, KNOWN_INSTANCE_FAMILIES, SCHEMES_BY_ALGORITHM
 
 # The support table and the known instance families live in contracts/support_table.py,
@@ -121,6 +122,8 @@ class RunSpec(BaseModel):
     evaluate_instance_type: str | None = None
     serving_instance_type: str | None = None
     serving_instance_count: int = Field(default=1, ge=1, le=10)
+    # Serve a scheme whose fast kernel the serving GPU lacks (contracts/serving_hardware.py).
+    allow_slow_serving_kernel: bool = False
     quantize_image_uri: str | None = None
     evaluate_image_uri: str | None = None
     serving_image_uri: str | None = None
@@ -256,6 +259,10 @@ def _deployment_problems(spec: RunSpec, defaults: Defaults) -> list[Problem]:
     too_small = instance_problem(quantize_instance, needs)
     if too_small:
         problems.append(Problem(field="quantize_instance_type", message=too_small))
+    serving_instance = spec.serving_instance_type or defaults.serving_instance_type
+    slow = serving_problem(spec.scheme, serving_instance, allow_slow=spec.allow_slow_serving_kernel)
+    if slow:
+        problems.append(Problem(field="serving_instance_type", message=slow))
     short = [step.bake_minutes for step in spec.canary if step.bake_minutes < defaults.min_bake_minutes]
     if short:
         problems.append(Problem(field="canary", message=_bake_message(defaults)))

@@ -162,7 +162,12 @@ def test_evaluates_both_variants_of_one_endpoint_through_the_runtime_protocol(ru
             for key in ("latency_p50_s", "latency_p95_s", "latency_p99_s", "ttft_p50_s", "itl_p50_s"):
                 assert figures[key] is not None and figures[key] > 0, key
             assert figures["output_tokens_per_s"] > 0
-    assert report["memory"]["weight_bytes_ratio"] == pytest.approx(170 / 270, abs=1e-4)
+    memory = report["memory"]
+    assert memory["weight_bytes_ratio"] == pytest.approx(170 / 270, abs=1e-4)
+    assert memory["bytes_per_parameter"] == {"baseline": 2.0, "candidate": pytest.approx(2 * 170 / 270, abs=1e-3)}
+    kernels = memory["variants"]["candidate"]["server"]
+    assert kernels["linear_kernels"] == ["dense 16-bit GEMM (cuBLAS)"]  # a BF16 config on ml.g5.xlarge
+    assert f"/aws/sagemaker/Endpoints/{ENDPOINT}" in kernels["kernel_source"]
     assert report["cost"]["usd_per_1m_output_tokens"]["candidate"] > 0
     gate = json.loads((tmp_path / "output" / "gate.json").read_text())
     assert isinstance(gate["passed"], bool) and gate["reasons"]
