@@ -156,3 +156,21 @@ def test_evaluate_job_offline_follows_the_sagemaker_contract(pilot_run, smollm2_
     )
     assert bad.returncode == 1
     assert "does not exist" in (tmp_path / "output" / "failure").read_text()
+
+
+def test_the_transformers_cross_check_judges_both_models_offline(tmp_path):
+    """--fidelity transformers: the served candidate's perplexity comes from transformers, and so
+    does the baseline's it is compared with (never a served figure against an offline one)."""
+    args = [
+        "--artifacts", str(tmp_path / "artifacts"), "--run-id", "t2", "--schemes", "W8A8",
+        "--fidelity", "transformers", "--concurrency", "1", "--workload-concurrency", "1",
+        "--requests", "2", "--max-tokens", "8", "--max-validation-tokens", "300", "--max-model-len", "256",
+    ]  # fmt: skip
+    proc = subprocess.run(pilot_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4/6 fidelity: perplexity (offline, transformers on CPU)" in proc.stdout
+    out = tmp_path / "artifacts" / "models" / "smollm2-135m-instruct"
+    fid = json.loads((out / "t2-w8a8" / "reports" / "report.json").read_text())["fidelity"]
+    assert fid["method"].startswith("transformers") and (fid["window"], fid["stride"]) == (512, 256)
+    assert fid["token_count"] == 299  # every token of the 300-token stream after the first
+    assert fid["greedy"]["compared_by"] == "words"  # greedy outputs still come from the servers
