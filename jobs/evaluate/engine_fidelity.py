@@ -9,19 +9,8 @@ first token of a chunk has no context and is not scored. Chunks are scored in or
 ``max_tokens`` tokens are scored; the candidate scores exactly the chunks the baseline scored,
 and the two must report the same token ids (they share a tokenizer).
 
-Two request shapes, one per serving protocol:
-
-- ``openai`` (vLLM's OpenAI-compatible server, the pilot): ``POST {base}/completions`` with
-  ``prompt_logprobs: 0`` (vLLM's sampling parameter: the prompt token's own log-probability and
-  no alternatives); ``choices[0].prompt_logprobs`` is a list with ``null`` for the first token and
-  ``{token_id: {"logprob": ...}}`` for each other.
-- ``lmi`` (SageMaker's LMI container with the vLLM rolling batch, the pipeline): InvokeEndpoint
-  with ``TargetVariant`` and the LMI schema ``{"inputs": chunk, "parameters": {"max_new_tokens": 1,
-  "details": true, "decoder_input_details": true}}``; ``details.prefill`` holds one token object
-  (``id``, ``text``, ``log_prob``) per prompt token (djl-serving's "LMI handlers Inference API
-  Schema", GenerationParameters and Details; ``decoder_input_details`` is vLLM-only and not for
-  streaming requests, so this request does not stream). With ``OPTION_TGI_COMPAT`` the response
-  is a one-element list, also read here.
+The request and response shapes, ``openai`` (vLLM's server, the pilot) and ``lmi`` (SageMaker's
+LMI container, the pipeline), are in contracts/serving_protocol.py.
 
 ``jobs.sagemaker_job.perplexity.chunk_perplexity`` computes the same figure with transformers,
 the pilot's cross-check.
@@ -36,9 +25,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
+from contracts.serving_protocol import (
+    NoPromptLogprobsError,
+    PromptScore,
+    lmi_body,
+    openai_body,
+    parse_lmi,
+    parse_openai,
+)
 from jobs.evaluate.load_test import Target, runtime_client
 from jobs.sagemaker_job.failure import JobFailureError
 
@@ -55,10 +51,8 @@ class NoLogprobsError(JobFailureError):
     """The server answered without prompt log-probabilities."""
 
 
-@dataclass(frozen=True)
-class ChunkScore:
-    token_ids: tuple[int, ...]  # the scored tokens (every prompt token after the first)
-    logprobs: tuple[float, ...]
+# One chunk's score: the serving protocol's PromptScore.
+ChunkScore = PromptScore
 
 
 def text_chunks(texts: Sequence[str], max_chars: int) -> list[str]:
@@ -83,45 +77,8 @@ def text_chunks(texts: Sequence[str], max_chars: int) -> list[str]:
     return chunks
 
 
-def _parse_openai(body: Any) -> ChunkScore:
-    try:
-        entries = body["choices"][0]["prompt_logprobs"]
-    except (KeyError, IndexError, TypeError):
-        entries = None
-    if not entries:
-        raise NoLogprobsError("the response has no choices[0].prompt_logprobs")
-    ids, lps = [], []
-    for entry in entries[1:]:
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise NoLogprobsError(f"a prompt_logprobs entry is not one token: {str(entry)[:200]}")
-        ((token_id, info),) = entry.items()
-        ids.append(int(token_id))
-        lps.append(float(info["logprob"]))
-    return ChunkScore(tuple(ids), tuple(lps))
-
-
-def _parse_lmi(body: Any) -> ChunkScore:
-    if isinstance(body, list) and len(body) == 1:  # OPTION_TGI_COMPAT answers with a list
-        body = body[0]
-    prefill = ((body or {}).get("details") or {}).get("prefill") if isinstance(body, dict) else None
-    if not prefill:
-        raise NoLogprobsError("the response has no details.prefill (LMI returns it for decoder_input_details)")
-    ids, lps = [], []
-    for token in prefill[1:]:
-        value = token.get("log_prob") if isinstance(token, dict) else None
-        if value is None:
-            raise NoLogprobsError(f"a prefill token has no log_prob: {str(token)[:200]}")
-        ids.append(int(token["id"]))
-        lps.append(float(value))
-    return ChunkScore(tuple(ids), tuple(lps))
-
-
-def lmi_body(chunk: str) -> dict[str, Any]:
-    return {"inputs": chunk, "parameters": {"max_new_tokens": 1, "details": True, "decoder_input_details": True}}
-
-
 def _score_openai(target: Target, chunk: str) -> ChunkScore:
-    body = {"model": target.model, "prompt": chunk, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+    body = openai_body(target.model, chunk)
     if not str(target.api_base).startswith(("http://", "https://")):
         raise JobFailureError(f"{target.describe()}: the server URL must be http(s)")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
@@ -139,13 +96,13 @@ def _score_openai(target: Target, chunk: str) -> ChunkScore:
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise JobFailureError(f"{target.describe()} did not answer a prompt-logprobs request: {exc}") from None
-    return _named(target, _parse_openai, answer)
+    return _named(target, parse_openai, answer)
 
 
 def _named(target: Target, parse: Callable[[Any], ChunkScore], answer: Any) -> ChunkScore:
     try:
         return parse(answer)
-    except NoLogprobsError as exc:
+    except NoPromptLogprobsError as exc:
         raise NoLogprobsError(f"{target.describe()} returned no prompt log-probabilities: {exc}") from None
 
 
@@ -156,7 +113,7 @@ def _score_lmi(target: Target, chunk: str, client: Any) -> ChunkScore:
         "EndpointName": target.model,
         "ContentType": "application/json",
         "Accept": "application/json",
-        "Body": json.dumps(lmi_body(chunk)).encode(),
+        "Body": json.dumps(lmi_body(chunk)).encode(),  # max_new_tokens 1, prompt log-probabilities
     }
     if target.target_variant:
         kwargs["TargetVariant"] = target.target_variant
@@ -170,7 +127,7 @@ def _score_lmi(target: Target, chunk: str, client: Any) -> ChunkScore:
         ) from None
     except (BotoCoreError, ValueError) as exc:
         raise JobFailureError(f"{target.describe()} did not answer a prompt-logprobs request: {exc}") from None
-    return _named(target, _parse_lmi, answer)
+    return _named(target, parse_lmi, answer)
 
 
 def chunk_scorer(target: Target, protocol: str) -> Callable[[str], ChunkScore]:

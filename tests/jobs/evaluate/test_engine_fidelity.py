@@ -1,19 +1,11 @@
-"""The serving-engine perplexity's pure parts: chunking, both response shapes, the token check."""
+"""The serving-engine perplexity's pure parts: chunking, both response shapes (contracts/serving_protocol.py), the token check."""
 
 import math
 
 import pytest
 
-from jobs.evaluate.engine_fidelity import (
-    ChunkScore,
-    NoLogprobsError,
-    _check_same_tokens,
-    _parse_lmi,
-    _parse_openai,
-    lmi_body,
-    summarize_scores,
-    text_chunks,
-)
+from contracts.serving_protocol import NoPromptLogprobsError, PromptScore, lmi_body, parse_lmi, parse_openai
+from jobs.evaluate.engine_fidelity import _check_same_tokens, summarize_scores, text_chunks
 from jobs.evaluate.load_test import SseUsageParser
 from jobs.sagemaker_job.failure import JobFailureError
 
@@ -29,14 +21,15 @@ def test_chunks_cut_at_line_then_word_boundaries_and_never_exceed_the_size():
 
 def test_openai_prompt_logprobs_skip_the_first_token():
     body = {"choices": [{"prompt_logprobs": [None, {"5": {"logprob": -1.5}}, {"7": {"logprob": -0.5, "rank": 1}}]}]}
-    assert _parse_openai(body) == ChunkScore((5, 7), (-1.5, -0.5))
+    assert parse_openai(body) == PromptScore((5, 7), (-1.5, -0.5))
 
 
 def test_lmi_prefill_in_both_response_shapes():
     answer = {"generated_text": "x", "details": {"prefill": [{"id": 1, "log_prob": None}, {"id": 9, "log_prob": -2.0}]}}
-    assert _parse_lmi(answer) == ChunkScore((9,), (-2.0,))
-    assert _parse_lmi([answer]) == ChunkScore((9,), (-2.0,))  # OPTION_TGI_COMPAT: a one-element list
+    assert parse_lmi(answer) == PromptScore((9,), (-2.0,))
+    assert parse_lmi([answer]) == PromptScore((9,), (-2.0,))  # OPTION_TGI_COMPAT: a one-element list
     assert lmi_body("hi")["parameters"] == {"max_new_tokens": 1, "details": True, "decoder_input_details": True}
+    assert "decoder_input_details" not in lmi_body("hi", max_new_tokens=64, prompt_logprobs=False)["parameters"]
 
 
 @pytest.mark.parametrize(
@@ -49,19 +42,19 @@ def test_lmi_prefill_in_both_response_shapes():
     ],
 )
 def test_lmi_answers_without_prompt_logprobs_are_refused(answer):
-    with pytest.raises(NoLogprobsError):
-        _parse_lmi(answer)
+    with pytest.raises(NoPromptLogprobsError):
+        parse_lmi(answer)
 
 
 def test_openai_answers_with_alternatives_or_nothing_are_refused():
-    with pytest.raises(NoLogprobsError):
-        _parse_openai({"choices": [{"prompt_logprobs": None}]})
-    with pytest.raises(NoLogprobsError):
-        _parse_openai({"choices": [{"prompt_logprobs": [None, {"1": {"logprob": -1}, "2": {"logprob": -3}}]}]})
+    with pytest.raises(NoPromptLogprobsError):
+        parse_openai({"choices": [{"prompt_logprobs": None}]})
+    with pytest.raises(NoPromptLogprobsError):
+        parse_openai({"choices": [{"prompt_logprobs": [None, {"1": {"logprob": -1}, "2": {"logprob": -3}}]}]})
 
 
 def test_perplexity_is_exp_of_the_mean_negative_log_probability():
-    scores = [ChunkScore((1, 2), (-1.0, -2.0)), ChunkScore((3,), (-3.0,))]
+    scores = [PromptScore((1, 2), (-1.0, -2.0)), PromptScore((3,), (-3.0,))]
     summary = summarize_scores(scores, 1.5, 100)
     assert summary["token_count"] == 3 and summary["chunks"] == 2
     assert summary["perplexity"] == pytest.approx(math.exp(2.0))
@@ -69,7 +62,7 @@ def test_perplexity_is_exp_of_the_mean_negative_log_probability():
 
 def test_variants_that_tokenize_differently_are_refused():
     with pytest.raises(JobFailureError, match="share a tokenizer"):
-        _check_same_tokens("candidate", [ChunkScore((1, 2), (-1.0, -1.0))], [ChunkScore((1, 3), (-1.0, -1.0))])
+        _check_same_tokens("candidate", [PromptScore((1, 2), (-1.0, -1.0))], [PromptScore((1, 3), (-1.0, -1.0))])
 
 
 def test_chat_streams_are_read_as_server_sent_events_or_json_lines():
