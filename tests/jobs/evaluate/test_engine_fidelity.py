@@ -1,4 +1,4 @@
-"""The serving-engine perplexity's pure parts: chunking, both response shapes (contracts/serving_protocol.py), the token check."""
+"""The serving-engine perplexity: chunking, both answer shapes (contracts/serving_protocol.py), the token check."""
 
 import math
 
