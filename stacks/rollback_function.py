@@ -68,7 +68,6 @@ class RollbackFunction(Construct):
             self,
             "Rollback",
             name="rollback",
-            function_name=f"{resource_prefix}-rollback",
             description="Alarm-driven rollback of canaried SageMaker endpoints (EventBridge, any time)",
             environment={
                 **RollbackSettings.environment(
