@@ -34,7 +34,6 @@ class CanaryGuardFunction(PythonFunction):
             scope,
             construct_id,
             name="canary_guard",
-            function_name=f"{prefix}-canary-guard",
             description=(
                 "Judges whether a canary may start, go on, whether an endpoint update landed; "
                 "lifts and restores autoscaling around promotion"

@@ -12,7 +12,15 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts.support_table import KNOWN_INSTANCE_FAMILIES
 
@@ -23,6 +31,11 @@ from contracts.support_table import KNOWN_INSTANCE_FAMILIES
 CLOUDWATCH_RETENTION_DAYS = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653})
 _INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+# The optional account and region that pin a stage's stack environment: the form each must have.
+_AWS_IDENTIFIERS = {
+    "account": (re.compile(r"\d{12}"), "a 12-digit AWS account id"),
+    "region": (re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d"), "an AWS region name"),
+}
 
 
 class ConfigError(ValueError):
@@ -188,32 +201,19 @@ class StageConfig(BaseModel):
             )
         return value
 
-    @field_validator("stage")
+    @field_validator("stage", "project")
     @classmethod
-    def _stage_name(cls, value: str) -> str:
+    def _stage_or_project_name(cls, value: str) -> str:
         if not _STAGE_NAME.match(value):
             raise ValueError("must be lowercase letters, digits and '-', starting with a letter, at most 16 characters")
         return value
 
-    @field_validator("project")
+    @field_validator("account", "region")
     @classmethod
-    def _project_name(cls, value: str) -> str:
-        if not _STAGE_NAME.match(value):
-            raise ValueError("must be lowercase letters, digits and '-', starting with a letter, at most 16 characters")
-        return value
-
-    @field_validator("account")
-    @classmethod
-    def _account_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"\d{12}", value):
-            raise ValueError("must be a 12-digit AWS account id")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", value):
-            raise ValueError(f"{value!r} is not an AWS region name")
+    def _aws_identifier(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, form = _AWS_IDENTIFIERS[str(info.field_name)]
+        if value is not None and not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {form}")
         return value
 
     @field_validator("vpc_cidr")

@@ -90,20 +90,15 @@ def guardrail_deployment_config(
             raise ValueError(f"{name} must be between 0 and {_MAX_WAIT_SECONDS}, got {value}")
     routing: dict[str, Any]
     steps = 1
-    if mode == "canary":
+    if mode in ("canary", "linear"):
+        # The two stepped modes differ in their type, the name of their step size and their number of steps.
+        size_key = "CanarySize" if mode == "canary" else "LinearStepSize"
         routing = {
-            "Type": "CANARY",
+            "Type": mode.upper(),
             "WaitIntervalInSeconds": wait_seconds,
-            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": step_percent},
+            size_key: {"Type": "CAPACITY_PERCENT", "Value": step_percent},
         }
-        steps = 2
-    elif mode == "linear":
-        routing = {
-            "Type": "LINEAR",
-            "WaitIntervalInSeconds": wait_seconds,
-            "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": step_percent},
-        }
-        steps = -(-100 // step_percent)
+        steps = 2 if mode == "canary" else -(-100 // step_percent)
     elif mode == "all-at-once":
         routing = {"Type": "ALL_AT_ONCE"}
     else:

@@ -15,7 +15,6 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -29,6 +28,7 @@ from stacks.record_function import RecordPackageFunction
 from stacks.sagemaker_images import PipelineImages
 from stacks.sagemaker_role import SageMakerExecutionRole, grant_pass_to_sagemaker
 from stacks.shared_resources import SharedResources
+from stacks.topics import encrypted_topic
 from stacks.validate_function import ValidateInputFunction
 from stacks.workflow_blocks import WorkflowResources
 
@@ -74,13 +74,7 @@ class PipelineStack(Stack):
         self.record_function = RecordPackageFunction(self, "RecordPackage", shared).function
         self.guard_function = CanaryGuardFunction(self, "CanaryGuard", shared).function
 
-        self.topic = sns.Topic(
-            self,
-            "Outcomes",
-            display_name=f"{prefix} model pipeline outcomes",
-            master_key=key,
-            enforce_ssl=True,
-        )
+        self.topic = encrypted_topic(self, "Outcomes", key=key, display_name=f"{prefix} model pipeline outcomes")
 
         workflow = PipelineWorkflow(
             self,

@@ -77,7 +77,7 @@ class PythonFunction(Construct):
         construct_id: str,
         *,
         name: str,
-        function_name: str,
+        resource_prefix: str,
         description: str,
         layer: lambda_.ILayerVersion,
         key: kms.IKey,
@@ -93,6 +93,8 @@ class PythonFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         source = staged_source(name)
+        # Every function is deployed as <prefix>-<its folder's name, dashed>.
+        function_name = f"{resource_prefix}-{name.replace('_', '-')}"
         self.log_group = encrypted_log_group(
             self, "Logs", key=key, retention_days=log_retention_days, removal_policy=removal_policy
         )

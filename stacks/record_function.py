@@ -32,7 +32,6 @@ class RecordPackageFunction(PythonFunction):
             scope,
             construct_id,
             name="record_package",
-            function_name=f"{prefix}-record-package",
             description="Verifies the quantize manifest and registers the model package",
             timeout_seconds=120,
             **shared.function_options(),

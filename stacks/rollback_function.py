@@ -21,7 +21,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from contracts import artifact_layout
@@ -30,6 +29,7 @@ from contracts.function_settings import RollbackSettings
 from stacks.nag import acknowledge
 from stacks.python_function import PythonFunction
 from stacks.shared_resources import SharedResources
+from stacks.topics import encrypted_topic
 from stacks.variant_autoscaling_grants import grant_variant_autoscaling
 
 ROLLBACK_RECORDS = artifact_layout.ROLLBACK_RECORDS_PATTERN
@@ -56,19 +56,17 @@ class RollbackFunction(Construct):
         monitored_endpoints = shared.config.monitored_endpoints
         bucket = shared.bucket
         key = shared.key
-        self.topic = sns.Topic(
+        self.topic = encrypted_topic(
             self,
             "Notifications",
+            key=key,
             topic_name=f"{resource_prefix}-rollbacks",
             display_name="LLM canary rollbacks",
-            master_key=key,
-            enforce_ssl=True,
         )
         self.python_function = PythonFunction(
             self,
             "Rollback",
             name="rollback",
-            function_name=f"{resource_prefix}-rollback",
             description="Alarm-driven rollback of canaried SageMaker endpoints (EventBridge, any time)",
             environment={
                 **RollbackSettings.environment(

@@ -57,6 +57,7 @@ class SharedResources:
         if self.layer is None:
             raise ValueError("no dependency layer: call with_layer(dependency_layer(stack, ...)) first")
         return {
+            "resource_prefix": self.prefix,
             "layer": self.layer,
             "key": self.key,
             "vpc": self.vpc,

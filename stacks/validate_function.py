@@ -37,7 +37,6 @@ class ValidateInputFunction(PythonFunction):
             scope,
             construct_id,
             name="validate_input",
-            function_name=f"{shared.prefix}-validate-input",
             description="Validates a pipeline execution input and returns the run plan",
             environment=ValidateSettings.environment(
                 resource_prefix=shared.prefix,

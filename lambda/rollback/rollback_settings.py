@@ -35,21 +35,15 @@ def aws_client(service: str) -> Any:
     return boto3.client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
 
 
+def _client_of(service: str) -> property:
+    """A read-only attribute: the cached client of ``service``."""
+    return property(lambda _clients: aws_client(service))
+
+
 class AwsClients:
     """The services the rollback touches, built lazily from the cached factory."""
 
-    @property
-    def sagemaker(self) -> Any:
-        return aws_client("sagemaker")
-
-    @property
-    def s3(self) -> Any:
-        return aws_client("s3")
-
-    @property
-    def sns(self) -> Any:
-        return aws_client("sns")
-
-    @property
-    def autoscaling(self) -> Any:
-        return aws_client("application-autoscaling")
+    sagemaker = _client_of("sagemaker")
+    s3 = _client_of("s3")
+    sns = _client_of("sns")
+    autoscaling = _client_of("application-autoscaling")

@@ -304,52 +304,34 @@ _SNS = SAR + "list_amazonsns.html"
 _LAMBDA = SAR + "list_awslambda.html"
 _AAS = SAR + "list_applicationautoscaling.html"
 
+
+def _named(kind: str, name_key: str, *operations: str) -> dict[tuple[str, str], Rule]:
+    """SageMaker calls authorized on the one resource of ``kind`` their request names in ``name_key``."""
+    return {("sagemaker", op): Rule(f"sagemaker:{op}", (_sm(kind, name_key),), _SM) for op in operations}
+
+
 RULES: dict[tuple[str, str], Rule] = {
-    ("sagemaker", "DescribeTrainingJob"): Rule(
-        "sagemaker:DescribeTrainingJob", (_sm("training-job", "TrainingJobName"),), _SM
+    **_named("training-job", "TrainingJobName", "DescribeTrainingJob", "CreateTrainingJob", "StopTrainingJob"),
+    **_named(
+        "processing-job", "ProcessingJobName", "DescribeProcessingJob", "CreateProcessingJob", "StopProcessingJob"
     ),
-    ("sagemaker", "CreateTrainingJob"): Rule(
-        "sagemaker:CreateTrainingJob", (_sm("training-job", "TrainingJobName"),), _SM
+    **_named("model", "ModelName", "DescribeModel", "CreateModel", "DeleteModel"),
+    **_named(
+        "endpoint-config",
+        "EndpointConfigName",
+        "DescribeEndpointConfig",
+        "CreateEndpointConfig",
+        "DeleteEndpointConfig",
     ),
-    ("sagemaker", "StopTrainingJob"): Rule("sagemaker:StopTrainingJob", (_sm("training-job", "TrainingJobName"),), _SM),
-    ("sagemaker", "DescribeProcessingJob"): Rule(
-        "sagemaker:DescribeProcessingJob", (_sm("processing-job", "ProcessingJobName"),), _SM
-    ),
-    ("sagemaker", "CreateProcessingJob"): Rule(
-        "sagemaker:CreateProcessingJob", (_sm("processing-job", "ProcessingJobName"),), _SM
-    ),
-    ("sagemaker", "StopProcessingJob"): Rule(
-        "sagemaker:StopProcessingJob", (_sm("processing-job", "ProcessingJobName"),), _SM
-    ),
-    ("sagemaker", "DescribeModel"): Rule("sagemaker:DescribeModel", (_sm("model", "ModelName"),), _SM),
-    ("sagemaker", "CreateModel"): Rule("sagemaker:CreateModel", (_sm("model", "ModelName"),), _SM),
-    ("sagemaker", "DeleteModel"): Rule("sagemaker:DeleteModel", (_sm("model", "ModelName"),), _SM),
-    ("sagemaker", "DescribeEndpointConfig"): Rule(
-        "sagemaker:DescribeEndpointConfig", (_sm("endpoint-config", "EndpointConfigName"),), _SM
-    ),
-    ("sagemaker", "CreateEndpointConfig"): Rule(
-        "sagemaker:CreateEndpointConfig", (_sm("endpoint-config", "EndpointConfigName"),), _SM
-    ),
-    ("sagemaker", "DeleteEndpointConfig"): Rule(
-        "sagemaker:DeleteEndpointConfig", (_sm("endpoint-config", "EndpointConfigName"),), _SM
-    ),
-    ("sagemaker", "DescribeEndpoint"): Rule("sagemaker:DescribeEndpoint", (_sm("endpoint", "EndpointName"),), _SM),
+    **_named("endpoint", "EndpointName", "DescribeEndpoint", "UpdateEndpointWeightsAndCapacities"),
     ("sagemaker", "UpdateEndpoint"): Rule(
         "sagemaker:UpdateEndpoint",
         (_sm("endpoint", "EndpointName"), _sm("endpoint-config", "EndpointConfigName")),
         _SM + " (UpdateEndpoint: endpoint* and endpoint-config*)",
     ),
-    ("sagemaker", "UpdateEndpointWeightsAndCapacities"): Rule(
-        "sagemaker:UpdateEndpointWeightsAndCapacities", (_sm("endpoint", "EndpointName"),), _SM
-    ),
     ("sagemaker", "AddTags"): Rule("sagemaker:AddTags", (lambda p, a, r: str(p["ResourceArn"]),), _SM),
     ("sagemaker", "ListTags"): Rule("sagemaker:ListTags", (lambda p, a, r: str(p["ResourceArn"]),), _SM),
-    ("sagemaker", "CreateModelPackageGroup"): Rule(
-        "sagemaker:CreateModelPackageGroup", (_sm("model-package-group", "ModelPackageGroupName"),), _SM
-    ),
-    ("sagemaker", "DescribeModelPackageGroup"): Rule(
-        "sagemaker:DescribeModelPackageGroup", (_sm("model-package-group", "ModelPackageGroupName"),), _SM
-    ),
+    **_named("model-package-group", "ModelPackageGroupName", "CreateModelPackageGroup", "DescribeModelPackageGroup"),
     ("sagemaker", "CreateModelPackage"): Rule("sagemaker:CreateModelPackage", (_new_model_package,), _SM),
     ("sagemaker", "DescribeModelPackage"): Rule("sagemaker:DescribeModelPackage", (_model_package,), _SM),
     ("sagemaker", "UpdateModelPackage"): Rule("sagemaker:UpdateModelPackage", (_model_package,), _SM),

@@ -14,6 +14,7 @@ from moto import mock_aws
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lambda" / "record_package"))
 
+from botocore.exceptions import ClientError  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 from package_record import ManifestError, PlanError, record, verify_manifest  # noqa: E402
 
@@ -111,22 +112,23 @@ def test_a_missing_or_wrong_manifest_registers_nothing(aws):
     assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
 
 
-def test_a_manifest_s3_denies_reading_is_reported_as_missing_or_unreadable(aws):
-    # Without s3:ListBucket (the deployed function has none), S3 answers a missing key with 403.
+@pytest.mark.parametrize(
+    ("code", "status", "raised", "message"),
+    [
+        # Without s3:ListBucket (the deployed function has none), S3 answers a missing key with 403.
+        ("AccessDenied", 403, ManifestError, r"no manifest\.json under .* \(AccessDenied\).*may not read it"),
+        # Any other error is not disguised as a missing manifest.
+        ("SlowDown", 503, ClientError, "SlowDown"),
+    ],
+    ids=["denied-reads-as-missing-or-unreadable", "other-errors-raised-as-they-are"],
+)
+def test_an_s3_error_reading_the_manifest_registers_nothing(aws, code, status, raised, message):
     s3, sm = aws
     with Stubber(s3) as stub:
-        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
-        with pytest.raises(ManifestError, match=r"no manifest\.json under .* \(AccessDenied\).*may not read it"):
+        stub.add_client_error("get_object", service_error_code=code, http_status_code=status)
+        with pytest.raises(raised, match=message):
             record(RUN, "e", s3=s3, sm=sm)
     assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
-
-
-def test_other_s3_errors_are_not_disguised_as_a_missing_manifest(aws):
-    s3, sm = aws
-    with Stubber(s3) as stub:
-        stub.add_client_error("get_object", service_error_code="SlowDown", http_status_code=503)
-        with pytest.raises(s3.exceptions.ClientError, match="SlowDown"):
-            record(RUN, "e", s3=s3, sm=sm)
 
 
 @pytest.mark.parametrize("name", ["x" * 64, "llmq-dev--", "-llmq", "llmq_dev"])

@@ -147,15 +147,13 @@ class SageMakerWorld:
 
     def _step_training(self, backend: Any, kwargs: dict[str, Any]) -> None:
         job = backend.training_jobs.get(kwargs.get("training_job_name") or "")
-        if job is None or job.training_job_status != "InProgress":
+        if not _last_poll(job, "training_job_status"):
             return
-        job._polls_left -= 1
-        if job._polls_left <= 0:
-            if self.faults.training_failure:
-                job.training_job_status = "Failed"
-                job.failure_reason = self.faults.training_failure
-            else:
-                job.training_job_status = "Completed"
+        if self.faults.training_failure:
+            job.training_job_status = "Failed"
+            job.failure_reason = self.faults.training_failure
+        else:
+            job.training_job_status = "Completed"
 
     def _check_processing(self, resources: dict[str, Any]) -> None:
         cluster = resources.get("ClusterConfig", {})
@@ -169,10 +167,7 @@ class SageMakerWorld:
 
     def _step_processing(self, backend: Any, kwargs: dict[str, Any]) -> None:
         job = backend.processing_jobs.get(kwargs.get("processing_job_name") or "")
-        if job is None or job.processing_job_status != "InProgress":
-            return
-        job._polls_left -= 1
-        if job._polls_left <= 0:
+        if _last_poll(job, "processing_job_status"):
             job.processing_job_status = "Completed"
 
     # ----- endpoints
@@ -226,6 +221,14 @@ class SageMakerWorld:
                 key = f"{endpoint.endpoint_name}/{variant['VariantName']}"
                 running[key] = int(variant.get("CurrentInstanceCount") or 0)
         self.timeline.running = running
+
+
+def _last_poll(job: Any, status_field: str) -> bool:
+    """Count one describe of a job still InProgress; True on the one its polls run out at (it ends now)."""
+    if job is None or getattr(job, status_field) != "InProgress":
+        return False
+    job._polls_left -= 1
+    return job._polls_left <= 0
 
 
 def _refuse_in_progress(endpoint: Any) -> None:

@@ -8,10 +8,10 @@ import json
 import math
 import os
 import subprocess
-import sys
 
 import pytest
 
+from tests.jobs.entry_point import run_entry_point
 from tests.jobs.pilot.conftest import ROOT, pilot_cmd, processes_mentioning
 
 pytestmark = pytest.mark.slow
@@ -127,15 +127,7 @@ def test_evaluate_job_offline_follows_the_sagemaker_contract(pilot_run, smollm2_
     (tmp_path / "config" / "hyperparameters.json").write_text(
         json.dumps({"max_validation_tokens": "300", "greedy_tokens": "4", "max_ppl_increase_pct": "0.0001"})
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobs.evaluate", "train"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = run_entry_point("jobs.evaluate", "train", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["models"]["candidate"]["scheme"] == "W8A8"
@@ -151,9 +143,7 @@ def test_evaluate_job_offline_follows_the_sagemaker_contract(pilot_run, smollm2_
     assert not (tmp_path / "output" / "failure").exists()
 
     env["SM_CHANNEL_CANDIDATE"] = str(tmp_path / "missing")
-    bad = subprocess.run(
-        [sys.executable, "-m", "jobs.evaluate"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
+    bad = run_entry_point("jobs.evaluate", env=env)
     assert bad.returncode == 1
     assert "does not exist" in (tmp_path / "output" / "failure").read_text()
 

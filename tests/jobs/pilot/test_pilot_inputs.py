@@ -49,6 +49,29 @@ def run_pilot(tmp_path, *args):
     return proc
 
 
+def start_pilot_until(tmp_path, marker, within_s, *args):
+    """Start the pilot and read its output until a line holds ``marker``, which must come within ``within_s``.
+
+    Returns the running process and the deadline.
+    """
+    proc = subprocess.Popen(
+        pilot_cmd("--artifacts", str(tmp_path / "artifacts"), *args),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    deadline = time.monotonic() + within_s
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line or time.monotonic() > deadline:
+            break
+    assert any(marker in ln for ln in seen), "".join(seen)
+    return proc, deadline
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -90,32 +113,11 @@ def test_every_problem_is_reported_in_the_one_message(tmp_path):
 def test_ctrl_c_during_quantization_stops_the_job_and_exits_130(tmp_path, smollm2_dir):
     cal = tmp_path / "cal.jsonl"
     cal.write_text("".join(json.dumps({"text": f"calibration text number {i}."}) + "\n" for i in range(8)))
-    proc = subprocess.Popen(
-        pilot_cmd(
-            "--artifacts",
-            str(tmp_path / "artifacts"),
-            "--calibration",
-            str(cal),
-            "--algorithm",
-            "gptq",
-            "--num-calibration-samples",
-            "8",
-            "--max-seq-length",
-            "64",
-        ),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    seen = []
-    deadline = time.monotonic() + 300
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line)
-        if "quantize W8A8 |" in line or time.monotonic() > deadline:
-            break
-    assert any("quantize W8A8 |" in ln for ln in seen), "".join(seen)
+    args = [
+        "--calibration", str(cal), "--algorithm", "gptq",
+        "--num-calibration-samples", "8", "--max-seq-length", "64",
+    ]  # fmt: skip
+    proc, _ = start_pilot_until(tmp_path, "quantize W8A8 |", 300, *args)
     assert processes_mentioning(str(tmp_path)), "the quantize job should be running"
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
@@ -127,23 +129,8 @@ def test_ctrl_c_during_quantization_stops_the_job_and_exits_130(tmp_path, smollm
 
 @pytest.mark.slow
 def test_ctrl_c_while_vllm_servers_load_stops_every_server(tmp_path, smollm2_dir):
-    proc = subprocess.Popen(
-        pilot_cmd(
-            "--artifacts", str(tmp_path / "artifacts"), "--max-validation-tokens", "64", "--max-model-len", "256"
-        ),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    seen = []
-    deadline = time.monotonic() + 600
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line)
-        if "starting 2 vLLM servers" in line or time.monotonic() > deadline:
-            break
-    assert any("starting 2 vLLM servers" in ln for ln in seen), "".join(seen)
+    args = ["--max-validation-tokens", "64", "--max-model-len", "256"]
+    proc, deadline = start_pilot_until(tmp_path, "starting 2 vLLM servers", 600, *args)
     # The pilot's own servers: its children running vLLM, each leading its own process group.
     servers: list[int] = []
     while time.monotonic() < deadline and len(servers) < 2:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.jobs.entry_point import run_entry_point
 
 
 def assert_failed_cleanly(result, *fragments: str) -> None:
@@ -111,15 +109,7 @@ def test_process_exit_status_and_failure_file(tmp_path, tiny_model_dir):
         "SM_OUTPUT_DIR": str(tmp_path / "output"),
         "SM_INPUT_CONFIG_DIR": str(tmp_path / "config"),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobs.quantize", "--algorithm", "awq", "--scheme", "FP8_DYNAMIC"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_entry_point("jobs.quantize", "--algorithm", "awq", "--scheme", "FP8_DYNAMIC", env=env, timeout=120)
     assert proc.returncode == 1
     assert "use rtn" in (tmp_path / "output" / "failure").read_text()
     assert not (tmp_path / "model").exists()
