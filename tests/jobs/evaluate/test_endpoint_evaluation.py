@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from jobs.pilot.serving import ServerPool, VllmServer, serve_python
 from tests.jobs.conftest import ROOT
+from tests.jobs.entry_point import run_entry_point
 from tests.jobs.evaluate.sagemaker_runtime import Endpoint, RuntimeServer, Variant
 
 ENDPOINT = "llm-prod"
@@ -106,15 +106,7 @@ def run_job(tmp: Path, model_dir: Path, runtime_url: str, **overrides: str) -> s
         "LLMQ_PROCESSING_CONFIG_DIR": str(config_dir),
         "SM_INPUT_CONFIG_DIR": str(tmp / "no-hyperparameters"),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.evaluate", *argv],
-        cwd=ROOT,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_entry_point("jobs.evaluate", *argv, env=env, timeout=900)
 
 
 def vllm_requests(base_url: str) -> float:
