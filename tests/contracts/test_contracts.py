@@ -52,6 +52,12 @@ def test_phases_that_block_a_canary_are_the_unfinished_rollbacks():
     assert not set(endpoint_tags.ACTIVE_PHASES) & set(endpoint_tags.UNFINISHED_PHASES)
 
 
+def test_the_rollback_function_does_not_act_while_the_candidate_is_evaluated_at_weight_0():
+    """The state machine owns the outcome of an evaluation; its load test may trip alarms on purpose."""
+    assert endpoint_tags.PHASE_EVALUATING not in endpoint_tags.ACTIVE_PHASES
+    assert endpoint_tags.PHASE_EVALUATING not in endpoint_tags.UNFINISHED_PHASES
+
+
 def test_what_the_stack_writes_is_what_the_function_parses():
     values = {
         "artifact_bucket": "bucket-1",
