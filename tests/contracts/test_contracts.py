@@ -81,6 +81,17 @@ def test_the_stack_side_refuses_unknown_and_missing_settings():
         ValidateSettings.environment(resource_prefix="p")
 
 
+def test_variables_lambda_sets_itself_are_read_never_written_by_the_stack():
+    """AWS_REGION is reserved: Lambda sets it in every function and refuses it in the configuration."""
+    with pytest.raises(TypeError, match="Lambda sets region itself"):
+        ValidateSettings.environment(region="us-east-1")
+    with pytest.raises(TypeError, match="needs") as refused:
+        ValidateSettings.environment(resource_prefix="p")
+    assert "region" not in str(refused.value)
+    with pytest.raises(ValueError, match="AWS_REGION"):
+        ValidateSettings.from_environment({"RESOURCE_PREFIX": "p"})
+
+
 def test_the_function_side_refuses_a_bad_environment_loudly():
     with pytest.raises(ValueError, match="ARTIFACT_BUCKET"):
         RollbackSettings.from_environment({"ROLLBACK_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t", "RESOURCE_PREFIX": "p"})
