@@ -19,12 +19,16 @@ TAG_PROMOTED_AT: Final = "llmq:promoted-at"
 # Set by the rollback function beside rolling-back: the phase the rollback started from.
 TAG_ROLLBACK_FROM: Final = "llmq:rollback-from-phase"
 
+# The candidate joined the endpoint at weight 0 and is being evaluated there: no user sees it,
+# the state machine owns the outcome (a failed gate removes it), so the rollback function does
+# not act on its alarms (the evaluation's load test may trip them on purpose).
+PHASE_EVALUATING: Final = "evaluating"
 PHASE_CANARY: Final = "canary"
 PHASE_PROMOTED: Final = "promoted"
 PHASE_ROLLING_BACK: Final = "rolling-back"
 PHASE_ROLLED_BACK: Final = "rolled-back"
 PHASE_ROLLBACK_FAILED: Final = "rollback-failed"
-# Phases the rollback function acts from.
+# Phases the rollback function acts from (not PHASE_EVALUATING: see above).
 ACTIVE_PHASES: Final = (PHASE_CANARY, PHASE_PROMOTED)
 # A rollback that has not reached its expected state: the function stays armed, and no new
 # canary may start on the endpoint.

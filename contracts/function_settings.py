@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,6 +21,10 @@ from contracts.endpoint_tags import CANDIDATE_VARIANT, DEFAULT_SERVING_VARIANT
 
 class FunctionSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    # Variables Lambda reserves and sets in every function itself: a field with one of these aliases
+    # is read, never written by the stack (Lambda refuses them in a function's configuration).
+    RUNTIME_SET: ClassVar[frozenset[str]] = frozenset({"AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"})
 
     @field_validator("*", mode="before")
     @classmethod
@@ -44,7 +48,14 @@ class FunctionSettings(BaseModel):
         unknown = set(values) - set(cls.model_fields)
         if unknown:
             raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
-        missing = [name for name, f in cls.model_fields.items() if f.is_required() and name not in values]
+        reserved = sorted(name for name in values if cls.model_fields[name].alias in cls.RUNTIME_SET)
+        if reserved:
+            raise TypeError(f"{cls.__name__}: Lambda sets {', '.join(reserved)} itself")
+        missing = [
+            name
+            for name, f in cls.model_fields.items()
+            if f.is_required() and name not in values and f.alias not in cls.RUNTIME_SET
+        ]
         if missing:
             raise TypeError(f"{cls.__name__} needs {', '.join(missing)}")
         env = {}
@@ -76,6 +87,8 @@ class ValidateSettings(FunctionSettings):
     min_bake_minutes: int = Field(default=7, alias="MIN_BAKE_MINUTES")
     # Signals whose candidate alarms roll back; the bake reads <endpoint>-candidate-<signal> for each.
     rollback_signals: tuple[str, ...] = Field(default=ROLLBACK_SIGNALS, alias="ROLLBACK_SIGNALS")
+    # Set by Lambda itself, not by the stack: the evaluate job's --region (the endpoint's region).
+    region: str = Field(alias="AWS_REGION", min_length=1)
 
 
 class RollbackSettings(FunctionSettings):

@@ -55,6 +55,11 @@ class Locations(_Part):
     source_model_uri: str
     calibration_uri: str
     validation_uri: str
+    # The evaluate job's inputs: the source model's and the quantized artifact's config.json (full
+    # keys: the job reads configs, not weights, and serves nothing itself) and the run's manifest.
+    baseline_config_uri: str
+    candidate_config_uri: str
+    manifest_uri: str
 
 
 class Images(_Part):
@@ -97,8 +102,10 @@ class CanaryStep(_Part):
 
 class Canary(_Part):
     first: CanaryStep
-    first_serving_weight: dict[str, Any]
-    first_candidate: dict[str, Any]
+    # The canary config's candidate variant (ProductionVariant): InitialVariantWeight 0, beside the
+    # serving variant copied whole with its own weight, so it serves no user until the bake's first
+    # step sets the weights (UpdateEndpointWeightsAndCapacities).
+    candidate_at_zero: dict[str, Any]
     steps: list[CanaryStep]
 
 

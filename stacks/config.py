@@ -62,7 +62,8 @@ class InstanceDefaults(BaseModel):
     # One A10G (24 GiB) and 64 GiB of host RAM quantizes up to ~8B models with
     # sequential onloading; bigger models name a bigger type per run.
     quantize: str = "ml.g5.4xlarge"
-    evaluate: str = "ml.g5.2xlarge"
+    # The evaluate job is a client of the endpoint the candidate serves on: a CPU instance.
+    evaluate: str = "ml.m5.xlarge"
     serving: str = "ml.g5.2xlarge"
 
     @field_validator("quantize", "evaluate", "serving")

@@ -19,6 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.canary_guard_function import CanaryGuardFunction
+from stacks.evaluate_role import EvaluateJobRole
 from stacks.job_images import JobImages
 from stacks.log_groups import encrypted_log_group
 from stacks.pipeline_nag import acknowledge_state_machine_policy
@@ -26,7 +27,7 @@ from stacks.pipeline_workflow import PipelineWorkflow
 from stacks.python_function import dependency_layer
 from stacks.record_function import RecordPackageFunction
 from stacks.sagemaker_images import PipelineImages
-from stacks.sagemaker_role import SageMakerExecutionRole, grant_pass_to_sagemaker
+from stacks.sagemaker_role import SageMakerExecutionRole, grant_pass_to_sagemaker, repository_arn_of_image
 from stacks.shared_resources import SharedResources
 from stacks.topics import encrypted_topic
 from stacks.validate_function import ValidateInputFunction
@@ -49,16 +50,29 @@ class PipelineStack(Stack):
                 self, "JobImages", versions=settings.images, training_instance_type=config.instances.quantize
             )
             quantize_image, evaluate_image = built.quantize.image_uri, built.evaluate.image_uri
+            evaluate_repository = built.evaluate.repository.repository_arn
         else:
             # The PyTorch training image these containers build FROM: a run must then
             # name its own build with quantize_image_uri/evaluate_image_uri.
             quantize_image = evaluate_image = images.training
+            evaluate_repository = repository_arn_of_image(images.training)
         self.sagemaker_role = SageMakerExecutionRole(
             self,
             "SageMakerRole",
             resource_prefix=prefix,
             bucket=shared.bucket,
             key=key,
+            allowed_source_buckets=settings.allowed_source_buckets,
+        ).role
+        # The evaluate job is a client of the canaried endpoint: its own, narrower role.
+        self.evaluate_role = EvaluateJobRole(
+            self,
+            "EvaluateRole",
+            resource_prefix=prefix,
+            endpoints=config.monitored_endpoints,
+            bucket=shared.bucket,
+            key=key,
+            image_repositories=[evaluate_repository],
             allowed_source_buckets=settings.allowed_source_buckets,
         ).role
 
@@ -80,7 +94,11 @@ class PipelineStack(Stack):
             self,
             "Workflow",
             WorkflowResources(
-                shared=shared, sagemaker_role=self.sagemaker_role, topic=self.topic, guard_function=self.guard_function
+                shared=shared,
+                sagemaker_role=self.sagemaker_role,
+                evaluate_role=self.evaluate_role,
+                topic=self.topic,
+                guard_function=self.guard_function,
             ),
             validate_function=self.validate_function,
             record_function=self.record_function,
@@ -104,6 +122,7 @@ class PipelineStack(Stack):
         )
         role = self.state_machine.role
         grant_pass_to_sagemaker(self.sagemaker_role, role)
+        grant_pass_to_sagemaker(self.evaluate_role, role)
         # Decrypt: the report object (SSE-KMS); GenerateDataKey: publishing to the encrypted
         # topic; CreateGrant/DescribeKey: jobs and endpoint configs with the KMS key.
         key.grant(role, "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey")
@@ -152,3 +171,4 @@ class PipelineStack(Stack):
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "OutcomeTopicArn", value=self.topic.topic_arn)
         CfnOutput(self, "SageMakerRoleArn", value=self.sagemaker_role.role_arn)
+        CfnOutput(self, "EvaluateRoleArn", value=self.evaluate_role.role_arn)

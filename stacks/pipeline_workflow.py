@@ -1,4 +1,9 @@
-"""The per-model workflow: validate -> quantize -> record -> evaluate -> gate -> canary -> promote or roll back.
+"""The per-model workflow: validate -> quantize -> record -> deploy at weight 0 -> evaluate -> gate -> bake -> promote.
+
+The candidate is judged where it will serve, before any user sees it: it joins the baseline
+endpoint as a second production variant at weight 0 (the serving variant keeps all user
+traffic), the evaluate job invokes both variants there, and only a passed gate starts the bake
+(weights rise step by step); anything else rolls the endpoint back to its last approved config.
 
 Built from CDK task classes. SageMaker calls go through ``CallAwsService``
 (AWS SDK integrations) with Describe + Wait loops rather than ``.sync``: there
@@ -28,7 +33,9 @@ else into one of three paths, chosen by how far the run got:
 - before a model package exists: notify, fail;
 - after the package, before the endpoint changed (including a refused
   "Deploy canary"): reject the package, notify, fail;
-- once the endpoint changed: traffic back to the serving variant, then the
+- once the endpoint changed (the candidate at weight 0 under evaluation, a failed or
+  invalid gate, a failed/stopped/timed-out evaluate job, the bake, the promotion): traffic
+  back to the serving variant, then the
   endpoint back on its last approved (baseline-only) config so no candidate
   instance keeps billing; tag ``rolled-back`` only when that config is
   InService, else ``rollback-failed``; reject the package, notify, fail.
@@ -40,7 +47,8 @@ docstring giving its input (the JSONPaths it reads), output (what it writes) and
 - stacks/workflow_failure.py: ``NotifyFailure``, ``RejectPackage``, ``Rollback``;
 - stacks/workflow_jobs.py: ``SageMakerJob`` (find or create, poll, failure reason, stop on
   timeout) serving ``QuantizeModel`` and ``EvaluateModel`` (with the gate);
-- stacks/workflow_canary.py: ``Canary`` (guard, model, config, deploy, bake loop);
+- stacks/workflow_canary.py: ``DeployCandidate`` (guard, model, config with the candidate at
+  weight 0, deploy, tag ``evaluating``) and ``BakeCanary`` (tag ``canary``, bake loop);
 - stacks/workflow_promotion.py: ``Promotion``;
 - stacks/workflow_blocks.py: ``WorkflowResources`` (the one object a fragment gets) and
   ``PipelineSteps``, the building blocks they share (on stacks/workflow_steps.py).
@@ -66,7 +74,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks.workflow_blocks import PENDING, J, PipelineSteps, WorkflowResources
-from stacks.workflow_canary import Canary
+from stacks.workflow_canary import BakeCanary, DeployCandidate
 from stacks.workflow_failure import NotifyFailure, RejectPackage, Rollback
 from stacks.workflow_jobs import EvaluateModel, QuantizeModel
 from stacks.workflow_promotion import Promotion
@@ -79,7 +87,7 @@ class PipelineWorkflow(PipelineSteps):
     Output: the validated plan at ``$.run``, the model package at ``$.record``; the fragments
     add theirs (see each one).
     Errors: before the package -> ``NotifyFailure``; after it -> ``RejectPackage``; once the
-    endpoint changed -> ``Rollback``.
+    endpoint changed (from "Deploy canary" on, the evaluation included) -> ``Rollback``.
     """
 
     def __init__(
@@ -140,11 +148,15 @@ class PipelineWorkflow(PipelineSteps):
         def promotion() -> sfn.IChainable:
             return Promotion(self, "Promotion", resources, rollback=rollback, failed=notify).start
 
-        def canary() -> sfn.IChainable:
-            return Canary(self, "Canary", resources, then=promotion, before=reject, rollback=rollback).start
+        def bake() -> sfn.IChainable:
+            return BakeCanary(self, "Bake", resources, then=promotion, rollback=rollback).start
 
-        evaluate = EvaluateModel(self, "Evaluate", resources, on_pass=canary, fail=reject).start
-        decided.when(sfn.Condition.string_equals("$.record.approval_status", PENDING), evaluate)
+        # The candidate is on the endpoint before the evaluation: every evaluation failure rolls back.
+        def evaluate() -> sfn.IChainable:
+            return EvaluateModel(self, "Evaluate", resources, on_pass=bake, fail=rollback).start
+
+        deploy = DeployCandidate(self, "Canary", resources, then=evaluate, before=reject, rollback=rollback).start
+        decided.when(sfn.Condition.string_equals("$.record.approval_status", PENDING), deploy)
         decided.otherwise(already)
         record.next(decided)
         self.start: sfn.IChainable = validate

@@ -14,9 +14,11 @@ from stacks.nag import acknowledge
 # in every AZ, so one exists only for an API with a caller here. Not callers:
 # Lambda itself (credentials, environment decryption, log and trace delivery
 # happen outside the function's VPC), Step Functions and EventBridge (not in the
-# VPC), and the SageMaker jobs and candidate model, which run with network
+# VPC), and the quantize job and candidate model, which run with network
 # isolation: SageMaker moves their S3 data through the VPC (the S3 gateway) and
 # pulls ECR images over its platform network, and the containers make no calls.
+# The evaluate job is the exception: a client of the canaried endpoint, it runs
+# without network isolation and calls the SageMaker runtime (InvokeEndpoint).
 # The rollback function's metrics are embedded-metric-format log lines, not
 # PutMetricData. S3 is reached through the free gateway endpoint.
 CALLERS: dict[str, tuple[str, ...]] = {
@@ -24,7 +26,9 @@ CALLERS: dict[str, tuple[str, ...]] = {
     "record_package function": ("s3", "sagemaker"),
     "rollback function": ("s3", "sagemaker", "sns", "application-autoscaling"),
     "validate_input function": (),
-    "quantize training job, evaluate processing job (network isolation)": ("s3",),
+    "quantize training job (network isolation)": ("s3",),
+    # No network isolation: it invokes both variants of the baseline endpoint (TargetVariant).
+    "evaluate processing job (VPC, no network isolation)": ("s3", "sagemaker-runtime"),
     # A model with VpcConfig runs its container in these subnets. No AWS page found rules out the
     # image pull going through the VPC for such a model, so ECR stays reachable: two endpoints cost
     # less than an endpoint update that cannot pull its image.
@@ -35,6 +39,7 @@ GATEWAY_SERVICES = frozenset({"s3"})
 INTERFACE_SERVICES: dict[str, tuple[str, ec2.InterfaceVpcEndpointAwsService]] = {
     "cloudwatch": ("Monitoring", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING),
     "sagemaker": ("SageMakerApi", ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API),
+    "sagemaker-runtime": ("SageMakerRuntime", ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME),
     "sns": ("Sns", ec2.InterfaceVpcEndpointAwsService.SNS),
     "application-autoscaling": ("ApplicationAutoScaling", ec2.InterfaceVpcEndpointAwsService.APPLICATION_AUTOSCALING),
     "ecr": ("EcrApi", ec2.InterfaceVpcEndpointAwsService.ECR),

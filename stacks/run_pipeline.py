@@ -54,9 +54,12 @@ def read_spec(path: Path, bucket: str | None = None) -> Any:
     return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
 
 
-def local_defaults(run_spec: ModuleType, function: dict[str, Any]) -> Any:
-    """The validate function's own environment, so local and remote judge alike."""
-    return run_spec.Defaults.from_environment(function["Environment"]["Variables"])
+def local_defaults(run_spec: ModuleType, function: dict[str, Any], region: str) -> Any:
+    """The validate function's own environment, so local and remote judge alike.
+
+    Lambda sets AWS_REGION itself (it is not in the function's configuration): the function's region.
+    """
+    return run_spec.Defaults.from_environment({**function["Environment"]["Variables"], "AWS_REGION": region})
 
 
 def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucket: str) -> Any:
@@ -73,11 +76,8 @@ def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucke
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     config = load_stage_config(context, stage)
-    images = resolve(
-        config.pipeline.images,
-        region or config.region or "us-east-1",
-        training_instance_type=config.instances.quantize,
-    )
+    region = region or config.region or "us-east-1"
+    images = resolve(config.pipeline.images, region, training_instance_type=config.instances.quantize)
     return run_spec.Defaults(
         resource_prefix=config.resource_prefix,
         artifact_bucket=bucket,
@@ -90,10 +90,11 @@ def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucke
         evaluate_image_uri=images[TRAINING],
         serving_image_uri=images[SERVING],
         # The key's ARN exists only after deploy; offline checks only need its shape.
-        kms_key_arn=f"arn:aws:kms:{region or config.region or 'us-east-1'}:{'0' * 12}:key/offline-check",
+        kms_key_arn=f"arn:aws:kms:{region}:{'0' * 12}:key/offline-check",
         serving_variant=config.serving_variant,
         min_bake_minutes=config.monitoring.min_bake_minutes,
         rollback_signals=ROLLBACK_SIGNALS,
+        region=region,
     )
 
 
@@ -163,8 +164,9 @@ def _run(args: argparse.Namespace) -> int:
         defaults = offline_defaults(run_spec, args.stage, args.region, bucket or "llmq-artifacts")
     else:
         session = boto3.session.Session(region_name=args.region)
-        function = session.client("lambda").get_function_configuration(FunctionName=f"{prefix}-validate-input")
-        defaults = local_defaults(run_spec, function)
+        lambda_client = session.client("lambda")
+        function = lambda_client.get_function_configuration(FunctionName=f"{prefix}-validate-input")
+        defaults = local_defaults(run_spec, function, lambda_client.meta.region_name)
     outcome = run_spec.validate_spec(raw, defaults)
     if not outcome.valid:
         print(f"invalid spec {args.spec}:", file=sys.stderr)

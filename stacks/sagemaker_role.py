@@ -1,8 +1,8 @@
 """The execution role of the pipeline's SageMaker jobs and models.
 
-One role for the quantize training job, the evaluate processing job and the
-candidate model: all three read the run's inputs, write under ``models/``,
-pull the images, log, and run in the workload subnets. Nothing else.
+One role for the quantize training job and the candidate model: both read the
+run's inputs, write under ``models/``, pull the images, log, and run in the
+workload subnets. Nothing else. (The evaluate job has its own: stacks/evaluate_role.py.)
 
 Image pulls are limited to the repositories this stack's images come from,
 found in the stack at synth: every CDK image asset (its bootstrap
@@ -100,7 +100,7 @@ class SageMakerExecutionRole(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{resource_prefix} quantize/evaluate jobs and candidate models",
+            description=f"{resource_prefix} quantize jobs and candidate models",
         )
         # Inputs may sit anywhere in the artifact bucket (and the allowed ones);
         # outputs only under models/.

@@ -2,8 +2,8 @@
 
 ``WorkflowResources`` is the one object a fragment of the state machine gets
 (instead of a long parameter list): the stage's ``SharedResources``
-(stacks/shared_resources.py) plus the SageMaker role, the outcome topic and the
-canary guard function. ``PipelineSteps`` turns it into states: IAM-scoped ARNs,
+(stacks/shared_resources.py) plus the SageMaker and evaluate roles, the outcome topic
+and the canary guard function. ``PipelineSteps`` turns it into states: IAM-scoped ARNs,
 endpoint tags, weights, updates, endpoint configs, bounded endpoint waits,
 canary checks, autoscaling and notifications. Each fragment
 (stacks/workflow_*.py) subclasses it; the states it makes are children of that
@@ -53,12 +53,14 @@ class WorkflowResources:
     """What the states refer to: infrastructure only (every name and URI comes from the run plan, ``$.run``).
 
     The stage's ``SharedResources`` (prefix, monitored endpoints, bucket, key, subnets, security
-    group) plus what the pipeline stack makes for the states: the SageMaker execution role,
-    the outcome topic and the canary guard function.
+    group) plus what the pipeline stack makes for the states: the SageMaker execution role (quantize
+    job, candidate model), the evaluate job's role (stacks/evaluate_role.py), the outcome topic and
+    the canary guard function.
     """
 
     shared: SharedResources
     sagemaker_role: iam.IRole
+    evaluate_role: iam.IRole
     topic: sns.ITopic
     guard_function: lambda_.IFunction
 

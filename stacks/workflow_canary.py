@@ -1,6 +1,9 @@
-"""The canary: guard, candidate model, canary config, deploy, then the bake loop over the plan's steps.
+"""The candidate on the baseline endpoint: deployed at weight 0 (evaluated there), then baked step by step.
 
-A plain construct (see stacks/pipeline_workflow.py for why not ``StateMachineFragment``).
+Two fragments, plain constructs (see stacks/pipeline_workflow.py for why not ``StateMachineFragment``):
+``DeployCandidate`` (guard, candidate model, canary config with the candidate at weight 0, deploy, tag
+``evaluating``) runs before the evaluate job; ``BakeCanary`` (tag ``canary``, the bake loop over the
+plan's steps) after a passed gate.
 """
 
 from __future__ import annotations
@@ -8,27 +11,33 @@ from __future__ import annotations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from contracts.endpoint_tags import TAG_LAST_APPROVED
+from contracts.endpoint_tags import PHASE_CANARY, PHASE_EVALUATING, TAG_LAST_APPROVED
 from contracts.run_plan import run_path
 from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, Later, PipelineSteps, WorkflowResources
 
 
-class Canary(PipelineSteps):
-    """Put the candidate next to the serving variant on the baseline endpoint and bake it step by step.
+class DeployCandidate(PipelineSteps):
+    """Put the candidate beside the serving variant on the baseline endpoint, at weight 0, for the evaluation.
+
+    The canary config is the serving variant copied whole (its weight kept: it keeps all user traffic)
+    and the candidate at ``InitialVariantWeight`` 0; the evaluate job reaches the candidate by
+    ``TargetVariant``. The endpoint is tagged ``evaluating`` (with the last approved config), a phase
+    the rollback function leaves to the state machine.
 
     Input: ``$.run.baseline_endpoint``, ``$.run.run_id``, ``$.run.variants.serving_name``,
-    ``$.run.names.{endpoint_config,candidate_model,candidate_alarms}``, ``$.run.instances.*``,
-    ``$.run.images.serving``, ``$.run.serving_environment``, ``$.run.canary.{steps,first_serving_weight,
-    first_candidate}``, ``$.run.timing.{endpoint_poll_seconds,deploy_max_polls}``, ``$.run.tags``,
+    ``$.run.names.{endpoint_config,candidate_model}``, ``$.run.instances.*``, ``$.run.images.serving``,
+    ``$.run.serving_environment``, ``$.run.canary.candidate_at_zero``,
+    ``$.run.timing.{endpoint_poll_seconds,deploy_max_polls}``, ``$.run.tags``,
     ``$.record.{artifact_uri,model_package_arn}``.
     Output: ``$.endpoint.arn``, ``$.guard`` (the canary guard's verdict: serving variant, last approved
-    config, kms_allowed, resume), ``$.lookups.*``, ``$.endpoint_state``, ``$.polls.*``, ``$.canary.at``;
-    the endpoint tagged ``llmq:phase`` = ``canary`` (with the last approved config); each bake step's
-    state is discarded. After the last healthy step: ``then()`` (built when the bake loop's exit is wired).
+    config, kms_allowed, resume), ``$.lookups.*``, ``$.endpoint_state``, ``$.polls.*``; the endpoint
+    InService on the canary config and tagged ``llmq:phase`` = ``evaluating``; then ``then()`` (the
+    evaluation, built when this exit is wired). A rerun of the run whose canary config is deployed
+    resumes at the wait for it.
     Errors: before the endpoint changed (guard error or ``CanaryRefused``, model/config/deploy errors,
     ``EndpointUpdateFailed``/``EndpointUpdateTimedOut`` before deploying) -> ``before`` (reject the
-    package); once "Deploy canary" succeeded (tag, endpoint wait, any bake step: ``CanaryStopped``,
-    ``CanaryAlarm`` or a step's error) -> ``rollback``, with ``$.error``.
+    package); once "Deploy canary" succeeded (tag, the wait for the canary config) -> ``rollback``,
+    with ``$.error``.
     """
 
     def __init__(
@@ -109,12 +118,9 @@ class Canary(PipelineSteps):
             resources=self._prefixed("model"),
             retry="create",
         )
-        # The serving variant copied whole (AMI, timeouts, volume, routing, ...) with the
-        # first step's weight, then the candidate.
-        canary_variants = J.array(
-            J.json_merge(J.object_at("$.guard.serving"), J.object_at(run_path("canary.first_serving_weight"))),
-            J.string_at(run_path("canary.first_candidate")),
-        )
+        # The serving variant copied whole (AMI, timeouts, volume, routing, its weight: all user
+        # traffic stays on it), then the candidate at weight 0.
+        canary_variants = J.array(J.string_at("$.guard.serving"), J.string_at(run_path("canary.candidate_at_zero")))
         config_name = run_path("names.endpoint_config")
         deploy = self._update_endpoint(
             "Deploy canary", endpoint=endpoint, config=config_name, retain_instance_counts=True
@@ -142,16 +148,15 @@ class Canary(PipelineSteps):
             wait_seconds_path=run_path("timing.endpoint_poll_seconds"),
         )
 
-        tag_canary = self._tag_endpoint(
-            "Tag endpoint canary",
-            [*self._tags("canary"), {"Key": TAG_LAST_APPROVED, "Value": J.string_at("$.guard.last_approved")}],
+        tag_evaluating = self._tag_endpoint(
+            "Tag endpoint evaluating",
+            [*self._tags(PHASE_EVALUATING), {"Key": TAG_LAST_APPROVED, "Value": J.string_at("$.guard.last_approved")}],
         )
-        self.catch(tag_canary, rollback)
-        bake = self._bake_loop(then=then, rollback=rollback)
+        self.catch(tag_evaluating, rollback)
         deployed = self._await_endpoint(
-            "Canary", endpoint=endpoint, expect_config=config_name, then=bake, on_error=rollback
+            "Canary", endpoint=endpoint, expect_config=config_name, then=then(), on_error=rollback
         )
-        deploy.next(tag_canary).next(deployed)
+        deploy.next(tag_evaluating).next(deployed)
 
         go = sfn.Choice(self, "Canary may start?")
         go.when(
@@ -163,6 +168,39 @@ class Canary(PipelineSteps):
         go.when(sfn.Condition.boolean_equals("$.guard.ok", True), model_step)
         go.otherwise(refused)
         return describe_endpoint.next(guard).next(go)
+
+
+class BakeCanary(PipelineSteps):
+    """After a passed gate: tag the endpoint ``canary``, then raise the candidate's weight step by step.
+
+    Input: ``$.run.baseline_endpoint``, ``$.run.run_id``, ``$.run.variants.serving_name``,
+    ``$.run.names.{endpoint_config,candidate_alarms}``, ``$.run.canary.steps``,
+    ``$.run.timing.{endpoint_poll_seconds,deploy_max_polls}``, ``$.guard.last_approved``, ``$.endpoint.arn``,
+    ``$.record.model_package_arn``.
+    Output: the endpoint tagged ``llmq:phase`` = ``canary`` (with the last approved config);
+    ``$.canary.at`` (when the bake started: every alarm check looks back to it, not to the evaluation's
+    load test); each step's weights set with UpdateEndpointWeightsAndCapacities, the first step's too
+    (the candidate was at weight 0); each step's state is discarded. After the last healthy step:
+    ``then()`` (built when the bake loop's exit is wired).
+    Errors: tag failure, ``CanaryStopped``, ``CanaryAlarm`` or a step's error -> ``rollback``, with ``$.error``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        resources: WorkflowResources,
+        *,
+        then: Later,
+        rollback: sfn.IChainable,
+    ) -> None:
+        super().__init__(scope, construct_id, resources)
+        tag_canary = self._tag_endpoint(
+            "Tag endpoint canary",
+            [*self._tags(PHASE_CANARY), {"Key": TAG_LAST_APPROVED, "Value": J.string_at("$.guard.last_approved")}],
+        )
+        self.catch(tag_canary, rollback)
+        self.start: sfn.IChainable = tag_canary.next(self._bake_loop(then=then, rollback=rollback))
 
     def _bake_loop(self, *, then: Later, rollback: sfn.IChainable) -> sfn.IChainable:
         """One iteration per canary step: check, set weights, wait until applied, bake, check again."""

@@ -256,16 +256,21 @@ class QuantizeModel(PipelineSteps):
 
 
 class EvaluateModel(PipelineSteps):
-    """Evaluate as a SageMaker processing job, then read and judge its bounded gate.json.
+    """Evaluate as a SageMaker processing job against the endpoint, then read and judge its bounded gate.json.
+
+    The candidate serves on the baseline endpoint at weight 0 by now (workflow_canary.py); the job is that
+    endpoint's client (both variants, by ``TargetVariant``): in the VPC without network isolation, as the
+    evaluate role (stacks/evaluate_role.py). Inputs: two config.json, the manifest, the validation set.
 
     Input: ``$.run.names.evaluate_job``, ``$.run.images.evaluate``, ``$.run.evaluate_arguments``,
-    ``$.run.s3.{source_model_uri,validation_uri,reports_uri,gate_key}``, ``$.record.artifact_uri``,
+    ``$.run.s3.{baseline_config_uri,candidate_config_uri,manifest_uri,validation_uri,reports_uri,gate_key}``,
     ``$.run.resources.processing``, ``$.run.timing.{evaluate_max_seconds,evaluate_max_polls,job_poll_seconds}``,
     ``$.run.tags``.
     Output: ``$.evaluate.status``, ``$.evaluation.gate`` (gate.json); a passed gate goes to ``on_pass()`` (built when
     that branch is wired).
     Errors: ``GateFailed`` (cause: the gate's reasons), ``GateInvalid``, ``EvaluateJobFailed``/
-    ``EvaluateJobStopped``/``EvaluateTimedOut`` or any task error in ``$.error``, to ``fail``.
+    ``EvaluateJobStopped``/``EvaluateTimedOut`` or any task error in ``$.error``, to ``fail`` (the rollback:
+    the candidate is on the endpoint by now).
     """
 
     def __init__(
@@ -321,15 +326,17 @@ class EvaluateModel(PipelineSteps):
         read_gate.next(well_formed)
 
         create_parameters: dict[str, Any] = {
-            "RoleArn": self._role.role_arn,
+            "RoleArn": self.resources.evaluate_role.role_arn,
             "AppSpecification": {
                 "ImageUri": J.string_at(run_path("images.evaluate")),
                 "ContainerEntrypoint": ["python3", "-m", "jobs.evaluate"],
                 "ContainerArguments": J.list_at(run_path("evaluate_arguments")),
             },
+            # S3Prefix inputs naming one key each (configs, manifest), and the validation prefix.
             "ProcessingInputs": [
-                _processing_input("baseline", run_path("s3.source_model_uri")),
-                _processing_input("candidate", "$.record.artifact_uri"),
+                _processing_input("baseline", run_path("s3.baseline_config_uri")),
+                _processing_input("candidate", run_path("s3.candidate_config_uri")),
+                _processing_input("manifest", run_path("s3.manifest_uri")),
                 _processing_input("validation", run_path("s3.validation_uri")),
             ],
             "ProcessingOutputConfig": {
@@ -347,7 +354,8 @@ class EvaluateModel(PipelineSteps):
             },
             # Instance, count, volume size and, on EBS-only instances, the volume key.
             "ProcessingResources": {"ClusterConfig": J.object_at(run_path("resources.processing"))},
-            "NetworkConfig": {"EnableNetworkIsolation": True, "VpcConfig": self._vpc()},
+            # A client of the endpoint (network calls through the VPC and its endpoints only).
+            "NetworkConfig": {"EnableNetworkIsolation": False, "VpcConfig": self._vpc()},
             "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at(run_path("timing.evaluate_max_seconds"))},
             "Tags": J.list_at(run_path("tags")),
         }

@@ -31,6 +31,7 @@ DEFAULTS = Defaults(
     evaluate_image_uri=f"{DLC}/pytorch-training:2.10.0-gpu-py313",
     serving_image_uri=f"{DLC}/djl-inference:0.38.0-lmi29.0.0-cu130",
     kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    region="us-east-1",
 )
 
 

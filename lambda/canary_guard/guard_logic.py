@@ -9,7 +9,9 @@ tests call it directly and the workflow tests run it against the emulator.
   then the one to restore after a promotion ("last approved"): a config with
   one serving variant is either the platform team's own or one a run really
   promoted, never a failed canary's two-variant config. A rerun whose endpoint
-  already runs this run's canary config resumes, keeping the recorded config.
+  already runs this run's canary config (phase ``evaluating`` or ``canary``) resumes,
+  keeping the recorded config; another run's candidate under evaluation (phase
+  ``evaluating``, which the rollback function does not guard) refuses a new canary.
   Promotion puts the candidate's model into the serving variant; if that
   variant is autoscaled and the candidate serves on another instance type,
   promotion suspends and restores its scaling (below); only a setup that cannot
@@ -45,7 +47,14 @@ from typing import Any
 
 import endpoint_autoscaling
 
-from contracts.endpoint_tags import PHASE_CANARY, TAG_LAST_APPROVED, TAG_PHASE, TAG_RUN, UNFINISHED_PHASES
+from contracts.endpoint_tags import (
+    PHASE_CANARY,
+    PHASE_EVALUATING,
+    TAG_LAST_APPROVED,
+    TAG_PHASE,
+    TAG_RUN,
+    UNFINISHED_PHASES,
+)
 
 # Phases in which a new canary must not start: a rollback is under way or did not finish.
 BLOCKING_PHASES = frozenset(UNFINISHED_PHASES)
@@ -107,6 +116,24 @@ def _family(instance_type: str) -> str:
     return parts[1] if len(parts) == 3 else ""
 
 
+def _blocking_phase(endpoint: str, tags: dict[str, str]) -> str:
+    """Why the endpoint's phase refuses a new canary ("" if it does not)."""
+    phase = tags.get(TAG_PHASE, "")
+    if phase in BLOCKING_PHASES:
+        return (
+            f"endpoint {endpoint} is tagged {TAG_PHASE}={phase}: a rollback is under way or did not "
+            "finish; restore the endpoint and its tags before a new canary"
+        )
+    if phase == PHASE_EVALUATING:
+        # Not guarded by the rollback function: only its own run may take it further.
+        return (
+            f"endpoint {endpoint} is tagged {TAG_PHASE}={phase} by run {tags.get(TAG_RUN, '<none>')}: another "
+            "candidate is being evaluated there; let that run end (or remove its candidate variant and restore "
+            "the tags) before a new canary"
+        )
+    return ""
+
+
 def pre_canary(
     sm: Any,
     autoscaling: Any,
@@ -122,16 +149,13 @@ def pre_canary(
     described = sm.describe_endpoint(EndpointName=endpoint)
     config = described["EndpointConfigName"]
     tags = _tags(sm, described["EndpointArn"])
-    phase = tags.get(TAG_PHASE, "")
     if config == canary_config and tags.get(TAG_RUN) == run_id and tags.get(TAG_LAST_APPROVED):
-        # A rerun of this run after its canary was deployed: go on from the bake.
+        # A rerun of this run after its canary config was deployed (phase evaluating or canary):
+        # go on from the wait for that config, then the evaluation (its job is found, not re-created).
         return PreCanary(ok=True, resume=True, config=config, last_approved=tags[TAG_LAST_APPROVED])
-    if phase in BLOCKING_PHASES:
-        return PreCanary(
-            ok=False,
-            reason=f"endpoint {endpoint} is tagged {TAG_PHASE}={phase}: a rollback is under way or did not "
-            "finish; restore the endpoint and its tags before a new canary",
-        )
+    blocked = _blocking_phase(endpoint, tags)
+    if blocked:
+        return PreCanary(ok=False, reason=blocked)
     variants = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
     names = [v["VariantName"] for v in variants]
     if names != [serving_variant]:

@@ -6,6 +6,11 @@ during the canary. The serving production variant keeps its own name
 (``Settings.baseline_variant``, from ``StageConfig.serving_variant``); a canary
 adds a variant named ``candidate`` beside it.
 
+Phases acted from: ``canary`` and ``promoted`` (``ACTIVE_PHASES``, and a rollback of
+one that has not finished). Not ``evaluating``: the candidate is on the endpoint at
+weight 0 while the state machine evaluates it; no user sees it, the evaluation's load
+test may trip its alarms on purpose, and the state machine removes it if the gate fails.
+
 Order of work (every step is safe to repeat on a retry):
 
 1. claim the rollback record (S3 conditional put, below);

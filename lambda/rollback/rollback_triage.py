@@ -15,6 +15,7 @@ from contracts.alarm_signals import ROLE_BASELINE, ROLLBACK_SIGNALS
 from contracts.endpoint_tags import (
     ACTIVE_PHASES,
     PHASE_CANARY,
+    PHASE_EVALUATING,
     PHASE_PROMOTED,
     TAG_MODEL,
     TAG_PHASE,
@@ -120,6 +121,13 @@ def read_endpoint(
     elif report.phase in UNFINISHED_PHASES and tags.get(TAG_ROLLBACK_FROM) in ACTIVE_PHASES:
         # A rollback that has not reached its expected state yet: still armed.
         from_phase = tags[TAG_ROLLBACK_FROM]
+    elif report.phase == PHASE_EVALUATING:
+        report.detail = (
+            f"endpoint phase is {report.phase!r}: the candidate serves no user (weight 0) while the state "
+            "machine evaluates it, and the state machine removes it if the gate fails; not acted upon"
+        )
+        logger.info(report.detail, extra={"alarm": report.alarm, "endpoint": report.endpoint})
+        return None
     else:
         report.detail = f"endpoint phase is {report.phase!r}: nothing to roll back"
         logger.info(report.detail, extra={"alarm": report.alarm, "endpoint": report.endpoint})

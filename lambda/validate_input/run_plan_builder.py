@@ -32,6 +32,10 @@ CANDIDATE_STARTUP_TIMEOUT_SECONDS = 3600
 
 
 CANDIDATE_DOWNLOAD_TIMEOUT_SECONDS = 3600
+# The evaluate job reads the models' config.json, not their weights (it measures them where they serve).
+CONFIG_FILE = "config.json"
+EVALUATE_VOLUME_GB = 30
+INPUT_ROOT = "/opt/ml/processing/input"
 
 
 def resource_name(prefix: str, model_name: str, run_id: str, suffix: str = "") -> str:
@@ -93,6 +97,50 @@ def _variants(spec: RunSpec, defaults: Defaults, model: str, image: str) -> dict
     return {"serving_name": defaults.serving_variant, "candidate": candidate, "promoted": promoted}
 
 
+def _evaluate_arguments(spec: RunSpec, defaults: Defaults, serving_instance: str) -> list[str]:
+    """The evaluate job's flags (the job's parser is the other side: tests/jobs/evaluate/test_pipeline_contract.py).
+
+    Both variants are served by the baseline endpoint: the serving variant with all user traffic and the
+    candidate at weight 0, each reached with InvokeEndpoint's TargetVariant. The job loads the two
+    configs and the manifest, measures fidelity and speed live, and gates on the thresholds below.
+    """
+    gate = spec.gate
+    return [
+        "--baseline-dir",
+        f"{INPUT_ROOT}/baseline",
+        "--candidate-dir",
+        f"{INPUT_ROOT}/candidate",
+        "--manifest-dir",
+        f"{INPUT_ROOT}/manifest",
+        "--validation",
+        f"{INPUT_ROOT}/validation",
+        "--output-dir",
+        "/opt/ml/processing/output",
+        "--failure-dir",
+        "/opt/ml/output",
+        "--baseline-endpoint",
+        spec.baseline_endpoint,
+        "--baseline-variant",
+        defaults.serving_variant,
+        "--candidate-endpoint",
+        spec.baseline_endpoint,
+        "--candidate-variant",
+        CANDIDATE_VARIANT,
+        "--region",
+        defaults.region,
+        "--serving-protocol",
+        "lmi",
+        "--measured-instance-type",
+        serving_instance,
+        "--max-ppl-increase-pct",
+        str(gate.max_perplexity_increase_pct),
+        "--max-p95-latency-ratio",
+        str(round(1 + gate.max_p95_latency_increase_pct / 100, 4)),
+        "--min-throughput-ratio",
+        str(gate.min_throughput_ratio),
+    ]
+
+
 def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
     """Everything the state machine needs, precomputed (names, URIs, images, weights, limits).
 
@@ -109,6 +157,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
     name = spec.model_name
     run_key = artifact_layout.run_key(name, run_id)
     training_job = resource_name(prefix, name, run_id, "q")
+    artifact_uri = f"s3://{bucket}/{artifact_layout.model_output_key(name, run_id, training_job)}"
     candidate_model = resource_name(prefix, name, run_id, "candidate")
     group_size = spec.group_size or (DEFAULT_GROUP_SIZE if spec.scheme in GROUPED_SCHEMES else None)
     hyperparameters = {
@@ -151,7 +200,6 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             max_seq_length=spec.max_seq_length,
         ).disk_gib,
     )
-    gate = spec.gate
     alarm_prefix = f"{spec.baseline_endpoint}-{ROLE_CANDIDATE}-"
     return {
         "model_name": name,
@@ -180,7 +228,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             "output_path": f"s3://{bucket}/{run_key}",
             # Where SageMaker puts an uncompressed model directory (<output>/<job>/output/model/);
             # the state machine replaces it with the job's ModelArtifacts.S3ModelArtifacts.
-            "artifact_uri": f"s3://{bucket}/{artifact_layout.model_output_key(name, run_id, training_job)}",
+            "artifact_uri": artifact_uri,
             "manifest_key": artifact_layout.manifest_key(name, run_id),
             "reports_uri": f"s3://{bucket}/{artifact_layout.reports_key(name, run_id)}",
             "report_key": artifact_layout.report_key(name, run_id),
@@ -193,6 +241,10 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             "source_model_uri": spec.source_model_uri,
             "calibration_uri": spec.calibration_uri,
             "validation_uri": spec.validation_uri,
+            # The evaluate job's inputs (S3Prefix inputs naming one key each): configs, not weights.
+            "baseline_config_uri": f"{spec.source_model_uri}{CONFIG_FILE}",
+            "candidate_config_uri": f"{artifact_uri}{CONFIG_FILE}",
+            "manifest_uri": f"s3://{bucket}/{artifact_layout.manifest_key(name, run_id)}",
         },
         "images": images,
         "instances": {
@@ -215,10 +267,11 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
                 "VolumeSizeInGB": quantize_volume_gb,
                 **volume_key(quantize_instance, key),
             },
+            # The evaluate job is a client of the endpoint: configs, a validation set, reports.
             "processing": {
                 "InstanceType": evaluate_instance,
                 "InstanceCount": 1,
-                "VolumeSizeInGB": 200,
+                "VolumeSizeInGB": EVALUATE_VOLUME_GB,
                 **volume_key(evaluate_instance, key),
             },
         },
@@ -231,33 +284,13 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             "OPTION_TENSOR_PARALLEL_DEGREE": "max",
             "OPTION_MAX_MODEL_LEN": str(spec.max_seq_length),
         },
-        # The evaluate job's own flags (tests/jobs/evaluate/test_pipeline_contract.py parses them
-        # with its parser). Offline, no server: fidelity is measured and gated; speed is
-        # stated as not measured and judged live by the canary's alarms.
-        "evaluate_arguments": [
-            "--baseline-dir",
-            "/opt/ml/processing/input/baseline",
-            "--candidate-dir",
-            "/opt/ml/processing/input/candidate",
-            "--validation",
-            "/opt/ml/processing/input/validation",
-            "--output-dir",
-            "/opt/ml/processing/output",
-            "--failure-dir",
-            "/opt/ml/output",
-            "--max-ppl-increase-pct",
-            str(gate.max_perplexity_increase_pct),
-            "--max-p95-latency-ratio",
-            str(round(1 + gate.max_p95_latency_increase_pct / 100, 4)),
-            "--min-throughput-ratio",
-            str(gate.min_throughput_ratio),
-        ],
+        "evaluate_arguments": _evaluate_arguments(spec, defaults, serving_instance),
         "canary": {
             "first": first,
-            # The first canary config's variants: the serving variant copied whole with
-            # this weight merged in, and the candidate.
-            "first_serving_weight": {"InitialVariantWeight": first["baseline"]},
-            "first_candidate": {**variants["candidate"], "InitialVariantWeight": first["candidate"]},
+            # The canary config: the serving variant copied whole (its weight kept) and the
+            # candidate at weight 0, evaluated there before any user sees it; the bake's first
+            # step then sets the first weights.
+            "candidate_at_zero": {**variants["candidate"], "InitialVariantWeight": 0},
             "steps": steps,
         },
         "timing": _timing(spec),

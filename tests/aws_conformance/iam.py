@@ -330,6 +330,12 @@ RULES: dict[tuple[str, str], Rule] = {
         _SM + " (UpdateEndpoint: endpoint* and endpoint-config*)",
     ),
     ("sagemaker", "AddTags"): Rule("sagemaker:AddTags", (lambda p, a, r: str(p["ResourceArn"]),), _SM),
+    # SageMaker Runtime: the action is sagemaker:InvokeEndpoint on the endpoint (API_runtime_InvokeEndpoint).
+    ("sagemaker-runtime", "InvokeEndpoint"): Rule("sagemaker:InvokeEndpoint", (_sm("endpoint", "EndpointName"),), _SM),
+    # Its API reference asks for sagemaker:InvokeEndpoint, the SAR lists its own action: both (ALSO_REQUIRED).
+    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): Rule(
+        "sagemaker:InvokeEndpointWithResponseStream", (_sm("endpoint", "EndpointName"),), _SM
+    ),
     ("sagemaker", "ListTags"): Rule("sagemaker:ListTags", (lambda p, a, r: str(p["ResourceArn"]),), _SM),
     **_named("model-package-group", "ModelPackageGroupName", "CreateModelPackageGroup", "DescribeModelPackageGroup"),
     ("sagemaker", "CreateModelPackage"): Rule("sagemaker:CreateModelPackage", (_new_model_package,), _SM),
@@ -413,6 +419,10 @@ PASSED_ROLES: dict[tuple[str, str], str] = {
 }
 # SageMaker Create* with Tags also needs sagemaker:AddTags on the new resource (SAR: CreateTrainingJob etc. list
 # sagemaker:AddTags as a dependent action when tags are given).
+# Actions a call needs beyond its rule's, on the same resource (the documentation names more than one).
+ALSO_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): ("sagemaker:InvokeEndpoint",),
+}
 TAGGED_CREATES = frozenset(op for (service, op) in RULES if service == "sagemaker" and op.startswith("Create"))
 
 
@@ -425,6 +435,7 @@ def required_authorizations(
         raise NoAuthorizationRuleError(f"no authorization rule for {service}:{operation}")
     context = rule.context(params) if rule.context else {}
     needed: list[Authorization] = [(rule.action, arn(params, account, region), dict(context)) for arn in rule.resources]
+    needed += [(action, needed[0][1], {}) for action in ALSO_REQUIRED.get((service, operation), ())]
     passed = PASSED_ROLES.get((service, operation))
     if passed and params.get(passed):
         needed.append(("iam:PassRole", str(params[passed]), {"iam:PassedToService": SAGEMAKER_PASSED_TO}))

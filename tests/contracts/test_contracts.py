@@ -52,6 +52,12 @@ def test_phases_that_block_a_canary_are_the_unfinished_rollbacks():
     assert not set(endpoint_tags.ACTIVE_PHASES) & set(endpoint_tags.UNFINISHED_PHASES)
 
 
+def test_the_rollback_function_does_not_act_while_the_candidate_is_evaluated_at_weight_0():
+    """The state machine owns the outcome of an evaluation; its load test may trip alarms on purpose."""
+    assert endpoint_tags.PHASE_EVALUATING not in endpoint_tags.ACTIVE_PHASES
+    assert endpoint_tags.PHASE_EVALUATING not in endpoint_tags.UNFINISHED_PHASES
+
+
 def test_what_the_stack_writes_is_what_the_function_parses():
     values = {
         "artifact_bucket": "bucket-1",
@@ -73,6 +79,17 @@ def test_the_stack_side_refuses_unknown_and_missing_settings():
         RollbackSettings.environment(surprise=1)
     with pytest.raises(TypeError, match="needs"):
         ValidateSettings.environment(resource_prefix="p")
+
+
+def test_variables_lambda_sets_itself_are_read_never_written_by_the_stack():
+    """AWS_REGION is reserved: Lambda sets it in every function and refuses it in the configuration."""
+    with pytest.raises(TypeError, match="Lambda sets region itself"):
+        ValidateSettings.environment(region="us-east-1")
+    with pytest.raises(TypeError, match="needs") as refused:
+        ValidateSettings.environment(resource_prefix="p")
+    assert "region" not in str(refused.value)
+    with pytest.raises(ValueError, match="AWS_REGION"):
+        ValidateSettings.from_environment({"RESOURCE_PREFIX": "p"})
 
 
 def test_the_function_side_refuses_a_bad_environment_loudly():

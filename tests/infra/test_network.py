@@ -11,7 +11,15 @@ from stacks.private_network import CALLERS, GATEWAY_SERVICES, INTERFACE_ENDPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
 # Interface endpoint service names (com.amazonaws.<region>.<name>) of the callers' APIs.
-EXPECTED_SERVICES = {"sagemaker.api", "sns", "monitoring", "application-autoscaling", "ecr.api", "ecr.dkr"}
+EXPECTED_SERVICES = {
+    "sagemaker.api",
+    "sagemaker.runtime",
+    "sns",
+    "monitoring",
+    "application-autoscaling",
+    "ecr.api",
+    "ecr.dkr",
+}
 _CLIENT = re.compile(r"""\b(?:boto3\.client|aws_client)\(\s*["']([a-z0-9-]+)["']""")
 
 
@@ -92,3 +100,27 @@ def test_workload_security_group_admits_only_itself(dev_app):
     for rule in template.find_resources("AWS::EC2::SecurityGroupIngress").values():
         assert rule["Properties"]["SourceSecurityGroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}
         assert "CidrIp" not in rule["Properties"]
+
+
+def test_the_evaluate_job_reaches_the_sagemaker_runtime_through_the_workload_security_group(dev_app):
+    """The evaluate job (no network isolation) invokes the endpoint through the runtime interface endpoint."""
+    network = dev_app.stacks.network
+    template = dev_app.template(network)
+    group_id = network.get_logical_id(network.security_group.node.default_child)
+    (runtime,) = [
+        e["Properties"]
+        for e in template.find_resources("AWS::EC2::VPCEndpoint").values()
+        if ".sagemaker.runtime" in str(e["Properties"]["ServiceName"])
+    ]
+    assert runtime["VpcEndpointType"] == "Interface"
+    # Private DNS: the SDK's own runtime.sagemaker.<region> name resolves to the endpoint.
+    assert runtime["PrivateDnsEnabled"] is True
+    assert runtime["SecurityGroupIds"] == [{"Fn::GetAtt": [group_id, "GroupId"]}]
+    # The group admits its own members on every port (the job shares it), and they may leave on 443.
+    ingress = template.find_resources("AWS::EC2::SecurityGroupIngress")
+    assert any(r["Properties"]["IpProtocol"] == "-1" for r in ingress.values())
+    resources = dev_app.template_json(network)["Resources"]
+    egress = resources[group_id]["Properties"]["SecurityGroupEgress"]
+    assert any(rule.get("ToPort") == 443 for rule in egress)
+    assert "evaluate processing job (VPC, no network isolation)" in CALLERS
+    assert "sagemaker-runtime" in CALLERS["evaluate processing job (VPC, no network isolation)"]

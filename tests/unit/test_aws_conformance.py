@@ -102,6 +102,25 @@ def test_volume_size_bounds_follow_the_model(models):
     assert too_big.endswith("Member must have value less than or equal to 16384")
 
 
+def test_a_variant_weight_below_0_is_refused_and_0_is_valid(models):
+    """ProductionVariant.InitialVariantWeight and DesiredWeight: minimum 0 (the candidate joins at 0)."""
+    serving = {
+        "VariantName": "AllTraffic",
+        "ModelName": "b",
+        "InstanceType": "ml.g5.2xlarge",
+        "InitialVariantWeight": 1,
+    }
+    candidate = {"VariantName": "candidate", "ModelName": "m", "InstanceType": "ml.g5.2xlarge"}
+    params = {"EndpointConfigName": "c", "ProductionVariants": [serving, dict(candidate, InitialVariantWeight=0.0)]}
+    assert check_request(models["sagemaker"], "CreateEndpointConfig", params) == []
+    params["ProductionVariants"][1]["InitialVariantWeight"] = -1.0
+    (error,) = check_request(models["sagemaker"], "CreateEndpointConfig", params)
+    assert "ProductionVariants[1].InitialVariantWeight" in error and "valid min value: 0" in error
+    weights = {"EndpointName": "e", "DesiredWeightsAndCapacities": [{"VariantName": "candidate", "DesiredWeight": -5}]}
+    (error,) = check_request(models["sagemaker"], "UpdateEndpointWeightsAndCapacities", weights)
+    assert "DesiredWeight" in error and "valid min value: 0" in error
+
+
 def test_inference_ami_version_outside_the_enum_fails(models):
     variant = {"VariantName": "candidate", "ModelName": "m", "InstanceType": "ml.g5.2xlarge"}
     params = {"EndpointConfigName": "c", "ProductionVariants": [dict(variant, InferenceAmiVersion="al2-gpu-9")]}
@@ -381,6 +400,30 @@ def test_required_authorizations_resource_types():
         "cloudwatch", "PutMetricData", {"Namespace": "llmq"}, ACCOUNT, REGION
     )
     assert namespace == {"cloudwatch:namespace": "llmq"}
+    # SageMaker Runtime: InvokeEndpoint is sagemaker:InvokeEndpoint on the endpoint (lower-cased), whatever variant.
+    invoke = {"EndpointName": "Chat", "Body": b"{}", "TargetVariant": "candidate"}
+    assert arns("sagemaker-runtime", "InvokeEndpoint", invoke) == [
+        ("sagemaker:InvokeEndpoint", f"{SM_ARN}:endpoint/chat")
+    ]
+    assert arns("sagemaker-runtime", "InvokeEndpointWithResponseStream", invoke) == [
+        ("sagemaker:InvokeEndpointWithResponseStream", f"{SM_ARN}:endpoint/chat"),
+        ("sagemaker:InvokeEndpoint", f"{SM_ARN}:endpoint/chat"),
+    ]
+
+
+def test_invoke_endpoint_without_the_permission_is_access_denied(models):
+    runtime = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    role = PolicyEvaluator(
+        [{"Effect": "Allow", "Action": "sagemaker:InvokeEndpoint", "Resource": f"{SM_ARN}:endpoint/llmq-dev-chat"}],
+        name=ROLE,
+    )
+    invoke = {"EndpointName": "llmq-dev-chat", "Body": b"{}", "TargetVariant": "candidate"}
+    assert hook.check_call(role, runtime, "InvokeEndpoint", invoke, account=ACCOUNT, region=REGION) is None
+    denied = hook.check_call(
+        role, runtime, "InvokeEndpoint", dict(invoke, EndpointName="other"), account=ACCOUNT, region=REGION
+    )
+    assert denied is not None
+    assert "not authorized to perform: sagemaker:InvokeEndpoint" in str(denied)
 
 
 def test_unknown_operations_have_no_rule():

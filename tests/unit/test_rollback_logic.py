@@ -512,6 +512,21 @@ def test_untagged_endpoint_is_ignored(world):
     assert world.weights() == CANARY_WEIGHTS
 
 
+def test_candidate_alarm_while_the_candidate_is_evaluated_at_weight_0_is_left_to_the_state_machine(world):
+    """Phase evaluating: no user sees the candidate, the load test may trip its alarms, the gate decides."""
+    world.deploy(phase="canary", tags={"llmq:phase": "evaluating"})
+    for alarm in (CANDIDATE_5XX, f"{ENDPOINT}-canary", f"{ENDPOINT}-candidate-latency-p95-vs-baseline"):
+        report = _roll_back(world, alarm)
+        assert report.outcome == "ignored", alarm
+        assert "evaluating" in report.detail
+    assert world.weights() == CANARY_WEIGHTS
+    assert world.sagemaker.update_endpoint_calls == []
+    assert world.tags()["llmq:phase"] == "evaluating"
+    assert world.notifications() == []
+    listed = world.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"models/{MODEL}/{RUN_ID}/rollbacks/")
+    assert listed.get("KeyCount", 0) == 0
+
+
 def test_rolled_back_endpoint_is_not_rolled_back_again(world):
     world.deploy(phase="canary")
     _roll_back(world)

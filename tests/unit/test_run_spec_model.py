@@ -54,6 +54,53 @@ def test_a_valid_spec_yields_a_plan_with_names_derived_from_the_run():
     assert run["instances"]["quantize"] == "ml.g5.4xlarge"
 
 
+def test_the_candidate_joins_the_endpoint_at_weight_0_and_the_first_step_sets_the_first_weights():
+    run = validate_spec(spec(run_id="r1"), DEFAULTS).run
+    candidate = run["canary"]["candidate_at_zero"]
+    assert candidate["VariantName"] == "candidate"
+    assert candidate["InitialVariantWeight"] == 0
+    assert candidate["ModelName"] == run["names"]["candidate_model"]
+    # The bake's first step sets the plan's first weights, as every step does.
+    assert run["canary"]["steps"][0]["candidate"] == 5
+
+
+def test_the_evaluate_job_reads_configs_and_the_manifest_and_measures_both_variants_on_the_endpoint():
+    run = validate_spec(spec(run_id="r1", serving_instance_type="ml.g6.2xlarge"), DEFAULTS).run
+    s3 = run["s3"]
+    assert s3["baseline_config_uri"] == "s3://artifacts-bucket/sources/llama-8b/config.json"
+    assert s3["candidate_config_uri"] == f"{s3['artifact_uri']}config.json"
+    assert s3["manifest_uri"] == "s3://artifacts-bucket/models/llama-8b/r1/manifest.json"
+    args = run["evaluate_arguments"]
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags == {
+        "--baseline-dir": "/opt/ml/processing/input/baseline",
+        "--candidate-dir": "/opt/ml/processing/input/candidate",
+        "--manifest-dir": "/opt/ml/processing/input/manifest",
+        "--validation": "/opt/ml/processing/input/validation",
+        "--output-dir": "/opt/ml/processing/output",
+        "--failure-dir": "/opt/ml/output",
+        "--baseline-endpoint": "llmq-dev-chat",
+        "--baseline-variant": "AllTraffic",
+        "--candidate-endpoint": "llmq-dev-chat",
+        "--candidate-variant": "candidate",
+        "--region": "us-east-1",
+        "--serving-protocol": "lmi",
+        "--measured-instance-type": "ml.g6.2xlarge",
+        "--max-ppl-increase-pct": "5.0",
+        "--max-p95-latency-ratio": "1.2",
+        "--min-throughput-ratio": "1.0",
+    }
+
+
+def test_the_evaluate_job_runs_on_a_small_cpu_instance_with_the_volume_key():
+    run = validate_spec(spec(run_id="r1", evaluate_instance_type="ml.m5.xlarge"), DEFAULTS).run
+    processing = run["resources"]["processing"]
+    assert processing["InstanceType"] == "ml.m5.xlarge"
+    assert processing["VolumeSizeInGB"] <= 50
+    # m5 is EBS-only: the volume takes the project key.
+    assert processing["VolumeKmsKeyId"] == DEFAULTS.kms_key_arn
+
+
 def test_every_problem_is_reported_at_once_with_its_field():
     outcome = validate_spec(
         spec(

@@ -65,6 +65,9 @@ class SynthesizedPipeline:
     serving_image: str
     training_image: str
     state_machine_role: PolicyEvaluator
+    # The role the state machine passes to the evaluate job, and its policy (the emulated job acts as it).
+    evaluate_role_arn: str
+    evaluate_role: PolicyEvaluator
 
 
 def _role_evaluator(resolver: TemplateResolver, stack: str, role_ref: Any) -> PolicyEvaluator:
@@ -110,6 +113,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline
     validate_env = next(f.environment for f in functions.values() if f.folder.name == "validate_input")
     parsed = json.loads(definition)
     create_job = parsed["States"]["Create training job"]["Parameters"]
+    evaluate_role_arn = parsed["States"]["Create evaluate job"]["Parameters"]["RoleArn"]
     validate_env_all = validate_env
     return SynthesizedPipeline(
         resolver=resolver,
@@ -127,6 +131,9 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline
         serving_image=validate_env["SERVING_IMAGE_URI"],
         training_image=validate_env["QUANTIZE_IMAGE_URI"],
         state_machine_role=_role_evaluator(resolver, name, machine["Properties"]["RoleArn"]),
+        evaluate_role_arn=evaluate_role_arn,
+        # A role without RoleName is named after its logical id in the emulated account (harness.py).
+        evaluate_role=_role_evaluator(resolver, name, {"Ref": evaluate_role_arn.rsplit("/", 1)[-1]}),
     )
 
 
@@ -206,7 +213,13 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
         function.module = _load_handler(function.folder)
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config):  # type: ignore[call-overload]
-        shims = Shims(monkeypatch, synthesized.functions, faults, calls)
+        shims = Shims(
+            monkeypatch,
+            synthesized.functions,
+            faults,
+            calls,
+            job_roles={synthesized.evaluate_role_arn: synthesized.evaluate_role},
+        )
         # Every call the state machine and the functions make is checked as AWS checks it.
         hook.install(monkeypatch, record=calls.checked)
         hook.install_step_functions_principal(monkeypatch, synthesized.state_machine_role)

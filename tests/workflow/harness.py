@@ -27,8 +27,10 @@ What stands in for AWS, each rule written down in docs/aws-behaviour.md:
 - time: Wait states and retry intervals advance a virtual clock instead of
   sleeping, so a 24-hour bake runs in milliseconds and instance-seconds are
   counted on that clock;
-- the jobs' containers: ``_after_create_*`` writes what the quantize and
-  evaluate jobs would upload (manifest, report).
+- the jobs' containers: ``_after_create_training_job`` writes what the quantize job
+  would upload (manifest, config); the evaluate job runs as its own role, reads its
+  inputs, invokes both variants and writes its reports (tests/workflow/evaluate_job.py),
+  against SageMaker Runtime as documented (InvokeEndpoint, TargetVariant).
 """
 
 from __future__ import annotations
@@ -62,10 +64,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-from contracts.artifact_layout import GATE_FILE, REPORT_FILE
-from jobs.evaluate.gate import gate_json, pipeline_gate
 from tests.aws_conformance.hook import acting_as
 from tests.aws_conformance.iam import PolicyEvaluator
+from tests.workflow.evaluate_job import EvaluateJob, Invocation, install_runtime
 from tests.workflow.sagemaker_world import SageMakerWorld, Timeline, WorldFaults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -241,6 +242,8 @@ class Faults(WorldFaults):
     throttle_once: set[str] = field(default_factory=set)
     # Extra bytes in report.json (a long evaluation); the pipeline must not read it whole.
     report_padding_bytes: int = 0
+    # An alarm the evaluation's load test trips (delivered to the rollback function at once).
+    alarm_during_evaluation: str | None = None
 
 
 @dataclass
@@ -262,10 +265,21 @@ class Calls:
 class Shims:
     """Installs the stand-ins on moto's classes (undone by pytest's monkeypatch)."""
 
-    def __init__(self, monkeypatch: Any, functions: dict[str, FunctionUnderTest], faults: Faults, calls: Calls) -> None:
+    def __init__(
+        self,
+        monkeypatch: Any,
+        functions: dict[str, FunctionUnderTest],
+        faults: Faults,
+        calls: Calls,
+        job_roles: dict[str, PolicyEvaluator] | None = None,
+    ) -> None:
         self.functions = functions
         self.faults = faults
         self.calls = calls
+        # Role ARN -> its synthesized policy: the jobs' containers act as the role they are given.
+        self.job_roles = job_roles or {}
+        self.invocations: list[Invocation] = []
+        install_runtime(monkeypatch, self.invocations)
         self._env_lock = threading.Lock()
         shim = self
 
@@ -372,18 +386,29 @@ class Shims:
         s3.put_object(Bucket=bucket, Key=f"{model_dir}/config.json", Body=b'{"quantization_config": {}}')
 
     def _after_create_processing_job(self, backend: Any, kwargs: dict[str, Any]) -> None:
-        output = kwargs["processing_output_config"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
-        bucket, _, prefix = output.removeprefix("s3://").partition("/")
-        gate = {"passed": self.faults.gate_passed, "reasons": self.faults.gate_reasons}
-        report = {
-            "fidelity": {"baseline_perplexity": 12.0, "candidate_perplexity": 12.3, "increase_pct": 2.5},
-            "gate": gate,
-            "samples": "x" * self.faults.report_padding_bytes,
-        }
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/{REPORT_FILE}", Body=json.dumps(report).encode())
-        # What the evaluate job writes beside it (jobs/evaluate/gate.py), by the job's own code.
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/{GATE_FILE}", Body=gate_json(pipeline_gate(gate)))
+        role = self.job_roles.get(kwargs["role_arn"])
+        if role is None:
+            raise AssertionError(f"the harness knows no policy of the processing job's role {kwargs['role_arn']}")
+        job = EvaluateJob(
+            role=role,
+            gate={"passed": self.faults.gate_passed, "reasons": self.faults.gate_reasons},
+            report_padding_bytes=self.faults.report_padding_bytes,
+            during_load=self._alarm_during_evaluation if self.faults.alarm_during_evaluation else None,
+        )
+        failure = job.run(kwargs)
+        if failure:
+            # Seen when the job ends (sagemaker_world.py): Failed, with the container's message.
+            backend.processing_jobs[kwargs["processing_job_name"]]._failure = failure
+
+    def _alarm_during_evaluation(self) -> None:
+        """The load test trips a candidate alarm; EventBridge hands it to the rollback function."""
+        alarm = self.faults.alarm_during_evaluation
+        assert alarm
+        boto3.client("cloudwatch", region_name=REGION).set_alarm_state(
+            AlarmName=alarm, StateValue="ALARM", StateReason="the evaluation's load test"
+        )
+        self.pending_alarm = alarm
+        self.deliver_pending_alarm()
 
     def _after_update_endpoint_weights_and_capacities(self, backend: Any, kwargs: dict[str, Any]) -> None:
         weights = {w["VariantName"]: w["DesiredWeight"] for w in kwargs["desired_weights_and_capacities"]}

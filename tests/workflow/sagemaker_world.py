@@ -5,7 +5,8 @@ UpdateEndpoint, and accepts a volume KMS key on NVMe instances. Each rule below
 is a row of docs/aws-behaviour.md with its AWS source:
 
 - jobs: InProgress for ``job_polls`` Describe calls, then Completed, or Failed
-  with the FailureReason; uncompressed output is reported in
+  with the FailureReason (a processing job: with the container's ExitMessage too);
+  uncompressed output is reported in
   ModelArtifacts.S3ModelArtifacts as the ``.../output/model/`` prefix;
 - a volume KMS key (training, processing, endpoint config) on an instance type
   with NVMe instance storage is refused (ValidationException);
@@ -16,6 +17,7 @@ is a row of docs/aws-behaviour.md with its AWS source:
   InService on the OLD config with FailureReason set;
 - an UpdateEndpoint that removes a variant registered with Application Auto
   Scaling, or changes its instance type, fails;
+- a variant's weight comes from the new config, 0 included (moto drops a 0);
 - RetainAllVariantProperties keeps the instance counts of variants of the same
   name; ExcludeRetainedVariantProperties takes weights from the new config;
 - instances bill per second whatever their variant's weight: the meter adds
@@ -77,6 +79,8 @@ class WorldFaults:
     # config name -> FailureReason of an UpdateEndpoint to it (the candidate does not start).
     failing_configs: dict[str, str] = field(default_factory=dict)
     training_failure: str | None = None
+    # The evaluate container's failure message (its ExitMessage).
+    processing_failure: str | None = None
 
 
 class SageMakerWorld:
@@ -168,7 +172,10 @@ class SageMakerWorld:
     def _step_processing(self, backend: Any, kwargs: dict[str, Any]) -> None:
         job = backend.processing_jobs.get(kwargs.get("processing_job_name") or "")
         if _last_poll(job, "processing_job_status"):
-            job.processing_job_status = "Completed"
+            failure = getattr(job, "_failure", None) or self.faults.processing_failure
+            job.processing_job_status = "Failed" if failure else "Completed"
+            if failure:
+                job.exit_message, job.failure_reason = failure, "AlgorithmError: See job logs for more information"
 
     # ----- endpoints
 
@@ -290,6 +297,10 @@ def _update_endpoint(
                 "that removes it or changes its instance type."
             )
     variants = endpoint._process_production_variants(copy.deepcopy(list(new.values())))
+    for variant in variants:  # moto drops a weight of 0 (ProductionVariant: minimum 0, default 1.0)
+        variant["CurrentWeight"] = variant["DesiredWeight"] = new[variant["VariantName"]].get(
+            "InitialVariantWeight", 1.0
+        )
     excluded = {p["VariantPropertyType"] for p in exclude_retained_variant_properties or []}
     if retain_all_variant_properties:
         current = {v["VariantName"]: v for v in endpoint.production_variants}

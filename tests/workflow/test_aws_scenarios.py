@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from tests.aws_conformance.iam import PolicyEvaluator
 from tests.workflow.conftest import BASELINE_CONFIG, BASELINE_ENDPOINT, SERVING_VARIANT, sm_backend
 from tests.workflow.harness import run_execution
 
@@ -135,14 +136,65 @@ def test_no_candidate_instance_bills_after_a_rollback(account):
 
 
 def test_no_candidate_instance_bills_after_a_failed_gate(account):
+    """The candidate bills while it is evaluated at weight 0 (a fleet bills whatever its weight), then stops."""
     account.faults.gate_passed = False
     account.faults.gate_reasons = ["perplexity +9.1 % exceeds 5.0 %"]
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="gate")
     assert execution.error == "GateFailed"
 
+    billed = account.instance_seconds("candidate")
+    assert billed > 0  # it served the evaluation
+    assert "candidate" not in _endpoint(account)[1]
     account.shims.timeline.advance(24 * 3600)
-    assert account.instance_seconds("candidate") == 0
-    assert account.calls.of("create_model") == []
+    assert account.instance_seconds("candidate") == billed
+    assert len(account.calls.of("create_model")) == 1
+
+
+def test_an_evaluate_role_that_may_not_invoke_the_endpoint_fails_the_job_and_the_candidate_is_removed(account):
+    """AWS refuses InvokeEndpoint without sagemaker:InvokeEndpoint on the endpoint; the job fails, nothing stays."""
+    arn = account.synthesized.evaluate_role_arn
+    granted = account.synthesized.evaluate_role
+    without_invoke = [
+        s for s in granted.statements if not any(str(a).startswith("sagemaker:Invoke") for a in _as_list(s["Action"]))
+    ]
+    assert len(without_invoke) < len(granted.statements)
+    account.shims.job_roles[arn] = PolicyEvaluator(without_invoke, name=granted.name)
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="no-invoke")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "EvaluateJobFailed"
+    assert "not authorized to perform: sagemaker:InvokeEndpoint" in execution.cause
+    assert account.shims.invocations == []
+    assert _endpoint(account) == (BASELINE_CONFIG, [SERVING_VARIANT])
+    assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
+    assert _package_status(account) == "Rejected"
+    _never_promoted(account)
+
+
+def test_another_runs_candidate_under_evaluation_refuses_a_new_canary_before_anything_changes(account):
+    """Phase evaluating is not guarded by the rollback function: only its own run may take it further."""
+    arn = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)["EndpointArn"]
+    account.sagemaker.add_tags(
+        ResourceArn=arn,
+        Tags=[
+            {"Key": "llmq:phase", "Value": "evaluating"},
+            {"Key": "llmq:run-id", "Value": "run-000"},
+            {"Key": "llmq:last-approved-config", "Value": BASELINE_CONFIG},
+        ],
+    )
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="other-evaluating")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "CanaryRefused"
+    assert "evaluating" in execution.cause and "run-000" in execution.cause
+    assert account.calls.of("update_endpoint") == []
+    assert account.calls.of("create_processing_job") == []
+    assert _package_status(account) == "Rejected"
+    assert account.endpoint_tags()["llmq:phase"] == "evaluating"  # left as the other run has it
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
 
 
 def test_promotion_keeps_an_autoscaled_serving_variant_registered(account):

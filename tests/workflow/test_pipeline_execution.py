@@ -26,6 +26,17 @@ def _weights_set(account):
     ]
 
 
+def _phases_tagged(account):
+    """llmq:phase values the state machine wrote, in order."""
+    return [
+        tag["Value"]
+        for call in account.calls.checked
+        if call.operation == "AddTags"
+        for tag in call.params["Tags"]
+        if tag["Key"] == "llmq:phase"
+    ]
+
+
 def _no_endpoint_change(account):
     endpoint = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
     assert endpoint["EndpointConfigName"] == BASELINE_CONFIG
@@ -84,12 +95,7 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     assert "djl-inference" in synthesized.serving_image
     manifest = account.s3.get_object(Bucket=synthesized.bucket, Key="models/llama-8b/run-001/manifest.json")
     assert json.loads(manifest["Body"].read())["quantization"]["scheme"] == "W4A16"
-    # Evaluate: a processing job in the VPC reading baseline, candidate and validation set.
-    evaluate = account.calls.of("create_processing_job")[0]
-    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["processing_inputs"]}
-    assert inputs["candidate"] == f"s3://{synthesized.bucket}/models/llama-8b/run-001/{TRAINING_JOB}/output/model/"
-    assert evaluate["network_config"]["VpcConfig"]["Subnets"] == synthesized.subnets
-    # Deploy: the serving variant copied whole (its name kept) beside the candidate, first step's weights.
+    # Deploy: the serving variant copied whole (its name and weight kept) beside the candidate at weight 0.
     canary = account.sagemaker.describe_endpoint_config(EndpointConfigName=CANARY_CONFIG)
     variants = {v["VariantName"]: v for v in canary["ProductionVariants"]}
     assert list(variants) == [SERVING_VARIANT, "candidate"]
@@ -103,25 +109,56 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     assert candidate["InferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"
     assert candidate["ContainerStartupHealthCheckTimeoutInSeconds"] == 3600
     assert candidate["ModelDataDownloadTimeoutInSeconds"] == 3600
-    assert (variants[SERVING_VARIANT]["InitialVariantWeight"], variants["candidate"]["InitialVariantWeight"]) == (
-        90,
-        10,
-    )
+    assert (variants[SERVING_VARIANT]["InitialVariantWeight"], variants["candidate"]["InitialVariantWeight"]) == (1, 0)
     # Both variants run on NVMe instances (g4dn): no KmsKeyId, which SageMaker would refuse.
     assert "KmsKeyId" not in canary
     model = account.sagemaker.describe_model(ModelName=CANDIDATE_MODEL)
     assert model["PrimaryContainer"]["Image"] == synthesized.serving_image
-    # The canary deployment kept the serving fleet's instance count and took weights from the config.
+    # The deployment kept the serving fleet's instance count and took weights from the config.
     (deploy, promote) = account.calls.of("update_endpoint")
     assert deploy["endpoint_config_name"] == CANARY_CONFIG
     assert deploy["retain_all_variant_properties"] is True
     assert promote["endpoint_config_name"] == PROMOTED_CONFIG
-    # Bake: weights stepped through the plan, in order.
+    # Evaluate, after the deployment: a client of the endpoint, in the VPC without network isolation, as its
+    # own role, reading the two configs, the manifest and the validation set (no weights).
+    entered = execution.states_entered()
+    order = ("Deploy canary", "Tag endpoint evaluating", "Create evaluate job", "Gate passed?", "Tag endpoint canary")
+    assert [entered.index(state) for state in order] == sorted(entered.index(state) for state in order)
+    assert entered.index("Tag endpoint canary") < entered.index("Set canary weights")
+    (evaluate,) = account.calls.of("create_processing_job")
+    assert evaluate["role_arn"] == synthesized.evaluate_role_arn != synthesized.sagemaker_role_arn
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["processing_inputs"]}
+    bucket = synthesized.bucket
+    assert inputs == {
+        "baseline": f"s3://{bucket}/sources/llama-8b/config.json",
+        "candidate": f"s3://{bucket}/models/llama-8b/run-001/{TRAINING_JOB}/output/model/config.json",
+        "manifest": f"s3://{bucket}/models/llama-8b/run-001/manifest.json",
+        "validation": f"s3://{bucket}/datasets/validation/",
+    }
+    assert evaluate["network_config"]["EnableNetworkIsolation"] is False
+    assert evaluate["network_config"]["VpcConfig"]["Subnets"] == synthesized.subnets
+    # A right-sized CPU client (moto's backend drops ProcessingResources: read the request as checked).
+    (request,) = [c.params for c in account.calls.checked if c.operation == "CreateProcessingJob"]
+    cluster = request["ProcessingResources"]["ClusterConfig"]
+    assert cluster["InstanceType"] == "ml.m5.xlarge"
+    assert cluster["VolumeKmsKeyId"] == synthesized.key_arn  # m5 is EBS-only
+    args = evaluate["app_specification"]["ContainerArguments"]
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert (flags["--baseline-endpoint"], flags["--baseline-variant"]) == (BASELINE_ENDPOINT, SERVING_VARIANT)
+    assert (flags["--candidate-endpoint"], flags["--candidate-variant"]) == (BASELINE_ENDPOINT, "candidate")
+    assert (flags["--region"], flags["--measured-instance-type"]) == ("us-east-1", "ml.g4dn.2xlarge")
+    # The job reached both variants by TargetVariant while the candidate served no user (weight 0).
+    assert [(i.target_variant, i.served_by, i.weight) for i in account.shims.invocations] == [
+        (SERVING_VARIANT, SERVING_VARIANT, 1.0),
+        ("candidate", "candidate", 0.0),
+    ]
+    # Bake: the first step set the first weights (the candidate was at 0), then every step in order.
     assert _weights_set(account) == [
         {SERVING_VARIANT: 90, "candidate": 10},
         {SERVING_VARIANT: 50, "candidate": 50},
         {SERVING_VARIANT: 0, "candidate": 100},
     ]
+    assert _phases_tagged(account) == ["evaluating", "canary", "promoted"]
     # Promote: the serving variant (its name kept) now runs the candidate's model; no second fleet.
     endpoint = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
     assert endpoint["EndpointConfigName"] == PROMOTED_CONFIG
@@ -158,7 +195,29 @@ def test_failed_quantize_job_fails_the_execution_with_its_reason_and_touches_no_
     assert (message["outcome"], message["error"]) == ("failed", "QuantizeJobFailed")
 
 
-def test_failed_gate_rejects_the_package_and_deploys_nothing(account):
+def _candidate_removed(account, *, error: str) -> dict:
+    """The rollback after the weight-0 deployment: the endpoint back on its own config, nothing left billing."""
+    # The endpoint had changed (the candidate joined at weight 0); it went back to its own config.
+    assert [c["endpoint_config_name"] for c in account.calls.of("update_endpoint")] == [CANARY_CONFIG, BASELINE_CONFIG]
+    endpoint = account.sagemaker.describe_endpoint(EndpointName=BASELINE_ENDPOINT)
+    assert endpoint["EndpointConfigName"] == BASELINE_CONFIG
+    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == [SERVING_VARIANT]
+    # No user ever saw the candidate: it never had a weight above 0.
+    assert all(weights.get("candidate", 0) == 0 for weights in _weights_set(account))
+    assert "Tag endpoint canary" not in _phases_tagged(account)
+    assert _phases_tagged(account) == ["evaluating", "rolled-back"]
+    (package,) = _packages(account)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert account.endpoint_tags()["llmq:phase"] == "rolled-back"
+    billed = account.instance_seconds("candidate")
+    account.shims.timeline.advance(24 * 3600)
+    assert account.instance_seconds("candidate") == billed  # nothing left billing
+    (message,) = account.notifications()
+    assert (message["outcome"], message["reason"]) == ("rolled-back", error)
+    return dict(message)
+
+
+def test_failed_gate_after_the_weight_0_deploy_removes_the_candidate_and_rejects_the_package(account):
     account.faults.gate_passed = False
     account.faults.gate_reasons = ["perplexity +9.1 % exceeds 5.0 %"]
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="gate-fails")
@@ -166,15 +225,42 @@ def test_failed_gate_rejects_the_package_and_deploys_nothing(account):
     assert execution.status == "FAILED"
     assert execution.error == "GateFailed"
     assert "perplexity +9.1 % exceeds 5.0 %" in execution.cause
-    (package,) = _packages(account)
-    assert package["ModelApprovalStatus"] == "Rejected"
-    _no_endpoint_change(account)
-    assert "create_model" not in account.calls.names()
+    message = _candidate_removed(account, error="GateFailed")
+    assert "perplexity +9.1 %" in message["cause"]
     # The run's artifacts stay where they are.
     listed = account.s3.list_objects_v2(Bucket=account.synthesized.bucket, Prefix="models/llama-8b/run-001/")
     keys = {o["Key"] for o in listed["Contents"]}
     assert "models/llama-8b/run-001/manifest.json" in keys
     assert "models/llama-8b/run-001/reports/report.json" in keys
+
+
+def test_failed_evaluate_job_removes_the_candidate_and_rejects_the_package(account):
+    account.faults.processing_failure = "load test: 37 of 200 requests to variant candidate failed (ModelError)"
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="evaluate-fails")
+
+    assert execution.status == "FAILED"
+    assert execution.error == "EvaluateJobFailed"
+    # The container's own words (ExitMessage), not SageMaker's generic FailureReason.
+    assert execution.cause == account.faults.processing_failure
+    assert "Read gate" not in execution.states_entered()
+    _candidate_removed(account, error="EvaluateJobFailed")
+
+
+def test_rollback_function_leaves_an_alarm_of_the_evaluations_load_test_to_the_state_machine(account):
+    """Phase evaluating: the candidate serves no user; its alarm during the load test rolls nothing back."""
+    account.faults.alarm_during_evaluation = f"{BASELINE_ENDPOINT}-candidate-latency-p95-vs-baseline"
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="load-test-alarm")
+
+    (handled,) = account.shims.rollback_results
+    assert handled["outcome"] == "ignored", handled
+    assert handled["phase"] == "evaluating"
+    # The endpoint was left alone: no rollback record, no traffic moved, and the gate decided.
+    listed = account.s3.list_objects_v2(Bucket=account.synthesized.bucket, Prefix="models/llama-8b/run-001/rollbacks/")
+    assert listed.get("KeyCount", 0) == 0
+    assert execution.status == "SUCCEEDED", execution.cause
+    # The bake's checks look back to the canary's start, after the gate: the load test's alarm is not its.
+    assert execution.output["outcome"] == "promoted"
+    assert _phases_tagged(account) == ["evaluating", "canary", "promoted"]
 
 
 def test_candidate_alarm_during_second_canary_step_rolls_back_to_the_baseline_only_config(account):
