@@ -60,10 +60,11 @@ def build_review(
     outputs: Mapping[str, Sequence[str]],
     *,
     method: str,
+    max_new_tokens: int | None = None,
     created_at: str | None = None,
 ) -> dict[str, Any]:
     """The review sample of one evaluation: ``outputs`` maps baseline and candidate to one text
-    per prompt (in prompt order)."""
+    per prompt (in prompt order), each cut at ``max_new_tokens`` by the generation."""
     for variant in VARIANTS:
         if len(outputs[variant]) != len(prompts):
             raise ReviewError(f"{variant} has {len(outputs[variant])} outputs for {len(prompts)} prompts")
@@ -77,6 +78,7 @@ def build_review(
         "sample_id": sample_id(models, items),
         "created_at": created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "method": method,
+        "max_new_tokens": max_new_tokens,
         "models": models,
         "items": items,
     }

@@ -47,6 +47,7 @@ def page_data(review: Mapping[str, Any], sides: Mapping[str, str]) -> dict[str, 
         "sample_id": review["sample_id"],
         "created_at": review.get("created_at"),
         "method": review.get("method"),
+        "max_new_tokens": review.get("max_new_tokens"),
         "models": review["models"],
         "items": items,
     }

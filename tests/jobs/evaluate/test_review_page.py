@@ -116,5 +116,5 @@ def test_the_template_writes_text_only_and_reaches_no_network():
 def test_page_data_keeps_only_what_the_page_shows():
     review = sample_review()
     data = page_data(review, blind_sides(review["sample_id"], [i["id"] for i in review["items"]]))
-    assert set(data) == {"review_version", "sample_id", "created_at", "method", "models", "items"}
+    assert set(data) == {"review_version", "sample_id", "created_at", "method", "max_new_tokens", "models", "items"}
     assert all(set(item) == {"id", "prompt", "A", "B", "candidate_was"} for item in data["items"])
