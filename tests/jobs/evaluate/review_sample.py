@@ -24,7 +24,7 @@ BASELINE = [
     "Sunlight scatters off air molecules, and blue light scatters the most (Rayleigh scattering).",
 ]
 CANDIDATE = [
-    BASELINE[0],
+    "A list comprehension is a for loop written inside square brackets.\nIt makes a list.",
     "Blue water rises\nfoam writes on the quiet shore\ngulls hang in the wind",
     "Paris.",
     "1. Write for your reader.\n2. Give examples.\n3. Keep it short.",
@@ -41,6 +41,7 @@ def sample_review(candidate: list[str] | None = None) -> dict[str, Any]:
         DEFAULT_PROMPTS,
         {"baseline": BASELINE, "candidate": candidate or CANDIDATE},
         method="served (temperature 0)",
+        max_new_tokens=32,
         created_at="2026-12-03T12:00:00Z",
     )
 
