@@ -24,6 +24,15 @@ from tests.jobs.conftest import ROOT
 from tests.jobs.evaluate.review_sample import HOSTILE, sample_review
 
 DOC_SCREENSHOT = ROOT / "docs" / "review-page.png"
+# Root in a container needs --no-sandbox; the window is tall enough that the screenshot shows the
+# page's top, the three judged items and the current one.
+CHROMIUM_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1500",
+)
 
 
 def _missing(reason: str) -> None:
@@ -45,7 +54,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pat
     downloads = tmp_path_factory.mktemp("downloads")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1500"):
+    for arg in CHROMIUM_ARGS:
         options.add_argument(arg)
     options.add_experimental_option(
         "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
