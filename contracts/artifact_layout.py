@@ -3,7 +3,8 @@
 ```
 models/<model>/<run_id>/manifest.json                 quantize manifest (the record step's copy)
 models/<model>/<run_id>/<training job>/output/model/  the quantized model (SageMaker training output)
-models/<model>/<run_id>/reports/                      report.json, report.md, plot, gate.json (evaluate job)
+models/<model>/<run_id>/reports/                      report.json, report.md, plot, gate.json, review.json,
+                                                      review.html (evaluate job)
 models/<model>/<run_id>/rollbacks/<endpoint>-<phase>.json   one record per rollback
 models/<model>/<run_id>/autoscaling/<endpoint>-<variant>.json   a serving variant's scaling, lifted
 ```
@@ -19,6 +20,10 @@ MANIFEST_FILE: Final = "manifest.json"
 REPORT_FILE: Final = "report.json"
 # The bounded verdict the state machine reads (jobs' evaluate gate writes it beside the report).
 GATE_FILE: Final = "gate.json"
+# The human review sample (prompts and both variants' outputs) and its self-contained blind A/B
+# page, beside the report (jobs/evaluate/review.py writes both).
+REVIEW_FILE: Final = "review.json"
+REVIEW_PAGE_FILE: Final = "review.html"
 REPORTS_DIR: Final = "reports/"
 ROLLBACKS_DIR: Final = "rollbacks/"
 AUTOSCALING_DIR: Final = "autoscaling/"

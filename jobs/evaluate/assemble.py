@@ -1,4 +1,5 @@
-"""The evaluate report: report.json (report_version 1), report.md, performance.png, gate.json."""
+"""The evaluate report: report.json (report_version 1), report.md, performance.png, gate.json, and
+the human review sample (review.json, review.html) when one is given."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from jobs.evaluate.cost import PriceTable, cost_section, smallest_fitting_instan
 from jobs.evaluate.gate import Thresholds, Workload, evaluate_gate, gate_json, pipeline_gate
 from jobs.evaluate.models import ModelInfo
 from jobs.evaluate.report import plot, render_markdown
+from jobs.evaluate.review import write_review
 
 REPORT_VERSION = 1
 
@@ -132,7 +134,9 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_report(report: dict[str, Any], output_dir: Path) -> dict[str, Path]:
+def write_report(report: dict[str, Any], output_dir: Path, *, review: dict[str, Any] | None = None) -> dict[str, Path]:
+    """report.json, report.md, the plot, gate.json and, given a review sample (jobs/evaluate/review.py),
+    review.json and review.html."""
     output_dir.mkdir(parents=True, exist_ok=True)
     png = output_dir / "performance.png"
     report["plot"] = png.name if plot(report, png) else None
@@ -142,4 +146,6 @@ def write_report(report: dict[str, Any], output_dir: Path) -> dict[str, Path]:
     paths["md"].write_text(render_markdown(report))
     if report["plot"]:
         paths["png"] = png
+    if review is not None:
+        paths.update(write_review(review, output_dir))
     return paths

@@ -56,6 +56,11 @@ def greedy_outputs(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: 
     return outputs
 
 
+def decode_outputs(loaded: LoadedModel, outputs: Sequence[Sequence[int]]) -> list[str]:
+    """Greedy continuations as text (special tokens dropped), for the human review sample."""
+    return [str(loaded.tokenizer.decode(list(ids), skip_special_tokens=True)) for ids in outputs]
+
+
 def agreement(baseline: Sequence[Sequence[Any]], candidate: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """Exact-match rate and mean agreeing-prefix share of greedy outputs (1.0 = identical)."""
     if len(baseline) != len(candidate) or not baseline:

@@ -7,8 +7,9 @@ SageMaker conventions (docs/evaluate.md has the exact contract):
 - channels ``SM_CHANNEL_BASELINE`` and ``SM_CHANNEL_CANDIDATE`` (HF / compressed-tensors model
   directories) and ``SM_CHANNEL_VALIDATION`` (JSONL or .txt files);
 - report.json, report.md, performance.png and gate.json (the bounded verdict the pipeline
-  reads, jobs/evaluate/gate.py) to ``--output-dir`` (default ``$SM_OUTPUT_DATA_DIR``, else
-  ``$SM_MODEL_DIR``);
+  reads, jobs/evaluate/gate.py), and the human review sample review.json with its blind A/B
+  page review.html (jobs/evaluate/review.py), to ``--output-dir`` (default
+  ``$SM_OUTPUT_DATA_DIR``, else ``$SM_MODEL_DIR``);
 - a bad input or a crash writes one reason to ``--failure-dir`` (default ``$SM_OUTPUT_DIR``) and
   exits non-zero: to ``message`` when it runs as a SageMaker processing job (what SageMaker
   shows as the job's ExitMessage), to ``failure`` otherwise (a training job's FailureReason);
@@ -45,8 +46,10 @@ from jobs.evaluate.measure import (
     performance_section,
     preflight,
     served_greedy_text,
+    words,
 )
 from jobs.evaluate.models import ModelInfo, manifest_sizes
+from jobs.evaluate.review import build_review
 from jobs.sagemaker_job import records
 from jobs.sagemaker_job.failure import JobFailureError, is_processing_job, write_failure
 from jobs.sagemaker_job.hyperparameters import hyperparameter_argv, strip_train
@@ -230,8 +233,9 @@ def transformers_fidelity(
 
 def served_measurements(
     args: argparse.Namespace, targets: dict[str, Target], texts: list[str], levels: list[int], log: Log
-) -> tuple[dict[str, dict[str, Any]] | None, dict[str, Any], dict[str, Any]]:
-    """Preflight, engine perplexity (unless transformers is asked for), greedy agreement, load test."""
+) -> tuple[dict[str, dict[str, Any]] | None, dict[str, list[str]], dict[str, Any]]:
+    """Preflight, engine perplexity (unless transformers is asked for), greedy outputs (whole
+    texts, per variant), load test."""
     quiet_litellm()
     for target in targets.values():
         preflight(target, args.serving_protocol)
@@ -246,11 +250,10 @@ def served_measurements(
             protocol=args.serving_protocol,
             log=log,
         )
-    pair = [served_greedy_text(targets[v], DEFAULT_PROMPTS, args.greedy_tokens) for v in ("baseline", "candidate")]
-    greedy = greedy_section(pair[0], pair[1], "served (temperature 0)", unit="words")
+    outputs = {v: served_greedy_text(t, DEFAULT_PROMPTS, args.greedy_tokens) for v, t in targets.items()}
     log(f"performance: concurrency {levels}, {args.max_tokens} output tokens per request")
     measured = measure_performance(targets, levels=levels, max_tokens=args.max_tokens, prompts=DEFAULT_PROMPTS, log=log)
-    return measures, greedy, measured
+    return measures, outputs, measured
 
 
 def expected_kernels(
@@ -281,14 +284,16 @@ def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         raise JobFailureError(str(exc)) from None
     measured = None
     if targets:
-        measures, greedy, measured = served_measurements(args, targets, texts, levels, log)
+        measures, outputs, measured = served_measurements(args, targets, texts, levels, log)
         if measures is None:
             measures = transformers_fidelity(args, models, texts, greedy=False, log=log)
+        method = "served (temperature 0)"
+        greedy = greedy_section(words(outputs["baseline"]), words(outputs["candidate"]), method, unit="words")
     else:
         measures = transformers_fidelity(args, models, texts, greedy=True, log=log)
-        greedy = greedy_section(
-            measures["baseline"]["greedy"], measures["candidate"]["greedy"], "offline (transformers, float32)"
-        )
+        method = "offline (transformers, float32)"
+        greedy = greedy_section(measures["baseline"]["greedy"], measures["candidate"]["greedy"], method)
+        outputs = {name: measures[name]["greedy_text"] for name in ("baseline", "candidate")}
     report = build_report(
         models=models,
         fidelity=fidelity_section(measures["baseline"], measures["candidate"], greedy),
@@ -301,7 +306,9 @@ def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         measured_note="the throughput measured against the given targets, priced at this instance type's rate",
         context_tokens=args.context_tokens,
     )
-    write_report(report, args.output_dir)
+    schemes = {name: info.scheme for name, info in models.items()}
+    review = build_review(schemes, DEFAULT_PROMPTS, outputs, method=method, max_new_tokens=args.greedy_tokens)
+    write_report(report, args.output_dir, review=review)
     return report
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.evaluate.fidelity import agreement, greedy_outputs
+from jobs.evaluate.fidelity import agreement, decode_outputs, greedy_outputs
 from jobs.evaluate.load_test import Target, one_request, quiet_litellm, run_level
 from jobs.evaluate.stats import LevelSummary, ratio, round_or_none
 from jobs.sagemaker_job.failure import JobFailureError
@@ -38,7 +38,8 @@ def measure_model_fidelity(
     log: Log = print,
     label: str = "",
 ) -> dict[str, Any]:
-    """Perplexity (and, with ``greedy_tokens``, offline greedy outputs) of one model.
+    """Perplexity (and, with ``greedy_tokens``, offline greedy outputs: token ids and their text)
+    of one model.
 
     The baseline's result is reused across the candidates of a sweep.
     """
@@ -54,8 +55,9 @@ def measure_model_fidelity(
 
     ppl = perplexity(loaded, ids, window=window, stride=stride, progress=progress)
     greedy = greedy_outputs(loaded, prompts, greedy_tokens) if greedy_tokens and prompts else None
+    greedy_text = decode_outputs(loaded, greedy) if greedy is not None else None
     del loaded
-    return {"perplexity": ppl, "greedy": greedy, "validation_tokens": len(ids)}
+    return {"perplexity": ppl, "greedy": greedy, "greedy_text": greedy_text, "validation_tokens": len(ids)}
 
 
 def preflight(target: Target, protocol: str) -> None:
@@ -67,20 +69,26 @@ def preflight(target: Target, protocol: str) -> None:
         raise JobFailureError(f"cannot invoke {target.describe()} ({protocol} protocol): {result.error}")
 
 
-def served_greedy_text(target: Target, prompts: Sequence[str], max_tokens: int) -> list[list[str]]:
-    """Greedy outputs as the server produces them (temperature 0), as words.
+def served_greedy_text(target: Target, prompts: Sequence[str], max_tokens: int) -> list[str]:
+    """Greedy outputs as the server produces them (temperature 0), whole texts.
 
     Served outputs are what users see, and a server decodes far faster than transformers on a
-    CPU. Compared word by word, so no tokenizer is needed on the client (the pipeline's
-    evaluate job gets the models' config.json alone); the offline path compares token ids.
+    CPU. The texts go to the human review sample as they are; agreement compares them word by
+    word (``words``), so no tokenizer is needed on the client (the pipeline's evaluate job gets
+    the models' config.json alone); the offline path compares token ids.
     """
     out = []
     for prompt in prompts:
         result = asyncio.run(one_request(target, prompt, max_tokens, fixed_length=False))
         if not result.ok:
             raise JobFailureError(f"greedy generation on {target.describe()} failed: {result.error}")
-        out.append(result.text.split())
+        out.append(result.text)
     return out
+
+
+def words(texts: Sequence[str]) -> list[list[str]]:
+    """Served greedy texts as the word lists greedy agreement compares."""
+    return [text.split() for text in texts]
 
 
 def greedy_section(

@@ -14,8 +14,9 @@ its own environment, as the pipeline does on SageMaker:
    machine cannot serve is always judged offline, against an offline baseline) and greedy
    agreement;
 7. speed through LiteLLM at each concurrency, variants back to back at each level;
-8. one evaluate report per candidate, the side-by-side table, the gate's decision and, for a
-   sweep, the recommendation at the declared workload.
+8. one evaluate report per candidate (with its human review sample, review.json and the blind
+   A/B page review.html), the side-by-side table, the gate's decision and, for a sweep, the
+   recommendation at the declared workload.
 
 Everything lands in a local artifact store with the bucket's layout:
 ``artifacts/models/<model>/<run_id>/{artifact/, manifest.json, calibration/, reports/}``; the
@@ -89,7 +90,7 @@ def run(plan: Plan, log: Progress) -> dict[str, Any]:
             cand.report = candidate_report(
                 plan, base=base, cand=cand, serving=serving, validation=validation, offline=offline, log=log
             )
-            paths = write_report(cand.report, cand.run_dir / "reports")
+            paths = write_report(cand.report, cand.run_dir / "reports", review=cand.review)
             log(f"{cand.scheme}: {paths['md']}")
         baseline_cost = None
         for cand in cands:

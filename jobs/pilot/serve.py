@@ -1,4 +1,5 @@
-"""The pilot's serving step (one vLLM server per servable model, load test) and each candidate's report."""
+"""The pilot's serving step (one vLLM server per servable model, load test) and each candidate's
+report and human review sample."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from jobs.evaluate import (
     ModelInfo,
     Target,
     build_report,
+    build_review,
+    decode_outputs,
     engine_fidelity,
     fidelity_section,
     greedy_outputs,
@@ -22,6 +25,7 @@ from jobs.evaluate import (
     performance_section,
     requests_for,
     served_greedy_text,
+    words,
 )
 from jobs.pilot.plan import GREEDY_TOKENS, OFFLINE_GREEDY_TOKENS, Plan, Progress
 from jobs.pilot.serving import ServerPool, VllmServer, cpu_serving_blocker, serve_python
@@ -37,7 +41,7 @@ class Serving:
     failed: set[str] = field(default_factory=set)
     measured: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
-    greedy: dict[str, list[list[str]]] = field(default_factory=dict)
+    greedy: dict[str, list[str]] = field(default_factory=dict)  # whole served texts per model
     fidelity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def target(self, key: str, as_variant: str | None = None) -> Target:
@@ -171,15 +175,7 @@ def candidate_report(
     if cand.scheme in serving.measured and "baseline" in serving.measured:
         pair = {"baseline": serving.measured["baseline"], "candidate": serving.measured[cand.scheme]}
         targets = {"baseline": serving.target("baseline"), "candidate": serving.target(cand.scheme, "candidate")}
-    if cand.scheme in serving.greedy and "baseline" in serving.greedy:
-        greedy = greedy_section(
-            serving.greedy["baseline"], serving.greedy[cand.scheme], "served (temperature 0)", unit="words"
-        )
-    else:
-        # Not served: both models generate offline, so the comparison stays like for like.
-        if "baseline" not in offline:
-            offline["baseline"] = offline_greedy(base)
-        greedy = greedy_section(offline["baseline"], offline_greedy(cand.model_dir), "offline (transformers, float32)")
+    greedy, outputs = greedy_pair(base, cand.scheme, cand.model_dir, serving=serving, offline=offline)
     if cand.scheme in serving.fidelity and "baseline" in serving.fidelity:
         base_fid, cand_fid = serving.fidelity["baseline"], serving.fidelity[cand.scheme]
     else:
@@ -189,8 +185,16 @@ def candidate_report(
             plan, cand.model_dir, cand.scheme, validation=validation, offline=offline, log=log
         )
     cand.ppl = cand_fid
+    models = {"baseline": ModelInfo.read(base, None), "candidate": ModelInfo.read(cand.model_dir, cand.scheme)}
+    cand.review = build_review(
+        {name: info.scheme for name, info in models.items()},
+        DEFAULT_PROMPTS,
+        outputs,
+        method=greedy["method"],
+        max_new_tokens=GREEDY_TOKENS if greedy["compared_by"] == "words" else OFFLINE_GREEDY_TOKENS,
+    )
     return build_report(
-        models={"baseline": ModelInfo.read(base, None), "candidate": ModelInfo.read(cand.model_dir, cand.scheme)},
+        models=models,
         fidelity=fidelity_section(base_fid, cand_fid, greedy),
         performance=performance_section(pair, targets, reason=cand.serve_blocker, max_tokens=args.max_tokens),
         server_memory={"baseline": serving.memory.get("baseline"), "candidate": serving.memory.get(cand.scheme)},
@@ -210,6 +214,25 @@ def candidate_report(
     )
 
 
-def offline_greedy(model_dir: Path) -> list[list[int]]:
+def greedy_pair(
+    base: Path, scheme: str, model_dir: Path, *, serving: Serving, offline: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Greedy agreement of a candidate with the baseline, and both outputs as text (the review
+    sample): from the servers when both were served, else both offline."""
+    if scheme in serving.greedy and "baseline" in serving.greedy:
+        outputs = {"baseline": serving.greedy["baseline"], "candidate": serving.greedy[scheme]}
+        method = "served (temperature 0)"
+        return greedy_section(words(outputs["baseline"]), words(outputs["candidate"]), method, unit="words"), outputs
+    # Not served: both models generate offline, so the comparison stays like for like.
+    if "baseline" not in offline:
+        offline["baseline"] = offline_greedy(base)
+    ids, texts = offline_greedy(model_dir)
+    greedy = greedy_section(offline["baseline"][0], ids, "offline (transformers, float32)")
+    return greedy, {"baseline": offline["baseline"][1], "candidate": texts}
+
+
+def offline_greedy(model_dir: Path) -> tuple[list[list[int]], list[str]]:
+    """Greedy token ids of the fixed prompts, and their text for the review sample."""
     loaded = load_model(model_dir)
-    return greedy_outputs(loaded, DEFAULT_PROMPTS, OFFLINE_GREEDY_TOKENS)
+    ids = greedy_outputs(loaded, DEFAULT_PROMPTS, OFFLINE_GREEDY_TOKENS)
+    return ids, decode_outputs(loaded, ids)

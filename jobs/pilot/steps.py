@@ -66,6 +66,7 @@ class Candidate:
     serve_blocker: str | None = None
     ppl: dict[str, Any] | None = None
     report: dict[str, Any] | None = None
+    review: dict[str, Any] | None = None  # the human review sample written beside the report
 
 
 def quantize(plan: Plan, cand: Candidate, *, base: Path, calibration: Path, children: Children, log: Progress) -> None:

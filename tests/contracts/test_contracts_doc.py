@@ -35,6 +35,8 @@ def test_every_artifact_folder_and_file_is_documented():
         artifact_layout.MANIFEST_FILE,
         artifact_layout.REPORT_FILE,
         artifact_layout.GATE_FILE,
+        artifact_layout.REVIEW_FILE,
+        artifact_layout.REVIEW_PAGE_FILE,
         artifact_layout.REPORTS_DIR,
         artifact_layout.ROLLBACKS_DIR,
         artifact_layout.AUTOSCALING_DIR,

@@ -108,6 +108,19 @@ def test_evaluate_image_holds_its_package_and_the_shared_plumbing_but_not_the_pi
         assert not relative.startswith("jobs/pilot/"), f"the evaluate job imports the pilot ({relative})"
 
 
+def test_the_data_files_the_job_reads_are_in_the_image_and_its_build_context():
+    """review_page.html (the review page's template) and instance_prices.json are read beside
+    their modules: the image copies the whole package, and .dockerignore keeps them."""
+    from jobs.evaluate.cost import PRICE_TABLE
+    from jobs.evaluate.review_page import TEMPLATE
+
+    sources = image_contents.copied_sources(DOCKERFILE)
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
+    for path in (TEMPLATE, PRICE_TABLE):
+        assert path.is_file() and image_contents.is_copied(path, sources), path
+        assert not [line for line in ignored if "jobs/evaluate" in line or path.suffix in line], ignored
+
+
 def test_every_import_is_pinned_and_torch_comes_from_the_base_image():
     pins = evaluate_pins()
     assert pins["litellm"] != "1.107.0"

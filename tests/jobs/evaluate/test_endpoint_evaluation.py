@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from contracts.artifact_layout import REVIEW_FILE, REVIEW_PAGE_FILE
+from jobs.evaluate.fidelity import DEFAULT_PROMPTS
 from jobs.pilot.serving import ServerPool, VllmServer, serve_python
 from tests.jobs.conftest import ROOT
 from tests.jobs.entry_point import run_entry_point
@@ -164,6 +166,17 @@ def test_evaluates_both_variants_of_one_endpoint_through_the_runtime_protocol(ru
     gate = json.loads((tmp_path / "output" / "gate.json").read_text())
     assert isinstance(gate["passed"], bool) and gate["reasons"]
     assert not (tmp_path / "failure" / "message").exists()
+
+    # The human review sample: the served greedy texts whole, and the blind page beside the report.
+    review = json.loads((tmp_path / "output" / REVIEW_FILE).read_text())
+    assert review["review_version"] == 1 and review["sample_id"] and review["max_new_tokens"] == 8
+    assert review["models"] == {"baseline": "BF16", "candidate": "BF16"}
+    assert [item["prompt"] for item in review["items"]] == list(DEFAULT_PROMPTS)
+    assert len(review["items"]) == 8 and all(item["baseline"].strip() for item in review["items"])
+    # The same model behind both variants at temperature 0: the same words, kept as text.
+    assert [i["baseline"].split() for i in review["items"]] == [i["candidate"].split() for i in review["items"]]
+    page = (tmp_path / "output" / REVIEW_PAGE_FILE).read_text()
+    assert review["sample_id"] in page and "__REVIEW_DATA__" not in page
 
 
 @pytest.mark.parametrize(

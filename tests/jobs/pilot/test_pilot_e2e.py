@@ -52,8 +52,11 @@ def test_artifact_store_has_the_bucket_layout(pilot_run):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["quantization"]["scheme"] == "W8A8"
     assert list((run / "calibration").glob("*.jsonl"))
-    for name in ("report.json", "report.md", "performance.png"):
+    for name in ("report.json", "report.md", "performance.png", "review.json", "review.html"):
         assert (run / "reports" / name).is_file(), name
+    review = json.loads((run / "reports" / "review.json").read_text())
+    assert review["models"] == {"baseline": "BF16", "candidate": "W8A8"}
+    assert review["method"] == "served (temperature 0)" and len(review["items"]) == 8
     assert (store / "t1" / "pilot.json").is_file()
 
 
@@ -141,6 +144,11 @@ def test_evaluate_job_offline_follows_the_sagemaker_contract(pilot_run, smollm2_
     assert gate == {"passed": False, "reasons": report["gate"]["reasons"]}
     assert "gate_passed=0" in proc.stdout
     assert not (tmp_path / "output" / "failure").exists()
+    # Offline, the review sample holds the transformers greedy outputs decoded to text.
+    review = json.loads((tmp_path / "out" / "review.json").read_text())
+    assert review["method"].startswith("offline") and len(review["items"]) == 8
+    assert all(isinstance(i["candidate"], str) for i in review["items"]) and any(i["baseline"] for i in review["items"])
+    assert (tmp_path / "out" / "review.html").is_file()
 
     env["SM_CHANNEL_CANDIDATE"] = str(tmp_path / "missing")
     bad = run_entry_point("jobs.evaluate", env=env)
