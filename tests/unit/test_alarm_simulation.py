@@ -153,3 +153,22 @@ def test_timing_refuses_more_datapoints_than_periods():
 def test_poisson_upper_bound_matches_the_chi_square_quantiles(events, bound):
     assert poisson_upper_bound(events) == pytest.approx(bound, rel=1e-5)
 
+
+def test_the_sweep_sees_a_latency_regression_in_its_first_bad_minute_at_high_traffic():
+    from benchmarks.alarm_tuning import LATENCY, Scenario, detection_ticks, lumped_pool, pilot_samples
+
+    scenario = Scenario(
+        "smoke",
+        5000,
+        healthy_days=30,
+        replicates=20,
+        seed=1,
+        pool=lumped_pool("pilot", pilot_samples()),
+        structures=((1, 1, 1),),
+        ratios=(1.3,),
+        error_5xx_percents=(100.0,),
+        min_invocations=(10,),
+    )
+    [setting] = scenario.settings()
+    # 250 candidate requests a minute 1.5x slower than the baseline's 4750: the ratio breaches at once.
+    assert detection_ticks(scenario, [setting], LATENCY)[setting].tolist() == [0] * 20
