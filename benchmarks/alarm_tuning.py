@@ -597,10 +597,10 @@ def what_if_table(rows: list[dict[str, Any]]) -> list[str]:
         "| 1.5x latency: median / P95 | 2 % 5xx: median / P95 |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for row in rows:
+    for row in (r for r in rows if r["scenario"] == WHAT_IF):
         quiet = row["events_5xx"] + row["events_4xx"] + row["events_ratio"] == 0
         caught = row["latency_p95_s"] is not None or row["5xx_p95_s"] is not None
-        if row["scenario"] == WHAT_IF and quiet and caught:
+        if quiet and caught:
             latency = f"{minutes(row['latency_median_s'])} / {minutes(row['latency_p95_s'])}"
             errors = f"{minutes(row['5xx_median_s'])} / {minutes(row['5xx_p95_s'])}"
             setting = f"{row['m']} of {row['n']} x {row['period_s']} s, 5xx {row['error_5xx_percent']:g} %, "
