@@ -172,3 +172,33 @@ def test_the_sweep_sees_a_latency_regression_in_its_first_bad_minute_at_high_tra
     [setting] = scenario.settings()
     # 250 candidate requests a minute 1.5x slower than the baseline's 4750: the ratio breaches at once.
     assert detection_ticks(scenario, [setting], LATENCY)[setting].tolist() == [0] * 20
+
+
+def test_the_report_tables_take_rows_of_every_scenario():
+    from benchmarks.alarm_tuning import (
+        GATE_LIMIT,
+        LENGTHS,
+        LENGTHS_GATE_LIMIT,
+        ROW_COLUMNS,
+        SCAN,
+        WHAT_IF,
+        as_dicts,
+        sensitivity_table,
+        what_if_table,
+    )
+
+    def row(scenario, period_s, events=(0, 0, 0), timing=(1.0, 200, 250, 1.0, 300, 600)):
+        return [scenario, 5000, period_s, 1, 1, 1.4, 2.0, 200, 0.0, 0.15, *events, *timing]
+
+    rows = as_dicts(
+        [
+            row(SCAN, 300, events=(0, 0, None), timing=(None,) * 6),  # rate alarms only: no ratio, no timing
+            row(WHAT_IF, 30),
+            row(WHAT_IF, 10, timing=(0.0, None, None, 0.0, None, None)),  # caught nothing: left out
+            *(row(name, 300, events=(None, None, 0)) for name in (GATE_LIMIT, LENGTHS, LENGTHS_GATE_LIMIT)),
+        ]
+    )
+    assert len(ROW_COLUMNS) == len(rows[0])
+    assert what_if_table(rows)[2:] == ["| 1 of 1 x 30 s, 5xx 2 %, min 200 | 5000 | 0 (0.15) | 3.3 / 4.2 | 5.0 / 10.0 |"]
+    [line] = sensitivity_table(rows, (5, 1, 1, 1.4, 2.0, 200))[2:]
+    assert line.startswith("| 1.4 | 5000 | 0 (0.15) | 0 (0.15) | 0 (0.15) |")
