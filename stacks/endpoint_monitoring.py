@@ -5,13 +5,15 @@ Alarm names follow docs/contracts.md (``<endpoint>-<variant>-<signal>`` and
 and the pipeline's bake loop reads the composite by name.
 
 Why these alarms:
-- SageMaker publishes endpoint metrics per minute, so every alarm looks at
-  one-minute periods and needs ``datapoints_to_alarm`` breaching minutes out of
-  the last ``evaluation_periods`` (default 3 of 5): one noisy minute never
-  rolls back, a real regression does within about three minutes.
-- Error rates and the latency ratio only count minutes with at least
+- SageMaker publishes endpoint metrics per minute and CloudWatch evaluates every
+  alarm once a minute over its last ``evaluation_periods`` periods, needing
+  ``datapoints_to_alarm`` breaching ones. The default (MonitoringThresholds) is one
+  5-minute period, 1 of 1: a window that slides by a minute, so a noisy minute is
+  diluted by four others and a real regression fires within a few minutes; chosen
+  by simulation (benchmarks/alarm_tuning.py, docs/benchmarks.md).
+- Error rates and the latency ratio only count periods with at least
   ``min_invocations`` requests per variant; a canary at 5 % of a quiet endpoint
-  would otherwise be judged on one or two requests.
+  would otherwise be judged on a handful of requests.
 - Missing data is not breaching: no traffic is not a regression, and after
   promotion the baseline variant (and with it the ratio) disappears.
 - The serving production variant keeps its own name (``StageConfig.serving_variant``):
