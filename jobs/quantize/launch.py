@@ -52,13 +52,14 @@ def pop_processes(raw: MutableMapping[str, Any]) -> str:
 
 
 def process_count(value: str, hp: Hyperparameters) -> int:
-    """``auto``: one rank per visible CUDA GPU (1 without CUDA, and for data-free rtn, which has
-    no calibration to split); an integer asks for exactly that many."""
+    """``auto``: one rank per visible CUDA GPU, but no more than calibration samples asked for (1
+    without CUDA, and for data-free rtn, which has no calibration to split); an integer asks for
+    exactly that many. lambda/validate_input/quantize_sizing.py ``ranks_on`` is the same rule."""
     import torch  # noqa: PLC0415
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if value == "auto":
-        return max(1, gpus) if hp.needs_calibration else 1
+        return max(1, min(gpus, hp.num_calibration_samples)) if hp.needs_calibration else 1
     try:
         count = int(value)
     except ValueError:
