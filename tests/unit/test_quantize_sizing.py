@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,11 @@ def test_validation_refuses_a_quantize_instance_that_cannot_hold_the_model():
     assert "GiB host RAM (it has 64)" in problem.message
     ok = validate_spec({**raw, "quantize_instance_type": cheapest_fitting(estimate(70.6, "gptq")).name}, defaults)
     assert ok.valid, ok.message
+
+
+@pytest.mark.parametrize("gpus", ["all", "1"])
+def test_the_sizing_doc_prints_the_rules_own_tables(gpus):
+    command = [sys.executable, "benchmarks/sizing_table.py", "--gpus", gpus]
+    printed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    table = printed.split("\n\nPrices")[0]
+    assert table in (ROOT / "docs" / "quantize-sizing.md").read_text(), "rerun benchmarks/sizing_table.py"
