@@ -222,13 +222,16 @@ def rank_main(argv: list[str] | None, env: Mapping[str, str] | None, paths: Path
         hp, _ = hyperparameters(argv, paths)
         manifest = run(hp, paths, GpuProbe.from_environment(env), rank)
     except Exception as exc:
-        if not isinstance(exc, JobFailureError | distributed.RankStoppedError):
-            traceback.print_exc()
-        line = reason(exc)
-        if not isinstance(exc, distributed.AgreedFailureError):
-            line = distributed.failure_line(rank, line)
-        distributed.fail(rank, line, root_cause=not distributed.is_consequence(exc), failure_dir=paths.failure_dir)
-        LOG.error("rank %d failed: %s", rank.rank, line)
+        # The agent's SIGTERM (another rank failed too) must not cut the report short.
+        with distributed.ignoring_sigterm():
+            if not isinstance(exc, JobFailureError | distributed.RankStoppedError):
+                traceback.print_exc()
+            line = reason(exc)
+            if not isinstance(exc, distributed.AgreedFailureError):
+                line = distributed.failure_line(rank, line)
+            root_cause = not distributed.is_consequence(exc)
+            distributed.fail(rank, line, root_cause=root_cause, failure_dir=paths.failure_dir)
+            LOG.error("rank %d failed: %s", rank.rank, line)
         return 1 if isinstance(exc, JobFailureError) else 2
     distributed.finish()
     if manifest is not None:

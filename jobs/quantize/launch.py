@@ -187,8 +187,11 @@ def run_ranks(argv: list[str], processes: int, output: Path, failure_dir: Path, 
             return 0
         found = distributed.read_reports(reports)
         reason = launcher_reason(exits, found, processes)
-        if reason is not None or not (failure_dir / FAILURE_FILE).is_file():
-            write_failure(reason or f"ranks failed with exit codes {exits}", failure_dir)
+        if reason is None and not (failure_dir / FAILURE_FILE).is_file():
+            # Rank 0 was stopped before it wrote the file: the first report says what it would have.
+            reason = found[0].line if found else f"ranks failed with exit codes {exits}"
+        if reason is not None:
+            write_failure(reason, failure_dir)
         LOG.error("failed: %s", (failure_dir / FAILURE_FILE).read_text().strip())
         # 1 where every report is about bad input (the same code as one process), else 2.
         return 1 if set(exits.values()) == {1} else 2
