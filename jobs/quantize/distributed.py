@@ -58,7 +58,7 @@ REPORTS_PREFIX = "llmq-quantize-"
 
 
 class AgreedFailureError(JobFailureError):
-    """A failure every rank raises together (``agree``); its message already names the rank."""
+    """A failure every rank raises together (``agree``): the failure file's line as it is."""
 
 
 class RankStoppedError(Exception):
@@ -210,19 +210,17 @@ def cpu_rank_barriers() -> Iterator[None]:
 
 
 def agree(problem: str | None, rank: Rank) -> None:
-    """Every rank says whether it may go on; if any may not, every rank raises the same reason
-    (the lowest failing rank's), so no rank walks into a collective the others never reach."""
+    """Every rank says whether its preflight passed; if any failed, every rank raises the lowest
+    failing rank's reason, so no rank walks into a collective the others never reach. The
+    reasons are input problems (the same on every rank, or rank 0's output directory): they are
+    reported as written, as with one process."""
     import torch.distributed as dist  # noqa: PLC0415
 
     problems: list[Any] = [None] * rank.world_size
     dist.all_gather_object(problems, problem)
-    failed = [(index, text) for index, text in enumerate(problems) if text]
-    if not failed:
-        return
-    index, text = failed[0]
-    if len(failed) == rank.world_size and all(other == text for _, other in failed):
-        raise AgreedFailureError(text)  # the same problem everywhere: no rank to name
-    raise AgreedFailureError(f"rank {index} of {rank.world_size}: {text}")
+    failed = [text for text in problems if text]
+    if failed:
+        raise AgreedFailureError(failed[0])
 
 
 def gather(value: Any, rank: Rank) -> list[Any]:
@@ -243,6 +241,7 @@ class Report:
     line: str  # the failure file's line this rank proposes
     root_cause: bool  # False: a consequence of another rank's failure (lost peer, stopped)
     time: float
+    code: int  # the rank's exit code: 1 bad input, 2 internal error
 
 
 def is_consequence(exc: BaseException) -> bool:
@@ -264,10 +263,10 @@ def failure_line(rank: Rank, reason: str, *, agreed: bool = False) -> str:
     return reason if agreed or rank.world_size == 1 else f"rank {rank.rank} of {rank.world_size}: {reason}"
 
 
-def write_report(rank: Rank, line: str, *, root_cause: bool) -> None:
+def write_report(rank: Rank, line: str, *, root_cause: bool, code: int = 2) -> None:
     directory = rank.reports_dir
     directory.mkdir(parents=True, exist_ok=True)
-    report = {"rank": rank.rank, "line": line, "root_cause": root_cause, "time": time.time()}
+    report = {"rank": rank.rank, "line": line, "root_cause": root_cause, "time": time.time(), "code": code}
     path = directory / f"rank-{rank.rank}.json"
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(report))
@@ -280,15 +279,16 @@ def read_reports(directory: Path) -> list[Report]:
     for path in sorted(directory.glob("rank-*.json")) if directory.is_dir() else []:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             data = json.loads(path.read_text())
-            reports.append(Report(int(data["rank"]), str(data["line"]), bool(data["root_cause"]), float(data["time"])))
+            fields = (int(data["rank"]), str(data["line"]), bool(data["root_cause"]), float(data["time"]))
+            reports.append(Report(*fields, code=int(data["code"])))
     return sorted(reports, key=lambda r: (not r.root_cause, r.time))
 
 
-def fail(rank: Rank, line: str, *, root_cause: bool, failure_dir: Path) -> None:
+def fail(rank: Rank, line: str, *, root_cause: bool, code: int, failure_dir: Path) -> None:
     """Record this rank's failure; rank 0 writes SageMaker's failure file from every report so
     far: the earliest root cause, else its own line."""
     with contextlib.suppress(OSError):
-        write_report(rank, line, root_cause=root_cause)
+        write_report(rank, line, root_cause=root_cause, code=code)
     if not rank.is_source:
         return
     reports = read_reports(rank.reports_dir)

@@ -229,10 +229,11 @@ def rank_main(argv: list[str] | None, env: Mapping[str, str] | None, paths: Path
             line = reason(exc)
             if not isinstance(exc, distributed.AgreedFailureError):
                 line = distributed.failure_line(rank, line)
+            code = 1 if isinstance(exc, JobFailureError) else 2
             root_cause = not distributed.is_consequence(exc)
-            distributed.fail(rank, line, root_cause=root_cause, failure_dir=paths.failure_dir)
+            distributed.fail(rank, line, root_cause=root_cause, code=code, failure_dir=paths.failure_dir)
             LOG.error("rank %d failed: %s", rank.rank, line)
-        return 1 if isinstance(exc, JobFailureError) else 2
+        return code
     distributed.finish()
     if manifest is not None:
         print(summary(manifest))

@@ -186,15 +186,16 @@ def run_ranks(argv: list[str], processes: int, output: Path, failure_dir: Path, 
         if not exits:
             return 0
         found = distributed.read_reports(reports)
-        reason = launcher_reason(exits, found, processes)
-        if reason is None and not (failure_dir / FAILURE_FILE).is_file():
+        known = launcher_reason(exits, found, processes)
+        # The cause's exit code (1 bad input, 2 internal error), as one process would exit.
+        code = found[0].code if found and known is None else 2
+        if known is None and not (failure_dir / FAILURE_FILE).is_file():
             # Rank 0 was stopped before it wrote the file: the first report says what it would have.
-            reason = found[0].line if found else f"ranks failed with exit codes {exits}"
-        if reason is not None:
-            write_failure(reason, failure_dir)
+            known = found[0].line if found else f"ranks failed with exit codes {exits}"
+        if known is not None:
+            write_failure(known, failure_dir)
         LOG.error("failed: %s", (failure_dir / FAILURE_FILE).read_text().strip())
-        # 1 where every report is about bad input (the same code as one process), else 2.
-        return 1 if set(exits.values()) == {1} else 2
+        return code
     finally:
         shutil.rmtree(reports, ignore_errors=True)
         shutil.rmtree(output / f"{STAGING_PREFIX}{run_id}", ignore_errors=True)
