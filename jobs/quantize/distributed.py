@@ -12,10 +12,12 @@ The CUDA/CPU difference lives in this module only:
   model is loaded inside ``load_offloaded_model()`` with ``device_map="cpu"``: rank 0 reads the
   weights, the other ranks build a weightless model, and the CPU copy is shared between the
   ranks through shared memory (``/dev/shm``), so host RAM holds the model once, not once per rank.
-- CPU (tests): ``init_dist()`` and ``load_offloaded_model()`` need an accelerator (both fail with
-  "Cannot access accelerator device when none is available"), so the process group is gloo,
-  initialised here, and each rank loads the model itself. llm-compressor's sequential pipeline
-  then moves every rank's weights into the same shared CPU offload, as on CUDA.
+- CPU (tests): ``init_dist()`` and ``load_offloaded_model()`` need an accelerator (the first asks
+  ``torch.accelerator`` for its device type, the second for its memory: "Cannot access
+  accelerator device when none is available"), so the process group is gloo, initialised here,
+  and each rank loads the model itself. llm-compressor's sequential pipeline then moves every
+  rank's weights into the same shared CPU offload, as on CUDA; ``cpu_rank_barriers`` orders
+  GPTQ's writes to it, and AWQ and SmoothQuant are refused on several CPU ranks (launch.py).
 
 Timeouts: every collective waits at most ``collective_timeout`` (``LLMQ_DIST_TIMEOUT_S`` overrides
 it). ``init_dist()`` takes no timeout and NCCL's default is 10 minutes, shorter than ranks 1..N-1
