@@ -80,16 +80,17 @@ def peak_cpu_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
-def make_staging(output: Path) -> Path:
+def make_staging(output: Path, name: str | None = None) -> Path:
     """A fresh hidden directory *inside* the output directory for the artifact being written.
 
     SageMaker mounts /opt/ml/model on its own volume, so a directory beside it (in /opt/ml)
     would be on another filesystem and the final move would fail with EXDEV. Inside the output
     directory, publishing is always a same-filesystem rename; the artifact is unfinished until
-    manifest.json arrives at the top level.
+    manifest.json arrives at the top level. ``name`` (default ``.partial-<pid>``) lets a
+    distributed run's launcher know the name too.
     """
     output.mkdir(parents=True, exist_ok=True)
-    staging = output / f"{STAGING_PREFIX}{os.getpid()}"
+    staging = output / (name or f"{STAGING_PREFIX}{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     return staging

@@ -2,6 +2,9 @@
 
 On CUDA the model stays in CPU memory and llm-compressor's sequential pipeline onloads one
 decoder layer at a time; on CPU it is calibrated in float32 and cast back before saving.
+With several ranks (jobs/quantize/distributed.py) every rank runs all of this: oneshot and the
+save are collective (``save_pretrained`` writes on rank 0 only); the tokenizer and the sidecar
+files are copied by rank 0 alone.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jobs.quantize import distributed
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.support import (
     GroupResolution,
@@ -139,12 +143,16 @@ def quantize_into(
     plan: CalibrationPlan,
     source_dtype: str,
     tokenizer: Any,
+    rank: distributed.Rank | None = None,
 ) -> dict[str, Any]:
-    """Load, calibrate, quantize and save the compressed model into ``staging``."""
+    """Load, calibrate, quantize and save the compressed model into ``staging``.
+
+    With ``rank``, this rank's part of a distributed run: every rank calls this, and only rank 0
+    writes into ``staging``.
+    """
     import torch  # noqa: PLC0415
     from compressed_tensors.compressors import ModelCompressor  # noqa: PLC0415
     from llmcompressor import oneshot  # noqa: PLC0415
-    from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     on_gpu = torch.cuda.is_available()
     # On CPU, bf16 matmuls have no hardware support here and run many times slower than
@@ -153,22 +161,24 @@ def quantize_into(
     seed_everything(hp.seed)
     started = time.monotonic()
     # Kept in CPU memory: llm-compressor's sequential pipeline onloads one layer at a time.
-    model = AutoModelForCausalLM.from_pretrained(str(paths.model), dtype=load_dtype)
+    model = distributed.load_model(paths.model, load_dtype)
     model.eval()
     load_seconds = time.monotonic() - started
 
     dataset = tokenize(tokenizer, plan, hp.max_seq_length) if plan.texts else None
     tokens = sum(len(ids) for ids in dataset["input_ids"]) if dataset is not None else 0
+    if dataset is not None and rank is not None:
+        dataset = dataset.select(range(*distributed.partition(len(dataset), rank)))  # this rank's samples
     recipe = build_recipe(hp, resolution)
     LOG.info("recipe: %s", [type(m).__name__ for m in recipe])
     started = time.monotonic()
-    with cpu_safe_intermediates_cache():
+    with cpu_safe_intermediates_cache(), distributed.cpu_rank_barriers():
         oneshot(
             model=model,
             processor=tokenizer,
             recipe=recipe,
             dataset=dataset,
-            num_calibration_samples=len(plan.texts) or 1,
+            num_calibration_samples=len(dataset) if dataset is not None else 1,
             max_seq_length=hp.max_seq_length,
             shuffle_calibration_samples=False,
         )
@@ -183,11 +193,13 @@ def quantize_into(
         # by one step.
         ModelCompressor.from_pretrained_model(model).compress_model(model)
         cast_dense_parameters(model, target_dtype)
+    # Collective with several ranks (llm-compressor 0.14 syncs every rank around rank 0's write).
     model.save_pretrained(str(staging), save_compressed=True)
-    tokenizer.save_pretrained(str(staging))
-    for name in SIDECAR_FILES:
-        if (paths.model / name).is_file():
-            shutil.copyfile(paths.model / name, staging / name)
+    if rank is None or rank.is_source:
+        tokenizer.save_pretrained(str(staging))
+        for name in SIDECAR_FILES:
+            if (paths.model / name).is_file():
+                shutil.copyfile(paths.model / name, staging / name)
     save_seconds = time.monotonic() - started
     return {
         "load_seconds": round(load_seconds, 3),
@@ -196,4 +208,5 @@ def quantize_into(
         "calibration_tokens": tokens,
         "calibration_dtype": str(load_dtype).removeprefix("torch."),
         "peak_gpu_memory_bytes": int(torch.cuda.max_memory_reserved()) if on_gpu else None,
+        "rank_samples": len(dataset) if dataset is not None else 0,
     }

@@ -15,6 +15,10 @@ Contract (docs/quantize.md):
 Large models: the model is loaded into CPU memory and llm-compressor's sequential pipeline
 onloads one decoder layer at a time onto the GPU, so host RAM, not GPU memory, sizes the job
 (docs/quantize.md has the sizing rule).
+
+Several GPUs: this process becomes the launcher of one rank per GPU (``launch``); each rank is
+this module again (``rank_main``), and rank 0 alone writes the artifact, the manifest and the
+failure file (``distributed``).
 """
 
 from __future__ import annotations
@@ -34,20 +38,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from contracts import manifest as manifest_contract
 from contracts.artifact_layout import MANIFEST_FILE
-from contracts.support_table import SCHEME_INFO
-from jobs.quantize.artifact import (
-    directory_bytes,
-    directory_sha256,
-    hardware,
-    make_staging,
-    peak_cpu_rss_bytes,
-    publish,
-    versions,
-)
+from jobs.quantize import distributed, launch
+from jobs.quantize.artifact import directory_bytes, directory_sha256, make_staging, publish
 from jobs.quantize.compress import LOG, quantize_into
 from jobs.quantize.gpu_probe import GpuProbe, check_gpu_is_usable
+from jobs.quantize.manifest import Prepared, build_manifest, distribution, summary
 from jobs.quantize.preflight import (
     Paths,
     check_model_dir,
@@ -72,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seq-length", help="tokens per calibration record (default 2048)")
     parser.add_argument("--ignore", help="comma-separated module names or re:<regex> kept unquantized")
     parser.add_argument("--seed", help="seed for sample selection and torch (default 0)")
+    parser.add_argument(
+        "--num-processes", help="ranks: auto (one per GPU; default) or a number (docs/quantize.md, Several GPUs)"
+    )
     return parser
 
 
@@ -86,11 +85,11 @@ def read_arguments(argv: list[str] | None, config_dir: Path) -> dict[str, Any]:
     return raw
 
 
-def run(hp: Hyperparameters, paths: Paths, probe: GpuProbe | None = None) -> dict[str, Any]:
-    wall_started = time.monotonic()
-    check_gpu_is_usable(probe if probe is not None else GpuProbe.from_environment())
+def prepare(hp: Hyperparameters, paths: Paths, rank: distributed.Rank | None = None) -> Prepared:
+    """Preflight (docs/quantize.md): nothing heavy is loaded and nothing is written."""
     check_model_dir(paths.model)
-    check_output_dir(paths.output)
+    if rank is None or rank.is_source:
+        check_output_dir(paths.output)  # only rank 0 ever writes there
     source_dtype = model_source_dtype(paths.model)
 
     from transformers import AutoTokenizer  # noqa: PLC0415
@@ -106,84 +105,76 @@ def run(hp: Hyperparameters, paths: Paths, probe: GpuProbe | None = None) -> dic
             return str(tokenizer.apply_chat_template(messages, tokenize=False))
 
     plan = plan_calibration(hp, paths.calibration, render)
+    if rank is not None and len(plan.texts) < rank.world_size:
+        raise JobFailureError(
+            f"{len(plan.texts)} calibration sample(s) cannot be split across {rank.world_size} ranks "
+            "(each needs at least one): use more samples or fewer processes"
+        )
     layers = linear_shapes(paths.model)
     resolution = resolve_group_size(hp.group_size, layers, ignore=hp.ignore, grouped=hp.grouped)
     for change in resolution.changes:
         LOG.warning("group-size rule: %s", change)
     if resolution.quantized_layers == 0:
         raise JobFailureError("no Linear layer left to quantize after applying ignore and the group-size rule")
+    return Prepared(source_dtype, tokenizer, plan, resolution)
+
+
+def prepare_on_every_rank(hp: Hyperparameters, paths: Paths, rank: distributed.Rank) -> Prepared:
+    """The preflight on each rank; if it fails on any, it fails on all (no rank goes on alone)."""
+    problem, prepared = None, None
+    try:
+        prepared = prepare(hp, paths, rank)
+    except JobFailureError as exc:
+        problem = str(exc)
+    distributed.agree(problem, rank)
+    assert prepared is not None  # agree raised otherwise
+    return prepared
+
+
+def run(
+    hp: Hyperparameters, paths: Paths, probe: GpuProbe | None = None, rank: distributed.Rank | None = None
+) -> dict[str, Any] | None:
+    """Quantize and publish; with ``rank``, this rank's part (the manifest only on rank 0)."""
+    wall_started = time.monotonic()
+    check_gpu_is_usable(probe if probe is not None else GpuProbe.from_environment())
+    backend = None
+    if rank is not None:
+        backend = distributed.start(rank, distributed.collective_timeout(directory_bytes(paths.model)))
+        prepared = prepare_on_every_rank(hp, paths, rank)
+    else:
+        prepared = prepare(hp, paths)
+    source = rank is None or rank.is_source
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing a large model takes minutes; it overlaps with calibration.
-        source_hash = pool.submit(directory_sha256, paths.model)
+        source_hash = pool.submit(directory_sha256, paths.model) if source else None
         created_output = not paths.output.exists()
-        staging = make_staging(paths.output)
+        name = rank.staging_name if rank else None
+        staging = make_staging(paths.output, name) if source else paths.output / str(name)
         published = False
         try:
             stats = quantize_into(
                 hp=hp,
                 paths=paths,
                 staging=staging,
-                resolution=resolution,
-                plan=plan,
-                source_dtype=source_dtype,
-                tokenizer=tokenizer,
+                resolution=prepared.resolution,
+                plan=prepared.plan,
+                source_dtype=prepared.source_dtype,
+                tokenizer=prepared.tokenizer,
+                rank=rank,
             )
-            saved_config = json.loads((staging / "config.json").read_text())
-            manifest: dict[str, Any] = {
-                "schema_version": manifest_contract.SCHEMA_VERSION,
-                "job": "quantize",
-                "quantization": {
-                    "algorithm": hp.algorithm,
-                    "scheme": hp.scheme,
-                    "scheme_description": SCHEME_INFO[hp.scheme].description,
-                    "group_size": resolution.effective,
-                    "group_size_requested": hp.group_size if hp.grouped else None,
-                    "ignore": resolution.ignore,
-                    "changes": resolution.changes,
-                    "quantized_layers": resolution.quantized_layers,
-                    "format": saved_config.get("quantization_config", {}).get("format"),
-                    "seed": hp.seed,
-                },
-                "calibration": {
-                    "sha256": plan.sha256,
-                    "files": plan.files,
-                    "records_available": plan.records_available,
-                    "samples_requested": hp.num_calibration_samples if hp.needs_calibration else 0,
-                    "samples_used": len(plan.texts),
-                    "shapes": plan.shapes,
-                    "max_seq_length": hp.max_seq_length,
-                    "tokens": stats["calibration_tokens"],
-                    "dtype": stats["calibration_dtype"] if plan.texts else None,
-                    "warnings": plan.warnings,
-                    "note": None if hp.needs_calibration else f"{hp.algorithm} is data-free; no calibration read",
-                },
-                "source": {
-                    "sha256": source_hash.result(),
-                    "dtype": source_dtype,
-                    "path": str(paths.model),
-                },
-                "artifact": {"dtype": source_dtype, "files": sorted(p.name for p in staging.iterdir())},
-                "hyperparameters": asdict(hp),
-                "versions": versions(),
-                "hardware": hardware(),
-                "metrics": {
-                    "wall_seconds": round(time.monotonic() - wall_started, 3),
-                    "load_seconds": stats["load_seconds"],
-                    "calibrate_seconds": stats["calibrate_seconds"],
-                    "save_seconds": stats["save_seconds"],
-                    "source_bytes": directory_bytes(paths.model),
-                    "artifact_bytes": directory_bytes(staging),
-                    "peak_cpu_rss_bytes": peak_cpu_rss_bytes(),
-                    "peak_gpu_memory_bytes": stats["peak_gpu_memory_bytes"],
-                },
-            }
-            manifest["metrics"]["compression_ratio"] = round(
-                manifest["metrics"]["source_bytes"] / max(1, manifest["metrics"]["artifact_bytes"]), 3
+            stats["distributed"] = distribution(rank, backend, stats)
+            if source_hash is None:
+                return None  # not rank 0: its part ended with the collective save
+            manifest = build_manifest(
+                hp=hp,
+                paths=paths,
+                staging=staging,
+                prepared=prepared,
+                stats=stats,
+                source_sha256=source_hash.result(),
+                wall_seconds=time.monotonic() - wall_started,
             )
-            missing = manifest_contract.missing_fields(manifest)
-            if missing:  # the record step would refuse the artifact: fail here, with the reason
-                raise JobFailureError(f"internal error: the manifest lacks {', '.join(missing)}")
             (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
             for child in staging.iterdir():
                 # safetensors writes owner-only files; the artifact is meant to be read by servers.
@@ -191,28 +182,62 @@ def run(hp: Hyperparameters, paths: Paths, probe: GpuProbe | None = None) -> dic
             publish(staging, paths.output)
             published = True
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            if not published and created_output:
-                # Leave nothing behind that the job created; a mounted /opt/ml/model stays.
-                with contextlib.suppress(OSError):
-                    paths.output.rmdir()
+            if source:
+                shutil.rmtree(staging, ignore_errors=True)
+                if not published and created_output:
+                    # Leave nothing behind that the job created; a mounted /opt/ml/model stays.
+                    with contextlib.suppress(OSError):
+                        paths.output.rmdir()
     return manifest
 
 
-def summary(manifest: Mapping[str, Any]) -> str:
-    q, m, c = manifest["quantization"], manifest["metrics"], manifest["calibration"]
-    gib = 1024**3
-    lines = [
-        f"quantized: {q['algorithm']} {q['scheme']} group_size={q['group_size']} layers={q['quantized_layers']}",
-        f"ignored:   {', '.join(q['ignore'])}",
-        f"calibration: {c['samples_used']} samples, {c['tokens']} tokens",
-        f"size: {m['source_bytes'] / gib:.3f} GiB -> {m['artifact_bytes'] / gib:.3f} GiB ({m['compression_ratio']}x)",
-        f"time: {m['wall_seconds']:.1f} s (calibration {m['calibrate_seconds']:.1f} s); "
-        f"peak RSS {m['peak_cpu_rss_bytes'] / gib:.2f} GiB",
-    ]
-    if m["peak_gpu_memory_bytes"] is not None:
-        lines[-1] += f", peak GPU {m['peak_gpu_memory_bytes'] / gib:.2f} GiB"
-    return "\n".join(lines)
+def hyperparameters(argv: list[str] | None, paths: Paths) -> tuple[Hyperparameters, str]:
+    """The validated hyperparameters, and the launch setting ``num_processes`` (not one of them:
+    it changes how the job runs, not what it produces)."""
+    raw = read_arguments(argv, paths.config_dir)
+    processes = launch.pop_processes(raw)
+    hp, problems = validate_hyperparameters(raw)
+    if hp is None:
+        raise JobFailureError("invalid hyperparameters: " + "; ".join(problems))
+    return hp, processes
+
+
+def reason(exc: Exception) -> str:
+    """The failure file's line for ``exc``: bad input as written, anything else as a crash."""
+    if isinstance(exc, JobFailureError):
+        return str(exc)
+    if isinstance(exc, distributed.RankStoppedError) or not distributed.is_consequence(exc):
+        return f"internal error: {type(exc).__name__}: {exc}"
+    if "timed out" in str(exc).lower():
+        return (
+            f"waited longer than the collective timeout ({distributed.TIMEOUT_ENV}) for the other ranks, "
+            f"one of which hung or died: {type(exc).__name__}: {exc}"
+        )
+    return f"lost the other ranks, one of which died: {type(exc).__name__}: {exc}"
+
+
+def rank_main(argv: list[str] | None, env: Mapping[str, str] | None, paths: Paths, rank: distributed.Rank) -> int:
+    """One rank of a distributed run (started by the launcher, or by torchrun by hand)."""
+    try:
+        hp, _ = hyperparameters(argv, paths)
+        manifest = run(hp, paths, GpuProbe.from_environment(env), rank)
+    except Exception as exc:
+        # The agent's SIGTERM (another rank failed too) must not cut the report short.
+        with distributed.ignoring_sigterm():
+            if not isinstance(exc, JobFailureError | distributed.RankStoppedError):
+                traceback.print_exc()
+            line = reason(exc)
+            if not isinstance(exc, distributed.AgreedFailureError):
+                line = distributed.failure_line(rank, line)
+            code = 1 if isinstance(exc, JobFailureError) else 2
+            root_cause = not distributed.is_consequence(exc)
+            distributed.fail(rank, line, root_cause=root_cause, code=code, failure_dir=paths.failure_dir)
+            LOG.error("rank %d failed: %s", rank.rank, line)
+        return code
+    distributed.finish()
+    if manifest is not None:
+        print(summary(manifest))
+    return 0
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -222,21 +247,27 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = Paths.from_environment(env)
+    rank = distributed.Rank.from_environment(env)
+    if rank is not None:
+        return rank_main(argv, env, paths, rank)
     try:
-        raw = read_arguments(argv, paths.config_dir)
-        hp, problems = validate_hyperparameters(raw)
-        if hp is None:
-            raise JobFailureError("invalid hyperparameters: " + "; ".join(problems))
+        hp, processes_setting = hyperparameters(argv, paths)
         LOG.info("hyperparameters: %s", asdict(hp))
-        manifest = run(hp, paths, GpuProbe.from_environment(env))
-    except JobFailureError as exc:
-        write_failure(str(exc), paths.failure_dir)
-        LOG.error("failed: %s", exc)
-        return 1
+        probe = GpuProbe.from_environment(env)
+        check_gpu_is_usable(probe)
+        processes = launch.process_count(processes_setting, hp)
+        if processes > 1:
+            launch.check_shared_memory(paths.model, processes)
+            ranks_argv = strip_train(sys.argv[1:] if argv is None else argv)
+            return launch.run_ranks(ranks_argv, processes, paths.output, paths.failure_dir, env)
+        manifest = run(hp, paths, probe)
     except Exception as exc:
-        # Not a bad input but a crash: keep the traceback in the log, one line in the failure file.
-        traceback.print_exc()
-        write_failure(f"internal error: {type(exc).__name__}: {exc}", paths.failure_dir)
-        return 2
+        if not isinstance(exc, JobFailureError):
+            # Not a bad input but a crash: keep the traceback in the log, one line in the failure file.
+            traceback.print_exc()
+        write_failure(reason(exc), paths.failure_dir)
+        LOG.error("failed: %s", reason(exc))
+        return 1 if isinstance(exc, JobFailureError) else 2
+    assert manifest is not None  # one process: always rank 0
     print(summary(manifest))
     return 0

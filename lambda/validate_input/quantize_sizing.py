@@ -16,6 +16,12 @@ decoder layer on the GPU, so host RAM scales with parameters, GPU memory with
 one layer plus the calibration activations (tokens x hidden for GPTQ's
 Hessian inputs, tokens x intermediate for AWQ's cached activations), and time
 with parameters x calibration tokens / the GPU's bf16 throughput.
+
+Several GPUs (NOT MEASURED: no multi-GPU run exists; docs/quantize-sizing.md
+"Several GPUs"): on an instance with N GPUs the job runs one rank per GPU
+(jobs/quantize/launch.py) and the rule is evaluated for N ranks. The factors
+below that depend on N are derived from how llm-compressor 0.14's distributed
+oneshot works, not fitted; with N = 1 every number is the fitted rule above.
 """
 
 from __future__ import annotations
@@ -47,6 +53,26 @@ DISK_FIXED_GIB = 10.0
 # Seconds per billion parameters per reference calibration (128 x 2048 tokens) on an H200.
 SECONDS_PER_BILLION_H200 = {"gptq": 223.5 / 8.0, "smoothquant-gptq": 223.5 / 8.0, "awq": 435.7 / 8.0, "rtn": 1.0}
 H200_BF16_TFLOPS = 989.0
+# Share of the measured wall time spent in oneshot's calibration (the manifests of the same runs:
+# GPTQ 201.1 of 221.5 s, AWQ 415.9 of 433.6 s); the rest (preflight, load, save) is serial.
+CALIBRATE_SHARE = {"gptq": 201.1 / 221.5, "smoothquant-gptq": 201.1 / 221.5, "awq": 415.9 / 433.6, "rtn": 0.0}
+
+# --- N ranks: assumptions, NOT MEASURED (docs/quantize-sizing.md "Several GPUs") ---
+# GPU, per GPU: every rank onloads the whole current layer, so the layer term stays; GPTQ's
+# Hessians are accumulated on every rank, so they stay; AWQ caches only the rank's own samples
+# (tokens / N). GPTQ's activation term is kept whole: its one-point fit does not say whether it
+# grows with tokens. NCCL's buffers add this much to each GPU.
+NCCL_GIB_PER_GPU = 1.0
+# Host: the model once (rank 0 reads it into shared memory, the others map it); the cached
+# activations are split between the ranks (same total); each extra rank adds its own process.
+HOST_GIB_PER_EXTRA_RANK = 4.0
+# Time: calibration splits across ranks except for a serial share (the per-layer synchronisation,
+# GPTQ's largest module, which one rank solves alone). 0.15: llm-compressor's published GPTQ
+# times (Llama-3-8B, 745 s on 1 GPU, 372 s on 2, 264 s on 4) give 0.14.
+SERIAL_SHARE = 0.15
+# Before calibrating, rank 0 reads the whole model into shared memory (load_offloaded_model); one
+# process does it alone, at this rate (the one-GPU path reads lazily, layer by layer).
+SHARE_GIB_PER_SECOND = 0.5
 
 
 @dataclass(frozen=True)
@@ -54,7 +80,7 @@ class TrainingInstance:
     name: str
     gpus: int
     gpu: str
-    gpu_memory_gib: float  # per GPU: sequential onloading uses one
+    gpu_memory_gib: float  # per GPU (the job runs one rank per GPU)
     host_memory_gib: float
     gpu_bf16_tflops: float  # dense, vendor datasheet
     usd_per_hour: float
@@ -89,23 +115,53 @@ INSTANCES_BY_NAME = {i.name: i for i in TRAINING_INSTANCES}
 
 @dataclass(frozen=True)
 class Needs:
+    """One quantize job's resources on ``ranks`` GPUs (one rank per GPU): host RAM in all,
+    GPU memory on each GPU, disk, and seconds on that many H200s."""
+
     parameters_billion: float
     algorithm: str
     calibration_tokens: int
     host_memory_gib: float
-    gpu_memory_gib: float
-    disk_gib: float
+    gpu_memory_gib: float  # per GPU
+    disk_gib: int
     h200_seconds: float
+    samples: int = 128
+    max_seq_length: int = 2048
+    weight_bits: int = 4
+    ranks: int = 1
+
+    def on(self, instance: TrainingInstance) -> Needs:
+        """This job as it runs on ``instance``: one rank per GPU (jobs/quantize/launch.py)."""
+        ranks = ranks_on(instance, self.algorithm, self.samples)
+        if ranks == self.ranks:
+            return self
+        return estimate(
+            self.parameters_billion,
+            self.algorithm,
+            samples=self.samples,
+            max_seq_length=self.max_seq_length,
+            weight_bits=self.weight_bits,
+            ranks=ranks,
+        )
 
     def fits(self, instance: TrainingInstance) -> bool:
-        return instance.host_memory_gib >= self.host_memory_gib and instance.gpu_memory_gib >= self.gpu_memory_gib
+        needs = self.on(instance)
+        return instance.host_memory_gib >= needs.host_memory_gib and instance.gpu_memory_gib >= needs.gpu_memory_gib
 
     def hours_on(self, instance: TrainingInstance) -> float:
-        return self.h200_seconds * (H200_BF16_TFLOPS / instance.gpu_bf16_tflops) / 3600
+        return self.on(instance).h200_seconds * (H200_BF16_TFLOPS / instance.gpu_bf16_tflops) / 3600
 
     def cost_on(self, instance: TrainingInstance) -> float:
         # SageMaker bills per second; a job also pays for the container start (~5 minutes).
         return (self.hours_on(instance) + 5 / 60) * instance.usd_per_hour
+
+
+def ranks_on(instance: TrainingInstance, algorithm: str, samples: int) -> int:
+    """How many ranks the job starts there: one per GPU, but one for data-free rtn and never
+    more than there are calibration samples (the job's ``num_processes auto``)."""
+    if algorithm == "rtn":
+        return 1
+    return max(1, min(instance.gpus, samples))
 
 
 def llama_shape(parameters_billion: float) -> tuple[int, int, int]:
@@ -130,15 +186,23 @@ def llama_shape(parameters_billion: float) -> tuple[int, int, int]:
 
 
 def estimate(
-    parameters_billion: float, algorithm: str, *, samples: int = 128, max_seq_length: int = 2048, weight_bits: int = 4
+    parameters_billion: float,
+    algorithm: str,
+    *,
+    samples: int = 128,
+    max_seq_length: int = 2048,
+    weight_bits: int = 4,
+    ranks: int = 1,
 ) -> Needs:
-    """Resources of one quantize job; source weights in bf16."""
+    """Resources of one quantize job on ``ranks`` GPUs; source weights in bf16. ``ranks=1`` is
+    the fitted rule; more ranks apply the NOT MEASURED factors above."""
     hidden, intermediate, layers = llama_shape(parameters_billion)
     model_gib = parameters_billion * 1e9 * 2 / GIB
     layer_gib = model_gib / layers
     tokens = samples * max_seq_length if algorithm != "rtn" else 0
+    rank_tokens = math.ceil(samples / ranks) * max_seq_length if tokens else 0
     if algorithm == "awq":
-        activations = AWQ_ACTIVATION_FACTOR * tokens * intermediate * 2 / GIB
+        activations = AWQ_ACTIVATION_FACTOR * rank_tokens * intermediate * 2 / GIB
     elif algorithm in ("gptq", "smoothquant-gptq"):
         hessians = (6 * hidden**2 + intermediate**2) * 4 / GIB
         activations = GPTQ_ACTIVATION_FACTOR * tokens * hidden * 2 / GIB + hessians
@@ -149,6 +213,12 @@ def estimate(
     artifact_ratio = 0.36 if weight_bits <= 4 else 0.53
     disk = model_gib * (1 + artifact_ratio) + DISK_FIXED_GIB
     seconds = SECONDS_PER_BILLION_H200[algorithm] * parameters_billion * (tokens / REFERENCE_TOKENS if tokens else 1)
+    if ranks > 1:
+        gpu += NCCL_GIB_PER_GPU
+        host += HOST_GIB_PER_EXTRA_RANK * (ranks - 1)
+        calibrate = CALIBRATE_SHARE[algorithm] * seconds
+        seconds += calibrate * (SERIAL_SHARE + (1 - SERIAL_SHARE) / ranks) - calibrate
+        seconds += model_gib / SHARE_GIB_PER_SECOND
     return Needs(
         parameters_billion=parameters_billion,
         algorithm=algorithm,
@@ -157,6 +227,10 @@ def estimate(
         gpu_memory_gib=round(gpu, 1),
         disk_gib=math.ceil(disk),
         h200_seconds=round(seconds, 1),
+        samples=samples,
+        max_seq_length=max_seq_length,
+        weight_bits=weight_bits,
+        ranks=ranks,
     )
 
 
@@ -167,17 +241,20 @@ def cheapest_fitting(needs: Needs) -> TrainingInstance | None:
 
 
 def instance_problem(instance_type: str, needs: Needs) -> str | None:
-    """None if ``instance_type`` holds the job, else one sentence naming what fits."""
+    """None if ``instance_type`` holds the job (run with one rank per GPU), else one sentence
+    naming what fits."""
     instance = INSTANCES_BY_NAME.get(instance_type)
     if instance is None:
         return None  # not a GPU training type this table knows; the job itself will tell
     if needs.fits(instance):
         return None
+    there = needs.on(instance)
     short = []
-    if instance.host_memory_gib < needs.host_memory_gib:
-        short.append(f"{needs.host_memory_gib:g} GiB host RAM (it has {instance.host_memory_gib:g})")
-    if instance.gpu_memory_gib < needs.gpu_memory_gib:
-        short.append(f"{needs.gpu_memory_gib:g} GiB on one GPU (it has {instance.gpu_memory_gib:g})")
+    if instance.host_memory_gib < there.host_memory_gib:
+        short.append(f"{there.host_memory_gib:g} GiB host RAM (it has {instance.host_memory_gib:g})")
+    if instance.gpu_memory_gib < there.gpu_memory_gib:
+        where = "on one GPU" if there.ranks == 1 else f"on each of its {there.ranks} GPUs"
+        short.append(f"{there.gpu_memory_gib:g} GiB {where} (it has {instance.gpu_memory_gib:g})")
     best = cheapest_fitting(needs)
     advice = (
         f"the cheapest instance that fits is {best.name}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,14 @@ from tests.run_spec_support import DEFAULTS, example_spec
 ROOT = Path(__file__).resolve().parents[2]
 
 from quantize_sizing import (  # noqa: E402 - on sys.path through tests.run_spec_support
+    HOST_GIB_PER_EXTRA_RANK,
     INSTANCES_BY_NAME,
+    NCCL_GIB_PER_GPU,
     cheapest_fitting,
     estimate,
     instance_problem,
     llama_shape,
+    ranks_on,
 )
 from run_spec import validate_spec  # noqa: E402
 
@@ -58,17 +63,74 @@ def test_cheapest_fitting_instance_for_8b_70b_405b():
     assert big.host_memory_gib >= 212 and big.gpu_memory_gib >= 18
     huge = cheapest_fitting(estimate(405, "gptq"))
     assert huge.host_memory_gib >= 1211
-    # AWQ of 405B with 128 x 2048 tokens caches more activations than any one GPU holds.
-    assert cheapest_fitting(estimate(405, "awq")) is None
+    # AWQ of 405B with 128 x 2048 tokens caches more activations than any one GPU holds, but
+    # eight ranks each cache an eighth (NOT MEASURED: docs/quantize-sizing.md "Several GPUs").
+    assert estimate(405, "awq").gpu_memory_gib > max(i.gpu_memory_gib for i in INSTANCES_BY_NAME.values())
+    assert cheapest_fitting(estimate(405, "awq")).gpus == 8
+
+
+# The fitted one-GPU rule, as docs/quantize-sizing.md printed it before the job ran one rank per
+# GPU: (parameters, algorithm, samples) -> (host RAM, GPU, disk, H200 seconds). It must not move.
+ONE_GPU_RULE = {
+    (8.03, "gptq", 128): (27.9, 7.5, 31, 224.3),
+    (8.03, "awq", 128): (27.9, 52.4, 31, 437.3),
+    (70.6, "gptq", 128): (214.4, 17.7, 189, 1972.4),
+    (70.6, "awq", 128): (214.4, 105.1, 189, 3845.1),
+    (405.9, "gptq", 128): (1213.7, 47.2, 1039, 11339.8),
+    (405.9, "awq", 128): (1213.7, 200.2, 1039, 22106.3),
+    (405.9, "awq", 32): (1213.7, 59.8, 1039, 5526.6),
+}
+
+
+@pytest.mark.parametrize(("key", "expected"), ONE_GPU_RULE.items(), ids=str)
+def test_the_one_gpu_rule_is_the_fitted_one(key, expected):
+    params, algorithm, samples = key
+    needs = estimate(params, algorithm, samples=samples)
+    assert needs.ranks == 1
+    assert (needs.host_memory_gib, needs.gpu_memory_gib, needs.disk_gib, needs.h200_seconds) == expected
+    assert needs.on(INSTANCES_BY_NAME["ml.g6e.16xlarge"]) == needs  # a one-GPU instance: the same needs
+
+
+def test_ranks_follow_the_job_one_per_gpu_but_one_for_rtn_and_no_more_than_samples():
+    eight = INSTANCES_BY_NAME["ml.p4de.24xlarge"]
+    assert ranks_on(eight, "gptq", 128) == 8
+    assert ranks_on(eight, "awq", 3) == 3
+    assert ranks_on(eight, "rtn", 128) == 1
+    assert ranks_on(INSTANCES_BY_NAME["ml.g6e.xlarge"], "awq", 128) == 1
+
+
+def test_n_ranks_split_awq_activations_and_time_but_not_the_layer_or_the_model():
+    one, eight = estimate(70.6, "awq"), estimate(70.6, "awq", ranks=8)
+    layer_and_fixed = one.gpu_memory_gib - 7.2 * 128 * 2048 * 28672 * 2 / 2**30
+    # Per GPU: the layer and the context stay, AWQ's cached activations are an eighth, NCCL adds.
+    assert eight.gpu_memory_gib == pytest.approx(
+        layer_and_fixed + (one.gpu_memory_gib - layer_and_fixed) / 8 + NCCL_GIB_PER_GPU, abs=0.1
+    )
+    # Host: the model once (shared memory), one process more per rank.
+    assert eight.host_memory_gib == pytest.approx(one.host_memory_gib + 7 * HOST_GIB_PER_EXTRA_RANK, abs=0.1)
+    assert eight.disk_gib == one.disk_gib
+    assert one.h200_seconds / 5 < eight.h200_seconds < one.h200_seconds / 2
+    # GPTQ's activation term is not split (a one-point fit): only NCCL's buffers are added.
+    gptq_one, gptq_eight = estimate(70.6, "gptq"), estimate(70.6, "gptq", ranks=8)
+    assert gptq_eight.gpu_memory_gib == pytest.approx(gptq_one.gpu_memory_gib + NCCL_GIB_PER_GPU, abs=0.1)
 
 
 def test_too_small_instance_names_the_cheapest_that_fits():
     message = instance_problem("ml.g5.4xlarge", estimate(8, "awq"))
     assert message is not None
     assert "needs 52" in message and "GiB on one GPU (it has 24)" in message
-    assert "the cheapest instance that fits is ml.p4de.24xlarge" in message
+    # Four A10Gs each cache a quarter of AWQ's activations: cheaper than one 80 GB GPU.
+    assert "the cheapest instance that fits is ml.g5.24xlarge" in message
+    assert instance_problem("ml.g5.24xlarge", estimate(8, "awq")) is None
     assert instance_problem("ml.g5.4xlarge", estimate(8, "gptq")) is None
-    assert "no single instance fits" in instance_problem("ml.p5e.48xlarge", estimate(405, "awq"))
+    assert "no single instance fits" in instance_problem("ml.p5e.48xlarge", estimate(405, "awq", samples=4096))
+
+
+def test_a_multi_gpu_instance_is_judged_per_gpu_with_one_rank_each():
+    # 405B GPTQ on eight 48 GB L40S: 47.2 GiB fitted one GPU, plus NCCL's buffers on each rank.
+    message = instance_problem("ml.g6e.48xlarge", estimate(405.9, "gptq"))
+    assert message is not None and "GiB on each of its 8 GPUs (it has 48)" in message
+    assert instance_problem("ml.p5.48xlarge", estimate(405.9, "gptq")) is None
 
 
 def test_unknown_instance_types_are_not_judged():
@@ -87,3 +149,11 @@ def test_validation_refuses_a_quantize_instance_that_cannot_hold_the_model():
     assert "GiB host RAM (it has 64)" in problem.message
     ok = validate_spec({**raw, "quantize_instance_type": cheapest_fitting(estimate(70.6, "gptq")).name}, defaults)
     assert ok.valid, ok.message
+
+
+@pytest.mark.parametrize("gpus", ["all", "1"])
+def test_the_sizing_doc_prints_the_rules_own_tables(gpus):
+    command = [sys.executable, "benchmarks/sizing_table.py", "--gpus", gpus]
+    printed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    table = printed.split("\n\nPrices")[0]
+    assert table in (ROOT / "docs" / "quantize-sizing.md").read_text(), "rerun benchmarks/sizing_table.py"
