@@ -10,7 +10,6 @@ stacks/pipeline_workflow.py for why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import aws_stepfunctions as sfn
@@ -19,25 +18,7 @@ from constructs import Construct
 
 from contracts.artifact_layout import REPORTS_PATTERN
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import J, Later, PipelineSteps, WorkflowResources
-
-
-@dataclass(frozen=True)
-class JobType:
-    """What tells one SageMaker job from another to ``SageMakerJob``.
-
-    ``noun`` names its states ("training" -> "Create training job"), ``step`` its poll loop, its
-    ``$.<step>.status`` and its errors (``<Step>JobFailed``, ``<Step>JobStopped``, ``<Step>TimedOut``);
-    ``kind`` is the ARN resource type and ``api`` the name in Describe/Create/Stop<api>; ``name_path``
-    holds the job's name in the run plan.
-    """
-
-    noun: str
-    step: str
-    kind: str
-    api: str
-    name_path: str
-
+from stacks.workflow_blocks import J, JobType, Later, PipelineSteps, WorkflowResources
 
 QUANTIZE_JOB = JobType("training", "Quantize", "training-job", "TrainingJob", run_path("names.training_job"))
 EVALUATE_JOB = JobType("evaluate", "Evaluate", "processing-job", "ProcessingJob", run_path("names.evaluate_job"))
