@@ -24,31 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Stack
-from aws_cdk import aws_iam as iam
+from aws_cdk import Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from contracts.artifact_layout import REPORTS_PATTERN
+from stacks import job_role_grants as grants
 from stacks.nag import acknowledge
 from stacks.pipeline_nag import token_text
-from stacks.sagemaker_role import PULL_ACTIONS
 
 INVOKE_ACTIONS = ("sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream")
 LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
-LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams")
-# "If you specify a private VPC for your processing job, add the following permissions."
-VPC_ACTIONS = (
-    "ec2:CreateNetworkInterface",
-    "ec2:DeleteNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeDhcpOptions",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups",
-)
-VPC_INTERFACE_PERMISSION_ACTIONS = ("ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterfacePermission")
 # SSE-KMS inputs (Decrypt), the encrypted report upload (Encrypt, GenerateDataKey: S3 asks KMS for a
 # data key), the volume key handed to EC2 (CreateGrant).
 KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant")
@@ -77,49 +64,27 @@ class EvaluateJobRole(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{resource_prefix} evaluate processing job: invokes the canaried endpoint's variants",
+        self.role = grants.job_role(
+            self, f"{resource_prefix} evaluate processing job: invokes the canaried endpoint's variants"
         )
         self.endpoint_arns = endpoint_arns(stack, endpoints, resource_prefix)
         self._add("InvokeCanariedEndpoints", INVOKE_ACTIONS, self.endpoint_arns)
-        sources = [
-            bucket,
-            *(s3.Bucket.from_bucket_name(self, f"Source{i}", n) for i, n in enumerate(allowed_source_buckets)),
-        ]
+        sources = grants.source_buckets(self, bucket, allowed_source_buckets)
         self._add("ListInputBuckets", ("s3:ListBucket",), [source.bucket_arn for source in sources])
         self._add("ReadInputs", ("s3:GetObject",), [source.arn_for_objects("*") for source in sources])
         self._add(
             "WriteReports", ("s3:PutObject", "s3:AbortMultipartUpload"), [bucket.arn_for_objects(REPORTS_PATTERN)]
         )
         key.grant(self.role, *KEY_ACTIONS)
-        self._add(
-            "JobLogs",
-            LOG_ACTIONS,
-            [
-                stack.format_arn(
-                    service="logs",
-                    resource="log-group",
-                    resource_name=f"{LOG_GROUP}:*",
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            ],
-        )
+        grants.grant_job_logs(self.role, stack, f"{LOG_GROUP}:*")
         # GetAuthorizationToken supports no resource type (Service Authorization Reference).
         self._add("EcrToken", ("ecr:GetAuthorizationToken",), ["*"])
-        self._add("PullImage", PULL_ACTIONS, list(image_repositories))
-        self._add("VpcNetworkInterfaces", VPC_ACTIONS, ["*"])
-        self._add(
-            "VpcInterfacePermissions",
-            VPC_INTERFACE_PERMISSION_ACTIONS,
-            [stack.format_arn(service="ec2", resource="network-interface", resource_name="*")],
-        )
+        self._add("PullImage", grants.PULL_ACTIONS, list(image_repositories))
+        grants.grant_vpc_interfaces(self.role, stack, sid="VpcNetworkInterfaces")
         self._acknowledge(bucket, resource_prefix, endpoints, allowed_source_buckets)
 
     def _add(self, sid: str, actions: Sequence[str], resources: list[str]) -> None:
-        self.role.add_to_principal_policy(iam.PolicyStatement(sid=sid, actions=list(actions), resources=resources))
+        grants.add_statement(self.role, sid, actions, resources)
 
     def _acknowledge(
         self, bucket: s3.IBucket, prefix: str, endpoints: Sequence[str], allowed_source_buckets: Sequence[str]
@@ -137,27 +102,14 @@ class EvaluateJobRole(Construct):
             f"AwsSolutions-IAM5[Resource::{bucket_text}/{REPORTS_PATTERN}]",
             "The job writes only its run's reports (models/<model>/<run_id>/reports/, docs/contracts.md).",
         )
-        for name in allowed_source_buckets:
-            acknowledge(
-                policy,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{name}/*]",
-                "An allowed source bucket from the stage config: read-only access to its objects.",
-            )
-        acknowledge(
+        grants.acknowledge_job_grants(
             policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken and the EC2 Describe*/network-interface calls SageMaker makes for a VPC "
-            "processing job support no resource-level permissions.",
-        )
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{LOG_GROUP}:*]",
-            "The processing job's log streams (one per job instance) in the log group SageMaker names for them.",
-        )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]",
-            "SageMaker creates the network interfaces of a VPC job itself; their ids are unknown in advance.",
+            allowed_source_buckets=allowed_source_buckets,
+            wildcard_reason="ecr:GetAuthorizationToken and the EC2 Describe*/network-interface calls SageMaker makes "
+            "for a VPC processing job support no resource-level permissions.",
+            log_groups=f"{LOG_GROUP}:*",
+            log_reason="The processing job's log streams (one per job instance) in the log group SageMaker names "
+            "for them.",
         )
         if not endpoints:
             acknowledge(

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Aspects, Aws, Fn, IAspect, Stack, Token
+from aws_cdk import Aspects, Aws, Fn, IAspect, Stack, Token
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -25,12 +25,12 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 from jsii import implements as jsii_implements
 
+from stacks import job_role_grants as grants
 from stacks.nag import acknowledge
 from stacks.pipeline_nag import token_text
 from stacks.sagemaker_images import PipelineImages
 
 _ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?:[:@].*)?$")
-SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 
 
 def repository_arn_of_image(uri: str) -> str:
@@ -79,7 +79,7 @@ def grant_pass_to_sagemaker(role: iam.IRole, grantee: iam.IGrantable) -> iam.Gra
         grantee=grantee,
         actions=["iam:PassRole"],
         resource_arns=[role.role_arn],
-        conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
+        conditions={"StringEquals": {"iam:PassedToService": grants.SAGEMAKER_SERVICE}},
     )
 
 
@@ -96,18 +96,10 @@ class SageMakerExecutionRole(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{resource_prefix} quantize jobs and candidate models",
-        )
+        self.role = grants.job_role(self, f"{resource_prefix} quantize jobs and candidate models")
         # Inputs may sit anywhere in the artifact bucket (and the allowed ones);
         # outputs only under models/.
-        sources = [
-            bucket,
-            *(s3.Bucket.from_bucket_name(self, f"Source{i}", n) for i, n in enumerate(allowed_source_buckets)),
-        ]
+        sources = grants.source_buckets(self, bucket, allowed_source_buckets)
         self.role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadInputs",
@@ -127,45 +119,9 @@ class SageMakerExecutionRole(Construct):
         # Added at synth (an aspect runs once every image construct of the stack exists).
         Aspects.of(self).add(_AllowImagePulls(self))
         # GetAuthorizationToken supports no resource type (Service Authorization Reference).
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="JobLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="VpcDescribe",
-                actions=[
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DeleteNetworkInterface",
-                ],
-                resources=["*"],
-            )
-        )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="VpcInterfacePermissions",
-                actions=["ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterfacePermission"],
-                resources=[stack.format_arn(service="ec2", resource="network-interface", resource_name="*")],
-            )
-        )
+        grants.add_statement(self.role, "EcrToken", ("ecr:GetAuthorizationToken",), ["*"])
+        grants.grant_job_logs(self.role, stack, "/aws/sagemaker/*")
+        grants.grant_vpc_interfaces(self.role, stack, sid="VpcDescribe")
         policy = self.role.node.find_child("DefaultPolicy")
         bucket_text = token_text(self, bucket, bucket.bucket_arn)
         acknowledge(
@@ -179,31 +135,14 @@ class SageMakerExecutionRole(Construct):
             f"AwsSolutions-IAM5[Resource::{bucket_text}/models/*]",
             "Jobs write a run's artifact and reports under models/<model>/<run_id>/ (docs/contracts.md).",
         )
-        for name in allowed_source_buckets:
-            acknowledge(
-                policy,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{name}/*]",
-                "An allowed source bucket from the stage config: read-only access to its objects.",
-            )
-        acknowledge(
+        grants.acknowledge_job_grants(
             policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken and the EC2 Describe*/network-interface calls SageMaker makes for VPC "
-            "jobs support no resource-level permissions.",
+            allowed_source_buckets=allowed_source_buckets,
+            wildcard_reason="ecr:GetAuthorizationToken and the EC2 Describe*/network-interface calls SageMaker makes "
+            "for VPC jobs support no resource-level permissions.",
+            log_groups="/aws/sagemaker/*",
+            log_reason="SageMaker jobs and endpoints log to log groups it names under /aws/sagemaker/ per job type.",
         )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*]",
-            "SageMaker jobs and endpoints log to log groups it names under /aws/sagemaker/ per job type.",
-        )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]",
-            "SageMaker creates the network interfaces of a VPC job itself; their ids are unknown in advance.",
-        )
-
-
-PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 
 
 @jsii_implements(IAspect)
@@ -225,5 +164,5 @@ class _AllowImagePulls:
                 "no repository to allow image pulls from"
             )
         self._owner.role.add_to_principal_policy(
-            iam.PolicyStatement(sid="PullImages", actions=list(PULL_ACTIONS), resources=arns)
+            iam.PolicyStatement(sid="PullImages", actions=list(grants.PULL_ACTIONS), resources=arns)
         )

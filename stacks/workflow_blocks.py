@@ -326,3 +326,20 @@ class PipelineSteps(StepBuilder):
         reject.add_catch(then, errors=[sfn.Errors.ALL], result_path="$.cleanup_error")
         reject.next(then)
         return reject
+
+
+@dataclass(frozen=True)
+class JobType:
+    """What tells one SageMaker job from another to ``SageMakerJob`` (stacks/workflow_jobs.py).
+
+    ``noun`` names its states ("training" -> "Create training job"), ``step`` its poll loop, its
+    ``$.<step>.status`` and its errors (``<Step>JobFailed``, ``<Step>JobStopped``, ``<Step>TimedOut``);
+    ``kind`` is the ARN resource type and ``api`` the name in Describe/Create/Stop<api>; ``name_path``
+    holds the job's name in the run plan.
+    """
+
+    noun: str
+    step: str
+    kind: str
+    api: str
+    name_path: str

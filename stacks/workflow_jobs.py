@@ -18,17 +18,18 @@ from constructs import Construct
 
 from contracts.artifact_layout import REPORTS_PATTERN
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import J, Later, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import J, JobType, Later, PipelineSteps, WorkflowResources
+
+QUANTIZE_JOB = JobType("training", "Quantize", "training-job", "TrainingJob", run_path("names.training_job"))
+EVALUATE_JOB = JobType("evaluate", "Evaluate", "processing-job", "ProcessingJob", run_path("names.evaluate_job"))
 
 
 class SageMakerJob(PipelineSteps):
     """Find or create one SageMaker job, then poll it until it is done (``on_done``), failed, stopped or too long.
 
-    ``noun`` names its states ("training" -> "Create training job"), ``step`` its poll loop, its
-    ``$.<step>.status`` and its errors (``<Step>JobFailed``, ``<Step>JobStopped``, ``<Step>TimedOut``);
-    ``kind`` is the ARN resource type and ``api`` the name in Describe/Create/Stop<api>.
+    ``job_type`` (a ``JobType``) names its states, poll loop, errors and ARNs.
 
-    Input: the job name at ``name_path``; whatever ``create_parameters`` read;
+    Input: the job name at ``job_type.name_path``; whatever ``create_parameters`` read;
     ``$.run.timing.job_poll_seconds`` and ``$.run.timing.<step>_max_polls``.
     Output: ``$.lookups.<noun>_job`` (+ ``_attempts``), ``$.<step>.status``, ``$.polls.<step>``;
     on failure ``$.failed_job`` (the Describe response) and ``$.error``. Then ``on_done``.
@@ -43,43 +44,22 @@ class SageMakerJob(PipelineSteps):
         scope: Construct,
         construct_id: str,
         resources: WorkflowResources,
+        job_type: JobType,
         *,
-        noun: str,
-        step: str,
-        kind: str,
-        api: str,
-        name_path: str,
         create_parameters: dict[str, Any],
         on_done: sfn.IChainable,
         fail: sfn.IChainable,
     ) -> None:
         super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(
-            noun=noun,
-            step=step,
-            kind=kind,
-            api=api,
-            name_path=name_path,
-            create_parameters=create_parameters,
-            on_done=on_done,
-            fail=fail,
-        )
+        self.start: sfn.IChainable = self._build(job_type, create_parameters, on_done=on_done, fail=fail)
 
     def _build(
-        self,
-        *,
-        noun: str,
-        step: str,
-        kind: str,
-        api: str,
-        name_path: str,
-        create_parameters: dict[str, Any],
-        on_done: sfn.IChainable,
-        fail: sfn.IChainable,
+        self, job_type: JobType, create_parameters: dict[str, Any], *, on_done: sfn.IChainable, fail: sfn.IChainable
     ) -> sfn.IChainable:
+        noun, step, api = job_type.noun, job_type.step, job_type.api
         title = noun.capitalize()
-        job = {f"{api}Name": J.string_at(name_path)}
-        resources = self._prefixed(kind)
+        job = {f"{api}Name": J.string_at(job_type.name_path)}
+        resources = self._prefixed(job_type.kind)
         status_path = f"$.{step.lower()}.status"
         describe = self.call(
             f"Find {noun} job",
@@ -241,17 +221,7 @@ class QuantizeModel(PipelineSteps):
             "Tags": J.list_at(run_path("tags")),
         }
         return SageMakerJob(
-            self,
-            "Job",
-            self.resources,
-            noun="training",
-            step="Quantize",
-            kind="training-job",
-            api="TrainingJob",
-            name_path=run_path("names.training_job"),
-            create_parameters=create_parameters,
-            on_done=artifacts,
-            fail=fail,
+            self, "Job", self.resources, QUANTIZE_JOB, create_parameters=create_parameters, on_done=artifacts, fail=fail
         ).start
 
 
@@ -360,17 +330,7 @@ class EvaluateModel(PipelineSteps):
             "Tags": J.list_at(run_path("tags")),
         }
         return SageMakerJob(
-            self,
-            "Job",
-            self.resources,
-            noun="evaluate",
-            step="Evaluate",
-            kind="processing-job",
-            api="ProcessingJob",
-            name_path=run_path("names.evaluate_job"),
-            create_parameters=create_parameters,
-            on_done=read_gate,
-            fail=fail,
+            self, "Job", self.resources, EVALUATE_JOB, create_parameters=create_parameters, on_done=read_gate, fail=fail
         ).start
 
 

@@ -31,23 +31,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from contracts.serving_hardware import expected_kernel
+from jobs.evaluate import measure
 from jobs.evaluate.assemble import build_report, write_report
 from jobs.evaluate.cost import PriceTable, PriceTableError
 from jobs.evaluate.engine_fidelity import DEFAULT_CHUNK_CHARS, engine_fidelity
 from jobs.evaluate.fidelity import DEFAULT_PROMPTS
 from jobs.evaluate.gate import GateConfigError, Thresholds, Workload
 from jobs.evaluate.load_test import DEFAULT_MAX_TOKENS, Target, quiet_litellm
-from jobs.evaluate.measure import (
-    Log,
-    fidelity_section,
-    greedy_section,
-    measure_model_fidelity,
-    measure_performance,
-    performance_section,
-    preflight,
-    served_greedy_text,
-    words,
-)
 from jobs.evaluate.models import ModelInfo, manifest_sizes
 from jobs.evaluate.review import build_review
 from jobs.sagemaker_job import records
@@ -212,11 +202,11 @@ def fidelity_source(args: argparse.Namespace, targets: dict[str, Target] | None)
 
 
 def transformers_fidelity(
-    args: argparse.Namespace, models: dict[str, ModelInfo], texts: list[str], *, greedy: bool, log: Log
+    args: argparse.Namespace, models: dict[str, ModelInfo], texts: list[str], *, greedy: bool, log: measure.Log
 ) -> dict[str, dict[str, Any]]:
     log(f"fidelity: perplexity (transformers, float32) over up to {args.max_validation_tokens} tokens")
     return {
-        name: measure_model_fidelity(
+        name: measure.measure_model_fidelity(
             info.path,
             texts,
             label=name,
@@ -232,13 +222,13 @@ def transformers_fidelity(
 
 
 def served_measurements(
-    args: argparse.Namespace, targets: dict[str, Target], texts: list[str], levels: list[int], log: Log
+    args: argparse.Namespace, targets: dict[str, Target], texts: list[str], levels: list[int], log: measure.Log
 ) -> tuple[dict[str, dict[str, Any]] | None, dict[str, list[str]], dict[str, Any]]:
     """Preflight, engine perplexity (unless transformers is asked for), greedy outputs (whole
     texts, per variant), load test."""
     quiet_litellm()
     for target in targets.values():
-        preflight(target, args.serving_protocol)
+        measure.preflight(target, args.serving_protocol)
     measures = None
     if fidelity_source(args, targets) == "engine":
         log(f"fidelity: perplexity through the serving engine over up to {args.max_validation_tokens} tokens")
@@ -250,9 +240,11 @@ def served_measurements(
             protocol=args.serving_protocol,
             log=log,
         )
-    outputs = {v: served_greedy_text(t, DEFAULT_PROMPTS, args.greedy_tokens) for v, t in targets.items()}
+    outputs = {v: measure.served_greedy_text(t, DEFAULT_PROMPTS, args.greedy_tokens) for v, t in targets.items()}
     log(f"performance: concurrency {levels}, {args.max_tokens} output tokens per request")
-    measured = measure_performance(targets, levels=levels, max_tokens=args.max_tokens, prompts=DEFAULT_PROMPTS, log=log)
+    measured = measure.measure_performance(
+        targets, levels=levels, max_tokens=args.max_tokens, prompts=DEFAULT_PROMPTS, log=log
+    )
     return measures, outputs, measured
 
 
@@ -273,7 +265,7 @@ def expected_kernels(
     }
 
 
-def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
+def run_job(args: argparse.Namespace, log: measure.Log = print) -> dict[str, Any]:
     thresholds, workload, levels, prices = check_settings(args)
     targets = targets_from_args(args)
     fidelity_source(args, targets)
@@ -288,16 +280,18 @@ def run_job(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         if measures is None:
             measures = transformers_fidelity(args, models, texts, greedy=False, log=log)
         method = "served (temperature 0)"
-        greedy = greedy_section(words(outputs["baseline"]), words(outputs["candidate"]), method, unit="words")
+        greedy = measure.greedy_section(
+            measure.words(outputs["baseline"]), measure.words(outputs["candidate"]), method, unit="words"
+        )
     else:
         measures = transformers_fidelity(args, models, texts, greedy=True, log=log)
         method = "offline (transformers, float32)"
-        greedy = greedy_section(measures["baseline"]["greedy"], measures["candidate"]["greedy"], method)
+        greedy = measure.greedy_section(measures["baseline"]["greedy"], measures["candidate"]["greedy"], method)
         outputs = {name: measures[name]["greedy_text"] for name in ("baseline", "candidate")}
     report = build_report(
         models=models,
-        fidelity=fidelity_section(measures["baseline"], measures["candidate"], greedy),
-        performance=performance_section(measured, targets, reason=None, max_tokens=args.max_tokens),
+        fidelity=measure.fidelity_section(measures["baseline"], measures["candidate"], greedy),
+        performance=measure.performance_section(measured, targets, reason=None, max_tokens=args.max_tokens),
         server_memory=expected_kernels(models, targets, args.measured_instance_type),
         thresholds=thresholds,
         workload=workload,

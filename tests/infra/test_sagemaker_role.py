@@ -9,7 +9,8 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
-from stacks.sagemaker_role import PULL_ACTIONS, grant_pass_to_sagemaker, repository_arn_of_image
+from stacks.job_role_grants import PULL_ACTIONS
+from stacks.sagemaker_role import grant_pass_to_sagemaker, repository_arn_of_image
 
 REGION, ACCOUNT = "eu-west-1", "111122223333"
 
