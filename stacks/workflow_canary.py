@@ -8,6 +8,8 @@ plan's steps) after a passed gate.
 
 from __future__ import annotations
 
+import functools
+
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -65,20 +67,17 @@ class DeployCandidate(PipelineSteps):
             result_path="$.endpoint",
         )
         self.catch(describe_endpoint, before)
-        guard = self.invoke(
+        guard = self._ask_guard(
             "Check endpoint before canary",
-            self._guard,
-            {
-                "action": "pre_canary",
-                "endpoint": J.string_at(endpoint),
-                "run_id": J.string_at(run_path("run_id")),
-                "serving_variant": J.string_at(run_path("variants.serving_name")),
-                "canary_config": J.string_at(run_path("names.endpoint_config")),
-                "local_storage_families": J.list_at(run_path("instances.local_storage_families")),
-                "candidate_local_storage": J.object_at(run_path("instances.serving_local_storage")),
-                "candidate_instance_type": J.string_at(run_path("instances.serving")),
-            },
+            "pre_canary",
             "$.guard",
+            endpoint=endpoint,
+            run_id=J.string_at(run_path("run_id")),
+            serving_variant=J.string_at(run_path("variants.serving_name")),
+            canary_config=J.string_at(run_path("names.endpoint_config")),
+            local_storage_families=J.list_at(run_path("instances.local_storage_families")),
+            candidate_local_storage=J.object_at(run_path("instances.serving_local_storage")),
+            candidate_instance_type=J.string_at(run_path("instances.serving")),
         )
         self.catch(guard, before)
         refused = self.error_from("Canary refused", "CanaryRefused", "$.guard.reason").next(before)
@@ -227,28 +226,25 @@ class BakeCanary(PipelineSteps):
         healthy.otherwise(alarm)
         bake_wait = sfn.Wait(self, "Bake", time=sfn.WaitTime.seconds_path("$.step.bake_seconds"))
         bake_wait.next(after).next(healthy)
-        applied = self._await_endpoint(
-            "Weights",
+        # Inside the Map: the item's endpoint and timing; any failure ends the step.
+        await_endpoint = functools.partial(
+            self._await_endpoint,
             endpoint="$.endpoint",
+            on_error=step_failed,
+            max_polls_path="$.max_polls",
+            wait_seconds_path="$.poll_seconds",
+        )
+        applied = await_endpoint(
+            "Weights",
             expect_config="$.config",
             expect_weights=[
                 {"VariantName": J.string_at("$.serving_variant"), "Weight": J.number_at("$.step.baseline")},
                 {"VariantName": CANDIDATE, "Weight": J.number_at("$.step.candidate")},
             ],
             then=bake_wait,
-            on_error=step_failed,
-            max_polls_path="$.max_polls",
-            wait_seconds_path="$.poll_seconds",
         )
         set_weights.next(applied)
-        ready = self._await_endpoint(
-            "Before weights",
-            endpoint="$.endpoint",
-            then=set_weights,
-            on_error=step_failed,
-            max_polls_path="$.max_polls",
-            wait_seconds_path="$.poll_seconds",
-        )
+        ready = await_endpoint("Before weights", then=set_weights)
         go_on = sfn.Choice(self, "Canary may go on?")
         go_on.when(sfn.Condition.boolean_equals("$.check.ok", True), ready)
         go_on.otherwise(stopped)

@@ -8,6 +8,8 @@ plain constructs rather than ``StateMachineFragment``.
 
 from __future__ import annotations
 
+import functools
+
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -119,17 +121,17 @@ class Rollback(PipelineSteps):
         ).next(failed_tag)
 
         attempts = "$.polls.rollback_attempts"
+        # The rollback's own failures go to $.rollback_error: $.error keeps why it rolls back.
+        await_endpoint = functools.partial(self._await_endpoint, endpoint=endpoint, error_path="$.rollback_error")
         restore = self._update_endpoint(
             "Restore last approved config", endpoint=endpoint, config=last_approved, retain_instance_counts=True
         )
-        restored = self._await_endpoint(
+        restored = await_endpoint(
             "Restore",
-            endpoint=endpoint,
             expect_config=last_approved,
             then=rolled_back,
             on_error=keep_reason,
             counter_root="$.polls.restore",
-            error_path="$.rollback_error",
         )
         restore.next(restored)
 
@@ -140,9 +142,8 @@ class Rollback(PipelineSteps):
             candidate=0,
             baseline=100,
         )
-        shifted = self._await_endpoint(
+        shifted = await_endpoint(
             "Traffic back",
-            endpoint=endpoint,
             expect_weights=[
                 {"VariantName": J.string_at(run_path("variants.serving_name")), "Weight": 100},
                 {"VariantName": CANDIDATE, "Weight": 0},
@@ -151,7 +152,6 @@ class Rollback(PipelineSteps):
             # Weights that did not apply: the config change below still takes traffic back.
             on_error=restore,
             counter_root="$.polls.traffic_back",
-            error_path="$.rollback_error",
         )
         shift.next(shifted)
 
@@ -161,14 +161,7 @@ class Rollback(PipelineSteps):
             sfn.Condition.string_equals_json_path("$.endpoint_state.config", run_path("names.endpoint_config")), shift
         )
         where.otherwise(restore)
-        ready = self._await_endpoint(
-            "Rollback",
-            endpoint=endpoint,
-            then=where,
-            on_error=keep_reason,
-            counter_root="$.polls.rollback",
-            error_path="$.rollback_error",
-        )
+        ready = await_endpoint("Rollback", then=where, on_error=keep_reason, counter_root="$.polls.rollback")
         # A refused mutation (another update under way, e.g. the rollback function's own)
         # is tried again from the wait, a bounded number of times.
         again = sfn.Choice(self, "Rollback attempts left?")

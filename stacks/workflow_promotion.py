@@ -129,29 +129,17 @@ class Promotion(PipelineSteps):
 
         # SageMaker refuses an UpdateEndpoint that changes an autoscaled variant's instance type:
         # read its scaling setup (kept in the payload), deregister it, and put it back afterwards.
-        plan = self.invoke(
+        plan = self._ask_guard(
             "Plan autoscaling",
-            self._guard,
-            {
-                "action": "autoscaling_plan",
-                "endpoint": J.string_at(endpoint),
-                "serving_variant": J.string_at(run_path("variants.serving_name")),
-                "instance_type": J.string_at(run_path("instances.serving")),
-                **self._autoscaling_record(),
-            },
+            "autoscaling_plan",
             "$.autoscaling",
+            endpoint=endpoint,
+            serving_variant=J.string_at(run_path("variants.serving_name")),
+            instance_type=J.string_at(run_path("instances.serving")),
+            **self._autoscaling_record(),
         )
         self.catch(plan, rollback)
-        suspend = self.invoke(
-            "Suspend autoscaling",
-            self._guard,
-            {
-                "action": "suspend_autoscaling",
-                "captured": J.object_at("$.autoscaling.captured"),
-                **self._autoscaling_record(),
-            },
-            J.DISCARD,
-        )
+        suspend = self._autoscaling_step("Suspend autoscaling", "suspend_autoscaling", J.DISCARD)
         self.catch(suspend, rollback)
         # Wait for InService after the lift, not before it: a scaling activity that began before the
         # deregister has ended then, and no new one starts; SageMaker refuses an update meanwhile.
