@@ -11,11 +11,10 @@ from __future__ import annotations
 import functools
 
 from aws_cdk import aws_stepfunctions as sfn
-from constructs import Construct
 
 from contracts.endpoint_tags import PHASE_CANARY, PHASE_EVALUATING, TAG_LAST_APPROVED
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, Later, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, Later, PipelineSteps
 
 
 class DeployCandidate(PipelineSteps):
@@ -42,20 +41,7 @@ class DeployCandidate(PipelineSteps):
     with ``$.error``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        then: Later,
-        before: sfn.IChainable,
-        rollback: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(then=then, before=before, rollback=rollback)
-
-    def _build(self, *, then: Later, before: sfn.IChainable, rollback: sfn.IChainable) -> sfn.IChainable:
+    def build(self, *, then: Later, before: sfn.IChainable, rollback: sfn.IChainable) -> sfn.IChainable:
         endpoint = ENDPOINT
         describe_endpoint = self.call(
             "Describe baseline endpoint",
@@ -184,22 +170,13 @@ class BakeCanary(PipelineSteps):
     Errors: tag failure, ``CanaryStopped``, ``CanaryAlarm`` or a step's error -> ``rollback``, with ``$.error``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        then: Later,
-        rollback: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
+    def build(self, *, then: Later, rollback: sfn.IChainable) -> sfn.IChainable:
         tag_canary = self._tag_endpoint(
             "Tag endpoint canary",
             [*self._tags(PHASE_CANARY), {"Key": TAG_LAST_APPROVED, "Value": J.string_at("$.guard.last_approved")}],
         )
         self.catch(tag_canary, rollback)
-        self.start: sfn.IChainable = tag_canary.next(self._bake_loop(then=then, rollback=rollback))
+        return tag_canary.next(self._bake_loop(then=then, rollback=rollback))
 
     def _bake_loop(self, *, then: Later, rollback: sfn.IChainable) -> sfn.IChainable:
         """One iteration per canary step: check, set weights, wait until applied, bake, check again."""

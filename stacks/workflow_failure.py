@@ -2,7 +2,7 @@
 
 Three fragments, chosen by how far a run got (stacks/pipeline_workflow.py wires
 every catch to one of them). Each is a plain construct (``PipelineSteps``) whose
-entry state is ``start``; see stacks/pipeline_workflow.py for why fragments are
+``build()`` returns its entry state; see stacks/pipeline_workflow.py for why fragments are
 plain constructs rather than ``StateMachineFragment``.
 """
 
@@ -11,10 +11,9 @@ from __future__ import annotations
 import functools
 
 from aws_cdk import aws_stepfunctions as sfn
-from constructs import Construct
 
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, PipelineSteps
 
 
 class NotifyFailure(PipelineSteps):
@@ -26,8 +25,7 @@ class NotifyFailure(PipelineSteps):
     Errors: a failed publish is caught into ``$.notify_error`` and still fails the execution.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, resources: WorkflowResources) -> None:
-        super().__init__(scope, construct_id, resources)
+    def build(self) -> sfn.IChainable:
         failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
         failure_message = {
             "outcome": "failed",
@@ -38,7 +36,7 @@ class NotifyFailure(PipelineSteps):
         notify_failed = self._notify("Notify failure", failure_message)
         notify_failed.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.notify_error")
         notify_failed.next(failed)
-        self.start: sfn.IChainable = notify_failed
+        return notify_failed
 
 
 class RejectPackage(PipelineSteps):
@@ -49,11 +47,8 @@ class RejectPackage(PipelineSteps):
     Errors: a failed rejection is caught into ``$.cleanup_error`` and goes on to ``notify``.
     """
 
-    def __init__(
-        self, scope: Construct, construct_id: str, resources: WorkflowResources, *, notify: sfn.IChainable
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._reject("Reject package", "{}: see execution {}", notify)
+    def build(self, *, notify: sfn.IChainable) -> sfn.IChainable:
+        return self._reject("Reject package", "{}: see execution {}", notify)
 
 
 class Rollback(PipelineSteps):
@@ -72,11 +67,7 @@ class Rollback(PipelineSteps):
     caught into ``$.cleanup_error`` / ``$.notify_error`` and the path goes on.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, resources: WorkflowResources) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build()
-
-    def _build(self) -> sfn.IChainable:
+    def build(self) -> sfn.IChainable:
         """Traffic to the serving variant, then the endpoint on its last approved config; tag what really happened."""
         endpoint = ENDPOINT
         last_approved = "$.guard.last_approved"

@@ -6,11 +6,10 @@ A plain construct (see stacks/pipeline_workflow.py for why not ``StateMachineFra
 from __future__ import annotations
 
 from aws_cdk import aws_stepfunctions as sfn
-from constructs import Construct
 
 from contracts.endpoint_tags import TAG_PROMOTED_AT
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import ENDPOINT, J, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import ENDPOINT, J, PipelineSteps
 
 
 class Promotion(PipelineSteps):
@@ -29,19 +28,7 @@ class Promotion(PipelineSteps):
     (notify, fail: the promotion stands); a failed notification is caught into ``$.notify_error``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        rollback: sfn.IChainable,
-        failed: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(rollback=rollback, failed=failed)
-
-    def _build(self, *, rollback: sfn.IChainable, failed: sfn.IChainable) -> sfn.IChainable:
+    def build(self, *, rollback: sfn.IChainable, failed: sfn.IChainable) -> sfn.IChainable:
         endpoint = ENDPOINT
         promoted_config = run_path("names.promoted_config")
         check = {

@@ -56,21 +56,24 @@ from jobs.quantize.support import Hyperparameters, resolve_group_size, validate_
 from jobs.sagemaker_job.failure import JobFailureError, write_failure
 from jobs.sagemaker_job.hyperparameters import read_hyperparameters, strip_train
 
+# The hyperparameters and their help. Every option is a string that defaults to None, so that "not
+# given" is distinguishable from a default and hyperparameters.json can fill it (arguments win).
+OPTIONS = {
+    "algorithm": "awq, gptq, smoothquant-gptq or rtn (default gptq)",
+    "scheme": "W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC or W3A16 (default W4A16)",
+    "group-size": "128, 64 or 32 (default 128; reduced per model if needed)",
+    "num-calibration-samples": "records used for calibration (default 128)",
+    "max-seq-length": "tokens per calibration record (default 2048)",
+    "ignore": "comma-separated module names or re:<regex> kept unquantized",
+    "seed": "seed for sample selection and torch (default 0)",
+    "num-processes": "ranks: auto (one per GPU; default) or a number (docs/quantize.md, Several GPUs)",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """Every option defaults to None so that "not given" is distinguishable from a default and
-    hyperparameters.json can fill it (arguments win)."""
     parser = argparse.ArgumentParser(description="Quantize a causal LM with llm-compressor (SageMaker job)")
-    parser.add_argument("--algorithm", help="awq, gptq, smoothquant-gptq or rtn (default gptq)")
-    parser.add_argument("--scheme", help="W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC or W3A16 (default W4A16)")
-    parser.add_argument("--group-size", help="128, 64 or 32 (default 128; reduced per model if needed)")
-    parser.add_argument("--num-calibration-samples", help="records used for calibration (default 128)")
-    parser.add_argument("--max-seq-length", help="tokens per calibration record (default 2048)")
-    parser.add_argument("--ignore", help="comma-separated module names or re:<regex> kept unquantized")
-    parser.add_argument("--seed", help="seed for sample selection and torch (default 0)")
-    parser.add_argument(
-        "--num-processes", help="ranks: auto (one per GPU; default) or a number (docs/quantize.md, Several GPUs)"
-    )
+    for option, text in OPTIONS.items():
+        parser.add_argument(f"--{option}", help=text)
     return parser
 
 
