@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -81,7 +80,7 @@ def read_arguments(argv: list[str] | None, config_dir: Path) -> dict[str, Any]:
     """Raw hyperparameters: hyperparameters.json (jobs/sagemaker_job/hyperparameters.py reads it,
     as the evaluate job does), then the command line's, which win."""
     raw: dict[str, Any] = dict(read_hyperparameters(config_dir))
-    args, unknown = build_parser().parse_known_args(strip_train(sys.argv[1:] if argv is None else argv))
+    args, unknown = build_parser().parse_known_args(strip_train(argv))
     if unknown:
         raise JobFailureError(f"unknown argument(s): {' '.join(unknown)}")
     raw.update({k: v for k, v in vars(args).items() if v is not None})
@@ -261,7 +260,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         processes = launch.process_count(processes_setting, hp)
         if processes > 1:
             launch.check_shared_memory(paths.model, processes)
-            ranks_argv = strip_train(sys.argv[1:] if argv is None else argv)
+            ranks_argv = strip_train(argv)
             return launch.run_ranks(ranks_argv, processes, paths.output, paths.failure_dir, env)
         manifest = run(hp, paths, probe)
     except Exception as exc:
