@@ -32,10 +32,10 @@ from constructs import Construct
 from contracts.artifact_layout import REPORTS_PATTERN
 from stacks import job_role_grants as grants
 from stacks.nag import acknowledge
-from stacks.pipeline_nag import token_text
 
 INVOKE_ACTIONS = ("sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream")
-LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+# The log group SageMaker names for processing jobs, and its streams (":*").
+LOG_GROUPS = "/aws/sagemaker/ProcessingJobs:*"
 # SSE-KMS inputs (Decrypt), the encrypted report upload (Encrypt, GenerateDataKey: S3 asks KMS for a
 # data key), the volume key handed to EC2 (CreateGrant).
 KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant")
@@ -76,7 +76,7 @@ class EvaluateJobRole(Construct):
             "WriteReports", ("s3:PutObject", "s3:AbortMultipartUpload"), [bucket.arn_for_objects(REPORTS_PATTERN)]
         )
         key.grant(self.role, *KEY_ACTIONS)
-        grants.grant_job_logs(self.role, stack, f"{LOG_GROUP}:*")
+        grants.grant_job_logs(self.role, stack, LOG_GROUPS)
         # GetAuthorizationToken supports no resource type (Service Authorization Reference).
         self._add("EcrToken", ("ecr:GetAuthorizationToken",), ["*"])
         self._add("PullImage", grants.PULL_ACTIONS, list(image_repositories))
@@ -89,25 +89,15 @@ class EvaluateJobRole(Construct):
     def _acknowledge(
         self, bucket: s3.IBucket, prefix: str, endpoints: Sequence[str], allowed_source_buckets: Sequence[str]
     ) -> None:
-        policy = self.role.node.find_child("DefaultPolicy")
-        bucket_text = token_text(self, bucket, bucket.bucket_arn)
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::{bucket_text}/*]",
-            "The source model's config.json and the validation set may sit anywhere in the artifact bucket (the "
-            "run's spec names them, validated against this bucket). Read only (s3:GetObject).",
-        )
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::{bucket_text}/{REPORTS_PATTERN}]",
-            "The job writes only its run's reports (models/<model>/<run_id>/reports/, docs/contracts.md).",
-        )
-        grants.acknowledge_job_grants(
-            policy,
+        policy = grants.acknowledge_job_grants(
+            self.role,
+            bucket,
             allowed_source_buckets=allowed_source_buckets,
-            wildcard_reason="ecr:GetAuthorizationToken and the EC2 Describe*/network-interface calls SageMaker makes "
-            "for a VPC processing job support no resource-level permissions.",
-            log_groups=f"{LOG_GROUP}:*",
+            read_reason="The source model's config.json and the validation set may sit anywhere in the artifact "
+            "bucket (the run's spec names them, validated against this bucket). Read only (s3:GetObject).",
+            write_pattern=REPORTS_PATTERN,
+            write_reason="The job writes only its run's reports (models/<model>/<run_id>/reports/, docs/contracts.md).",
+            log_groups=LOG_GROUPS,
             log_reason="The processing job's log streams (one per job instance) in the log group SageMaker names "
             "for them.",
         )

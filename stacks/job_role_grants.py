@@ -17,6 +17,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
 from stacks.nag import acknowledge
+from stacks.pipeline_nag import token_text
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams")
@@ -70,22 +71,37 @@ def grant_vpc_interfaces(role: iam.IRole, stack: Stack, *, sid: str) -> None:
     )
 
 
+# Both roles get ecr:GetAuthorizationToken and VPC_ACTIONS on "*" (above).
+WILDCARD_REASON = (
+    "ecr:GetAuthorizationToken and the EC2 Describe*/network-interface calls SageMaker makes for a VPC job "
+    "support no resource-level permissions."
+)
+
+
 def acknowledge_job_grants(
-    policy: IConstruct,
+    role: iam.Role,
+    bucket: s3.IBucket,
     *,
     allowed_source_buckets: Sequence[str],
-    wildcard_reason: str,
+    read_reason: str,
+    write_pattern: str,
+    write_reason: str,
     log_groups: str,
     log_reason: str,
-) -> None:
-    """The cdk-nag IAM5 findings every job role has: source buckets, ``*``, its log groups, VPC interfaces."""
+) -> IConstruct:
+    """The cdk-nag IAM5 findings every job role has: reads anywhere in the artifact bucket, writes under
+    ``write_pattern``, source buckets, ``*``, its log groups, VPC interfaces. Returns the role's policy."""
+    policy = role.node.find_child("DefaultPolicy")
+    bucket_text = token_text(role, bucket, bucket.bucket_arn)
+    acknowledge(policy, f"AwsSolutions-IAM5[Resource::{bucket_text}/*]", read_reason)
+    acknowledge(policy, f"AwsSolutions-IAM5[Resource::{bucket_text}/{write_pattern}]", write_reason)
     for name in allowed_source_buckets:
         acknowledge(
             policy,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{name}/*]",
             "An allowed source bucket from the stage config: read-only access to its objects.",
         )
-    acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", wildcard_reason)
+    acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", WILDCARD_REASON)
     acknowledge(
         policy,
         f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{log_groups}]",
@@ -96,3 +112,4 @@ def acknowledge_job_grants(
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]",
         "SageMaker creates the network interfaces of a VPC job itself; their ids are unknown in advance.",
     )
+    return policy

@@ -53,11 +53,12 @@ docstring giving its input (the JSONPaths it reads), output (what it writes) and
 - stacks/workflow_blocks.py: ``WorkflowResources`` (the one object a fragment gets) and
   ``PipelineSteps``, the building blocks they share (on stacks/workflow_steps.py).
 
-Fragments are plain constructs exposing ``start`` (an ``IChainable``), not
-``sfn.StateMachineFragment``: almost every exit of a fragment is a Choice branch or a
-Catch handler whose target is known when the fragment is built (the next fragment, a
-failure path), so each fragment takes its continuations as arguments (``then``, ``fail``,
-``before``, ``rollback``) and wires them where the transition is made.
+Fragments are plain constructs, not ``sfn.StateMachineFragment``: almost every exit of a
+fragment is a Choice branch or a Catch handler whose target is known when the fragment is
+built (the next fragment, a failure path), so each fragment's ``build`` takes its
+continuations as arguments (``then``, ``fail``, ``before``, ``rollback``), wires them where
+the transition is made and returns the fragment's entry state (an ``IChainable``). The
+constructor is ``PipelineSteps``' own (scope, id, ``WorkflowResources``) for every fragment.
 ``StateMachineFragment`` models one entry and open ``end_states`` that a later ``.next()``
 chains, which fits a linear fragment but neither a Choice's branches nor catches; its one
 other feature, ``prefix_states``, renames states, and state names must not change
@@ -100,9 +101,9 @@ class PipelineWorkflow(PipelineSteps):
         record_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id, resources)
-        notify = NotifyFailure(self, "NotifyFailure", resources).start
-        reject = RejectPackage(self, "RejectPackage", resources, notify=notify).start
-        rollback = Rollback(self, "Rollback", resources).start
+        notify = NotifyFailure(self, "NotifyFailure", resources).build()
+        reject = RejectPackage(self, "RejectPackage", resources).build(notify=notify)
+        rollback = Rollback(self, "Rollback", resources).build()
 
         validate = tasks.LambdaInvoke(
             self,
@@ -137,7 +138,7 @@ class PipelineWorkflow(PipelineSteps):
             result_path="$.record",
         )
         self.catch(record, notify)
-        start.next(QuantizeModel(self, "Quantize", resources, then=record, fail=notify).start)
+        start.next(QuantizeModel(self, "Quantize", resources).build(then=record, fail=notify))
 
         already = sfn.Pass(
             self, "Run already decided", parameters={"outcome": "already-decided", "record": J.object_at("$.record")}
@@ -146,16 +147,16 @@ class PipelineWorkflow(PipelineSteps):
 
         # Built where the transition into them is wired (stacks/workflow_blocks.py: Later).
         def promotion() -> sfn.IChainable:
-            return Promotion(self, "Promotion", resources, rollback=rollback, failed=notify).start
+            return Promotion(self, "Promotion", resources).build(rollback=rollback, failed=notify)
 
         def bake() -> sfn.IChainable:
-            return BakeCanary(self, "Bake", resources, then=promotion, rollback=rollback).start
+            return BakeCanary(self, "Bake", resources).build(then=promotion, rollback=rollback)
 
         # The candidate is on the endpoint before the evaluation: every evaluation failure rolls back.
         def evaluate() -> sfn.IChainable:
-            return EvaluateModel(self, "Evaluate", resources, on_pass=bake, fail=rollback).start
+            return EvaluateModel(self, "Evaluate", resources).build(on_pass=bake, fail=rollback)
 
-        deploy = DeployCandidate(self, "Canary", resources, then=evaluate, before=reject, rollback=rollback).start
+        deploy = DeployCandidate(self, "Canary", resources).build(then=evaluate, before=reject, rollback=rollback)
         decided.when(sfn.Condition.string_equals("$.record.approval_status", PENDING), deploy)
         decided.otherwise(already)
         record.next(decided)

@@ -26,10 +26,12 @@ from constructs import Construct, IConstruct
 from jsii import implements as jsii_implements
 
 from stacks import job_role_grants as grants
-from stacks.nag import acknowledge
-from stacks.pipeline_nag import token_text
 from stacks.sagemaker_images import PipelineImages
 
+# Jobs write a run's artifact and reports under models/ (contracts/artifact_layout.py); SageMaker names
+# the log groups of jobs and endpoints under /aws/sagemaker/.
+OUTPUT_PATTERN = "models/*"
+LOG_GROUPS = "/aws/sagemaker/*"
 _ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?:[:@].*)?$")
 
 
@@ -111,7 +113,7 @@ class SageMakerExecutionRole(Construct):
             iam.PolicyStatement(
                 sid="WriteOutputs",
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[bucket.arn_for_objects("models/*")],
+                resources=[bucket.arn_for_objects(OUTPUT_PATTERN)],
             )
         )
         # Jobs and endpoints with a KMS volume key hand the key to EC2 by grant.
@@ -120,27 +122,17 @@ class SageMakerExecutionRole(Construct):
         Aspects.of(self).add(_AllowImagePulls(self))
         # GetAuthorizationToken supports no resource type (Service Authorization Reference).
         grants.add_statement(self.role, "EcrToken", ("ecr:GetAuthorizationToken",), ["*"])
-        grants.grant_job_logs(self.role, stack, "/aws/sagemaker/*")
+        grants.grant_job_logs(self.role, stack, LOG_GROUPS)
         grants.grant_vpc_interfaces(self.role, stack, sid="VpcDescribe")
-        policy = self.role.node.find_child("DefaultPolicy")
-        bucket_text = token_text(self, bucket, bucket.bucket_arn)
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::{bucket_text}/*]",
-            "Source models, calibration and validation sets may sit anywhere in the artifact bucket; the run's "
-            "spec names them (validated against this bucket). Read only (s3:GetObject).",
-        )
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::{bucket_text}/models/*]",
-            "Jobs write a run's artifact and reports under models/<model>/<run_id>/ (docs/contracts.md).",
-        )
         grants.acknowledge_job_grants(
-            policy,
+            self.role,
+            bucket,
             allowed_source_buckets=allowed_source_buckets,
-            wildcard_reason="ecr:GetAuthorizationToken and the EC2 Describe*/network-interface calls SageMaker makes "
-            "for VPC jobs support no resource-level permissions.",
-            log_groups="/aws/sagemaker/*",
+            read_reason="Source models, calibration and validation sets may sit anywhere in the artifact bucket; the "
+            "run's spec names them (validated against this bucket). Read only (s3:GetObject).",
+            write_pattern=OUTPUT_PATTERN,
+            write_reason="Jobs write a run's artifact and reports under models/<model>/<run_id>/ (docs/contracts.md).",
+            log_groups=LOG_GROUPS,
             log_reason="SageMaker jobs and endpoints log to log groups it names under /aws/sagemaker/ per job type.",
         )
 

@@ -226,12 +226,14 @@ class PipelineSteps(StepBuilder):
         error_path: str = "$.error",
     ) -> sfn.IChainable:
         """Poll until the endpoint is InService (and on ``expect_config`` with ``expect_weights``), bounded."""
-        payload: dict[str, Any] = {"action": "endpoint_state", "endpoint": J.string_at(endpoint)}
+        expected: dict[str, Any] = {}
         if expect_config:
-            payload["expect_config"] = J.string_at(expect_config)
+            expected["expect_config"] = J.string_at(expect_config)
         if expect_weights:
-            payload["expect_weights"] = expect_weights
-        state = self.invoke(f"{name} endpoint state", self._guard, payload, "$.endpoint_state")
+            expected["expect_weights"] = expect_weights
+        state = self._ask_guard(
+            f"{name} endpoint state", "endpoint_state", "$.endpoint_state", endpoint=endpoint, **expected
+        )
         failed = self.error_from(
             f"{name} endpoint failed", "EndpointUpdateFailed", "$.endpoint_state.reason", error_path
         )
@@ -259,33 +261,35 @@ class PipelineSteps(StepBuilder):
             error_path=error_path,
         )
 
+    def _ask_guard(
+        self, state_id: str, action: str, result_path: str, *, endpoint: str | None = None, **fields: Any
+    ) -> tasks.LambdaInvoke:
+        """A request to the canary guard (lambda/canary_guard/): ``action``, the endpoint (a path), its fields."""
+        payload: dict[str, Any] = {"action": action}
+        if endpoint is not None:
+            payload["endpoint"] = J.string_at(endpoint)
+        return self.invoke(state_id, self._guard, {**payload, **fields}, result_path)
+
     def _check_canary(
         self, state_id: str, *, since: str, endpoint: str, run_id: str, alarms: str
     ) -> tasks.LambdaInvoke:
-        return self.invoke(
+        return self._ask_guard(
             state_id,
-            self._guard,
-            {
-                "action": "canary_check",
-                "endpoint": J.string_at(endpoint),
-                "run_id": J.string_at(run_id),
-                "since": J.string_at(since),
-                "alarm_names": J.list_at(alarms),
-            },
+            "canary_check",
             "$.check",
+            endpoint=endpoint,
+            run_id=J.string_at(run_id),
+            since=J.string_at(since),
+            alarm_names=J.list_at(alarms),
         )
 
+    def _autoscaling_step(self, state_id: str, action: str, result_path: str) -> tasks.LambdaInvoke:
+        """Suspend or resume the captured autoscaling setup, kept in its S3 record."""
+        captured = J.object_at("$.autoscaling.captured")
+        return self._ask_guard(state_id, action, result_path, captured=captured, **self._autoscaling_record())
+
     def _resume_autoscaling(self, state_id: str) -> tasks.LambdaInvoke:
-        return self.invoke(
-            state_id,
-            self._guard,
-            {
-                "action": "resume_autoscaling",
-                "captured": J.object_at("$.autoscaling.captured"),
-                **self._autoscaling_record(),
-            },
-            "$.autoscaling_restored",
-        )
+        return self._autoscaling_step(state_id, "resume_autoscaling", "$.autoscaling_restored")
 
     @staticmethod
     def _autoscaling_record() -> dict[str, Any]:

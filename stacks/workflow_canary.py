@@ -8,12 +8,13 @@ plan's steps) after a passed gate.
 
 from __future__ import annotations
 
+import functools
+
 from aws_cdk import aws_stepfunctions as sfn
-from constructs import Construct
 
 from contracts.endpoint_tags import PHASE_CANARY, PHASE_EVALUATING, TAG_LAST_APPROVED
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, Later, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, Later, PipelineSteps
 
 
 class DeployCandidate(PipelineSteps):
@@ -40,20 +41,7 @@ class DeployCandidate(PipelineSteps):
     with ``$.error``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        then: Later,
-        before: sfn.IChainable,
-        rollback: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(then=then, before=before, rollback=rollback)
-
-    def _build(self, *, then: Later, before: sfn.IChainable, rollback: sfn.IChainable) -> sfn.IChainable:
+    def build(self, *, then: Later, before: sfn.IChainable, rollback: sfn.IChainable) -> sfn.IChainable:
         endpoint = ENDPOINT
         describe_endpoint = self.call(
             "Describe baseline endpoint",
@@ -65,20 +53,17 @@ class DeployCandidate(PipelineSteps):
             result_path="$.endpoint",
         )
         self.catch(describe_endpoint, before)
-        guard = self.invoke(
+        guard = self._ask_guard(
             "Check endpoint before canary",
-            self._guard,
-            {
-                "action": "pre_canary",
-                "endpoint": J.string_at(endpoint),
-                "run_id": J.string_at(run_path("run_id")),
-                "serving_variant": J.string_at(run_path("variants.serving_name")),
-                "canary_config": J.string_at(run_path("names.endpoint_config")),
-                "local_storage_families": J.list_at(run_path("instances.local_storage_families")),
-                "candidate_local_storage": J.object_at(run_path("instances.serving_local_storage")),
-                "candidate_instance_type": J.string_at(run_path("instances.serving")),
-            },
+            "pre_canary",
             "$.guard",
+            endpoint=endpoint,
+            run_id=J.string_at(run_path("run_id")),
+            serving_variant=J.string_at(run_path("variants.serving_name")),
+            canary_config=J.string_at(run_path("names.endpoint_config")),
+            local_storage_families=J.list_at(run_path("instances.local_storage_families")),
+            candidate_local_storage=J.object_at(run_path("instances.serving_local_storage")),
+            candidate_instance_type=J.string_at(run_path("instances.serving")),
         )
         self.catch(guard, before)
         refused = self.error_from("Canary refused", "CanaryRefused", "$.guard.reason").next(before)
@@ -185,22 +170,13 @@ class BakeCanary(PipelineSteps):
     Errors: tag failure, ``CanaryStopped``, ``CanaryAlarm`` or a step's error -> ``rollback``, with ``$.error``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        then: Later,
-        rollback: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
+    def build(self, *, then: Later, rollback: sfn.IChainable) -> sfn.IChainable:
         tag_canary = self._tag_endpoint(
             "Tag endpoint canary",
             [*self._tags(PHASE_CANARY), {"Key": TAG_LAST_APPROVED, "Value": J.string_at("$.guard.last_approved")}],
         )
         self.catch(tag_canary, rollback)
-        self.start: sfn.IChainable = tag_canary.next(self._bake_loop(then=then, rollback=rollback))
+        return tag_canary.next(self._bake_loop(then=then, rollback=rollback))
 
     def _bake_loop(self, *, then: Later, rollback: sfn.IChainable) -> sfn.IChainable:
         """One iteration per canary step: check, set weights, wait until applied, bake, check again."""
@@ -227,28 +203,25 @@ class BakeCanary(PipelineSteps):
         healthy.otherwise(alarm)
         bake_wait = sfn.Wait(self, "Bake", time=sfn.WaitTime.seconds_path("$.step.bake_seconds"))
         bake_wait.next(after).next(healthy)
-        applied = self._await_endpoint(
-            "Weights",
+        # Inside the Map: the item's endpoint and timing; any failure ends the step.
+        await_endpoint = functools.partial(
+            self._await_endpoint,
             endpoint="$.endpoint",
+            on_error=step_failed,
+            max_polls_path="$.max_polls",
+            wait_seconds_path="$.poll_seconds",
+        )
+        applied = await_endpoint(
+            "Weights",
             expect_config="$.config",
             expect_weights=[
                 {"VariantName": J.string_at("$.serving_variant"), "Weight": J.number_at("$.step.baseline")},
                 {"VariantName": CANDIDATE, "Weight": J.number_at("$.step.candidate")},
             ],
             then=bake_wait,
-            on_error=step_failed,
-            max_polls_path="$.max_polls",
-            wait_seconds_path="$.poll_seconds",
         )
         set_weights.next(applied)
-        ready = self._await_endpoint(
-            "Before weights",
-            endpoint="$.endpoint",
-            then=set_weights,
-            on_error=step_failed,
-            max_polls_path="$.max_polls",
-            wait_seconds_path="$.poll_seconds",
-        )
+        ready = await_endpoint("Before weights", then=set_weights)
         go_on = sfn.Choice(self, "Canary may go on?")
         go_on.when(sfn.Condition.boolean_equals("$.check.ok", True), ready)
         go_on.otherwise(stopped)

@@ -2,17 +2,18 @@
 
 Three fragments, chosen by how far a run got (stacks/pipeline_workflow.py wires
 every catch to one of them). Each is a plain construct (``PipelineSteps``) whose
-entry state is ``start``; see stacks/pipeline_workflow.py for why fragments are
+``build()`` returns its entry state; see stacks/pipeline_workflow.py for why fragments are
 plain constructs rather than ``StateMachineFragment``.
 """
 
 from __future__ import annotations
 
+import functools
+
 from aws_cdk import aws_stepfunctions as sfn
-from constructs import Construct
 
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import CANDIDATE, ENDPOINT, J, PipelineSteps
 
 
 class NotifyFailure(PipelineSteps):
@@ -24,8 +25,7 @@ class NotifyFailure(PipelineSteps):
     Errors: a failed publish is caught into ``$.notify_error`` and still fails the execution.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, resources: WorkflowResources) -> None:
-        super().__init__(scope, construct_id, resources)
+    def build(self) -> sfn.IChainable:
         failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
         failure_message = {
             "outcome": "failed",
@@ -36,7 +36,7 @@ class NotifyFailure(PipelineSteps):
         notify_failed = self._notify("Notify failure", failure_message)
         notify_failed.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.notify_error")
         notify_failed.next(failed)
-        self.start: sfn.IChainable = notify_failed
+        return notify_failed
 
 
 class RejectPackage(PipelineSteps):
@@ -47,11 +47,8 @@ class RejectPackage(PipelineSteps):
     Errors: a failed rejection is caught into ``$.cleanup_error`` and goes on to ``notify``.
     """
 
-    def __init__(
-        self, scope: Construct, construct_id: str, resources: WorkflowResources, *, notify: sfn.IChainable
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._reject("Reject package", "{}: see execution {}", notify)
+    def build(self, *, notify: sfn.IChainable) -> sfn.IChainable:
+        return self._reject("Reject package", "{}: see execution {}", notify)
 
 
 class Rollback(PipelineSteps):
@@ -70,11 +67,7 @@ class Rollback(PipelineSteps):
     caught into ``$.cleanup_error`` / ``$.notify_error`` and the path goes on.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, resources: WorkflowResources) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build()
-
-    def _build(self) -> sfn.IChainable:
+    def build(self) -> sfn.IChainable:
         """Traffic to the serving variant, then the endpoint on its last approved config; tag what really happened."""
         endpoint = ENDPOINT
         last_approved = "$.guard.last_approved"
@@ -119,17 +112,17 @@ class Rollback(PipelineSteps):
         ).next(failed_tag)
 
         attempts = "$.polls.rollback_attempts"
+        # The rollback's own failures go to $.rollback_error: $.error keeps why it rolls back.
+        await_endpoint = functools.partial(self._await_endpoint, endpoint=endpoint, error_path="$.rollback_error")
         restore = self._update_endpoint(
             "Restore last approved config", endpoint=endpoint, config=last_approved, retain_instance_counts=True
         )
-        restored = self._await_endpoint(
+        restored = await_endpoint(
             "Restore",
-            endpoint=endpoint,
             expect_config=last_approved,
             then=rolled_back,
             on_error=keep_reason,
             counter_root="$.polls.restore",
-            error_path="$.rollback_error",
         )
         restore.next(restored)
 
@@ -140,9 +133,8 @@ class Rollback(PipelineSteps):
             candidate=0,
             baseline=100,
         )
-        shifted = self._await_endpoint(
+        shifted = await_endpoint(
             "Traffic back",
-            endpoint=endpoint,
             expect_weights=[
                 {"VariantName": J.string_at(run_path("variants.serving_name")), "Weight": 100},
                 {"VariantName": CANDIDATE, "Weight": 0},
@@ -151,7 +143,6 @@ class Rollback(PipelineSteps):
             # Weights that did not apply: the config change below still takes traffic back.
             on_error=restore,
             counter_root="$.polls.traffic_back",
-            error_path="$.rollback_error",
         )
         shift.next(shifted)
 
@@ -161,14 +152,7 @@ class Rollback(PipelineSteps):
             sfn.Condition.string_equals_json_path("$.endpoint_state.config", run_path("names.endpoint_config")), shift
         )
         where.otherwise(restore)
-        ready = self._await_endpoint(
-            "Rollback",
-            endpoint=endpoint,
-            then=where,
-            on_error=keep_reason,
-            counter_root="$.polls.rollback",
-            error_path="$.rollback_error",
-        )
+        ready = await_endpoint("Rollback", then=where, on_error=keep_reason, counter_root="$.polls.rollback")
         # A refused mutation (another update under way, e.g. the rollback function's own)
         # is tried again from the wait, a bounded number of times.
         again = sfn.Choice(self, "Rollback attempts left?")

@@ -14,11 +14,10 @@ from typing import Any
 
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
-from constructs import Construct
 
 from contracts.artifact_layout import REPORTS_PATTERN
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import J, JobType, Later, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import J, JobType, Later, PipelineSteps
 
 QUANTIZE_JOB = JobType("training", "Quantize", "training-job", "TrainingJob", run_path("names.training_job"))
 EVALUATE_JOB = JobType("evaluate", "Evaluate", "processing-job", "ProcessingJob", run_path("names.evaluate_job"))
@@ -39,22 +38,8 @@ class SageMakerJob(PipelineSteps):
     ``$.error``; all go to ``fail``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        job_type: JobType,
-        *,
-        create_parameters: dict[str, Any],
-        on_done: sfn.IChainable,
-        fail: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(job_type, create_parameters, on_done=on_done, fail=fail)
-
-    def _build(
-        self, job_type: JobType, create_parameters: dict[str, Any], *, on_done: sfn.IChainable, fail: sfn.IChainable
+    def build(
+        self, job_type: JobType, *, create_parameters: dict[str, Any], on_done: sfn.IChainable, fail: sfn.IChainable
     ) -> sfn.IChainable:
         noun, step, api = job_type.noun, job_type.step, job_type.api
         title = noun.capitalize()
@@ -163,19 +148,7 @@ class QuantizeModel(PipelineSteps):
     ``$.error``, to ``fail``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        then: sfn.IChainable,
-        fail: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(then=then, fail=fail)
-
-    def _build(self, *, then: sfn.IChainable, fail: sfn.IChainable) -> sfn.IChainable:
+    def build(self, *, then: sfn.IChainable, fail: sfn.IChainable) -> sfn.IChainable:
         job = {"TrainingJobName": J.string_at(run_path("names.training_job"))}
         # Where SageMaker really put the model: the record function reads the plan's URI.
         artifacts = self.call(
@@ -220,9 +193,9 @@ class QuantizeModel(PipelineSteps):
             "EnableNetworkIsolation": True,
             "Tags": J.list_at(run_path("tags")),
         }
-        return SageMakerJob(
-            self, "Job", self.resources, QUANTIZE_JOB, create_parameters=create_parameters, on_done=artifacts, fail=fail
-        ).start
+        return SageMakerJob(self, "Job", self.resources).build(
+            QUANTIZE_JOB, create_parameters=create_parameters, on_done=artifacts, fail=fail
+        )
 
 
 class EvaluateModel(PipelineSteps):
@@ -243,19 +216,7 @@ class EvaluateModel(PipelineSteps):
     the candidate is on the endpoint by now).
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        on_pass: Later,
-        fail: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(on_pass=on_pass, fail=fail)
-
-    def _build(self, *, on_pass: Later, fail: sfn.IChainable) -> sfn.IChainable:
+    def build(self, *, on_pass: Later, fail: sfn.IChainable) -> sfn.IChainable:
         # gate.json, not report.json: a task result over 256 KiB fails the state with
         # States.DataLimitExceeded, which States.ALL does not catch; the job bounds gate.json.
         read_gate = self.call(
@@ -329,9 +290,9 @@ class EvaluateModel(PipelineSteps):
             "StoppingCondition": {"MaxRuntimeInSeconds": J.number_at(run_path("timing.evaluate_max_seconds"))},
             "Tags": J.list_at(run_path("tags")),
         }
-        return SageMakerJob(
-            self, "Job", self.resources, EVALUATE_JOB, create_parameters=create_parameters, on_done=read_gate, fail=fail
-        ).start
+        return SageMakerJob(self, "Job", self.resources).build(
+            EVALUATE_JOB, create_parameters=create_parameters, on_done=read_gate, fail=fail
+        )
 
 
 def _s3_channel(name: str, uri_path: str) -> dict[str, Any]:

@@ -6,11 +6,10 @@ A plain construct (see stacks/pipeline_workflow.py for why not ``StateMachineFra
 from __future__ import annotations
 
 from aws_cdk import aws_stepfunctions as sfn
-from constructs import Construct
 
 from contracts.endpoint_tags import TAG_PROMOTED_AT
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import ENDPOINT, J, PipelineSteps, WorkflowResources
+from stacks.workflow_blocks import ENDPOINT, J, PipelineSteps
 
 
 class Promotion(PipelineSteps):
@@ -29,19 +28,7 @@ class Promotion(PipelineSteps):
     (notify, fail: the promotion stands); a failed notification is caught into ``$.notify_error``.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        resources: WorkflowResources,
-        *,
-        rollback: sfn.IChainable,
-        failed: sfn.IChainable,
-    ) -> None:
-        super().__init__(scope, construct_id, resources)
-        self.start: sfn.IChainable = self._build(rollback=rollback, failed=failed)
-
-    def _build(self, *, rollback: sfn.IChainable, failed: sfn.IChainable) -> sfn.IChainable:
+    def build(self, *, rollback: sfn.IChainable, failed: sfn.IChainable) -> sfn.IChainable:
         endpoint = ENDPOINT
         promoted_config = run_path("names.promoted_config")
         check = {
@@ -129,29 +116,17 @@ class Promotion(PipelineSteps):
 
         # SageMaker refuses an UpdateEndpoint that changes an autoscaled variant's instance type:
         # read its scaling setup (kept in the payload), deregister it, and put it back afterwards.
-        plan = self.invoke(
+        plan = self._ask_guard(
             "Plan autoscaling",
-            self._guard,
-            {
-                "action": "autoscaling_plan",
-                "endpoint": J.string_at(endpoint),
-                "serving_variant": J.string_at(run_path("variants.serving_name")),
-                "instance_type": J.string_at(run_path("instances.serving")),
-                **self._autoscaling_record(),
-            },
+            "autoscaling_plan",
             "$.autoscaling",
+            endpoint=endpoint,
+            serving_variant=J.string_at(run_path("variants.serving_name")),
+            instance_type=J.string_at(run_path("instances.serving")),
+            **self._autoscaling_record(),
         )
         self.catch(plan, rollback)
-        suspend = self.invoke(
-            "Suspend autoscaling",
-            self._guard,
-            {
-                "action": "suspend_autoscaling",
-                "captured": J.object_at("$.autoscaling.captured"),
-                **self._autoscaling_record(),
-            },
-            J.DISCARD,
-        )
+        suspend = self._autoscaling_step("Suspend autoscaling", "suspend_autoscaling", J.DISCARD)
         self.catch(suspend, rollback)
         # Wait for InService after the lift, not before it: a scaling activity that began before the
         # deregister has ended then, and no new one starts; SageMaker refuses an update meanwhile.

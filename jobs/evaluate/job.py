@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     processing = is_processing_job()
     try:
         # SageMaker starts training containers as `<entrypoint> train`; arguments win over the file.
-        cli = strip_train(sys.argv[1:] if argv is None else argv)
+        cli = strip_train(argv)
         args = parser.parse_args(hyperparameter_argv(config_dir) + cli)
         failure_dir = args.failure_dir
         report = run_job(args)

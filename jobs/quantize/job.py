@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -56,21 +55,24 @@ from jobs.quantize.support import Hyperparameters, resolve_group_size, validate_
 from jobs.sagemaker_job.failure import JobFailureError, write_failure
 from jobs.sagemaker_job.hyperparameters import read_hyperparameters, strip_train
 
+# The hyperparameters and their help. Every option is a string that defaults to None, so that "not
+# given" is distinguishable from a default and hyperparameters.json can fill it (arguments win).
+OPTIONS = {
+    "algorithm": "awq, gptq, smoothquant-gptq or rtn (default gptq)",
+    "scheme": "W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC or W3A16 (default W4A16)",
+    "group-size": "128, 64 or 32 (default 128; reduced per model if needed)",
+    "num-calibration-samples": "records used for calibration (default 128)",
+    "max-seq-length": "tokens per calibration record (default 2048)",
+    "ignore": "comma-separated module names or re:<regex> kept unquantized",
+    "seed": "seed for sample selection and torch (default 0)",
+    "num-processes": "ranks: auto (one per GPU; default) or a number (docs/quantize.md, Several GPUs)",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """Every option defaults to None so that "not given" is distinguishable from a default and
-    hyperparameters.json can fill it (arguments win)."""
     parser = argparse.ArgumentParser(description="Quantize a causal LM with llm-compressor (SageMaker job)")
-    parser.add_argument("--algorithm", help="awq, gptq, smoothquant-gptq or rtn (default gptq)")
-    parser.add_argument("--scheme", help="W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC or W3A16 (default W4A16)")
-    parser.add_argument("--group-size", help="128, 64 or 32 (default 128; reduced per model if needed)")
-    parser.add_argument("--num-calibration-samples", help="records used for calibration (default 128)")
-    parser.add_argument("--max-seq-length", help="tokens per calibration record (default 2048)")
-    parser.add_argument("--ignore", help="comma-separated module names or re:<regex> kept unquantized")
-    parser.add_argument("--seed", help="seed for sample selection and torch (default 0)")
-    parser.add_argument(
-        "--num-processes", help="ranks: auto (one per GPU; default) or a number (docs/quantize.md, Several GPUs)"
-    )
+    for option, text in OPTIONS.items():
+        parser.add_argument(f"--{option}", help=text)
     return parser
 
 
@@ -78,7 +80,7 @@ def read_arguments(argv: list[str] | None, config_dir: Path) -> dict[str, Any]:
     """Raw hyperparameters: hyperparameters.json (jobs/sagemaker_job/hyperparameters.py reads it,
     as the evaluate job does), then the command line's, which win."""
     raw: dict[str, Any] = dict(read_hyperparameters(config_dir))
-    args, unknown = build_parser().parse_known_args(strip_train(sys.argv[1:] if argv is None else argv))
+    args, unknown = build_parser().parse_known_args(strip_train(argv))
     if unknown:
         raise JobFailureError(f"unknown argument(s): {' '.join(unknown)}")
     raw.update({k: v for k, v in vars(args).items() if v is not None})
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         processes = launch.process_count(processes_setting, hp)
         if processes > 1:
             launch.check_shared_memory(paths.model, processes)
-            ranks_argv = strip_train(sys.argv[1:] if argv is None else argv)
+            ranks_argv = strip_train(argv)
             return launch.run_ranks(ranks_argv, processes, paths.output, paths.failure_dir, env)
         manifest = run(hp, paths, probe)
     except Exception as exc:

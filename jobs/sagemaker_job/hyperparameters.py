@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ def hyperparameter_argv(config_dir: Path) -> list[str]:
     return as_argv(read_hyperparameters(config_dir))
 
 
-def strip_train(argv: Sequence[str]) -> list[str]:
-    """The command line without the leading ``train`` that SageMaker adds to a training image."""
-    args = list(argv)
+def strip_train(argv: Sequence[str] | None) -> list[str]:
+    """The command line (``argv``, else this process's) without the leading ``train`` that SageMaker
+    adds to a training image."""
+    args = list(sys.argv[1:] if argv is None else argv)
     return args[1:] if args[:1] == ["train"] else args

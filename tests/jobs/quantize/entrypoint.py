@@ -65,3 +65,16 @@ def run_entrypoint(tmp_path: Path, name: str, model: Path, calibration: Path, *a
         print(done.stdout[-4000:], done.stderr[-8000:])
     assert not processes_with(str(out)), "a rank outlived the job"
     return done.returncode, out, failure.read_text() if failure.is_file() else None, seconds
+
+
+def run_variants(
+    tmp_path: Path, model: Path, calibration: Path, args: tuple[str, ...], variants: dict[str, tuple[str, ...]]
+) -> dict[str, Path]:
+    """One successful run of the entrypoint per variant (``args`` plus the variant's own arguments,
+    each in its own folder); prints each one's time and returns each one's output directory."""
+    out = {}
+    for name, extra in variants.items():
+        code, out[name], failure, seconds = run_entrypoint(tmp_path, name, model, calibration, *args, *extra)
+        assert code == 0, failure
+        print(f"{name}: {seconds:.1f} s")
+    return out

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from jobs.sagemaker_job.perplexity import model_perplexity
-from tests.jobs.quantize.entrypoint import run_entrypoint
+from tests.jobs.quantize.entrypoint import run_variants
 
 pytestmark = [
     pytest.mark.cuda,
@@ -48,13 +48,7 @@ def test_one_rank_per_visible_gpu_gives_the_one_gpu_artifact(tmp_path, smollm2_d
     model's than another calibration seed's is, or 1 % of it, whichever is larger."""
     args = ("--algorithm", "gptq", "--scheme", "W4A16", "--num-calibration-samples", "32", "--max-seq-length", "512")
     runs = {"one": ("--num-processes", "1"), "all": (), "one-seed-1": ("--num-processes", "1", "--seed", "1")}
-    out = {}
-    for name, extra in runs.items():
-        code, out[name], failure, seconds = run_entrypoint(
-            tmp_path, name, smollm2_dir, pydoc_calibration, *args, *extra
-        )
-        assert code == 0, failure
-        print(f"{name}: {seconds:.1f} s")
+    out = run_variants(tmp_path, smollm2_dir, pydoc_calibration, args, runs)
     manifest = json.loads((out["all"] / "manifest.json").read_text())
     assert (manifest["distributed"]["world_size"], manifest["distributed"]["backend"]) == (GPUS, "nccl")
     assert all(r["peak_gpu_memory_bytes"] > 0 for r in manifest["distributed"]["ranks"])

@@ -28,7 +28,7 @@ import torch
 from jobs.quantize import distributed, launch
 from jobs.quantize.support import validate_hyperparameters
 from jobs.quantize.tiny_model import build_tiny_llama
-from tests.jobs.quantize.entrypoint import REPO, run_entrypoint
+from tests.jobs.quantize.entrypoint import REPO, run_entrypoint, run_variants
 
 ARGS = ("--algorithm", "gptq", "--scheme", "W8A8", "--num-calibration-samples", "16", "--max-seq-length", "128")
 MAX_INT_WEIGHTS_OFF_BY_ONE = 0.01
@@ -97,13 +97,7 @@ def test_two_cpu_ranks_give_the_one_rank_artifact(tmp_path, tiny2_model_dir, pyd
         "two": ("--num-processes", "2"),
         "one-seed-1": ("--seed", "1"),  # the noise reference: other, equally valid samples
     }
-    out = {}
-    for name, extra in runs.items():
-        code, out[name], failure, seconds = run_entrypoint(
-            tmp_path, name, tiny2_model_dir, pydoc_calibration, *ARGS, *extra
-        )
-        assert code == 0, failure
-        print(f"{name}: {seconds:.1f} s")
+    out = run_variants(tmp_path, tiny2_model_dir, pydoc_calibration, ARGS, runs)
     one, two = out["one"], out["two"]
     # Same format: the same files, config (quantization_config included) and recipe.
     assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
