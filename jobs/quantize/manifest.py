@@ -15,6 +15,7 @@ from typing import Any
 from contracts import manifest as manifest_contract
 from contracts.support_table import SCHEME_INFO
 from jobs.quantize import distributed
+from jobs.quantize.families import FamilyPlan
 from jobs.quantize.artifact import directory_bytes, hardware, peak_cpu_rss_bytes, versions
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.support import GroupResolution, Hyperparameters
@@ -29,6 +30,7 @@ class Prepared:
     tokenizer: Any
     plan: CalibrationPlan
     resolution: GroupResolution
+    family: FamilyPlan | None = None
 
 
 def build_manifest(
@@ -46,6 +48,7 @@ def build_manifest(
     manifest: dict[str, Any] = {
         "schema_version": manifest_contract.SCHEMA_VERSION,
         "job": "quantize",
+        "model_family": prepared.family.manifest_record() if prepared.family else None,
         "quantization": {
             "algorithm": hp.algorithm,
             "scheme": hp.scheme,
@@ -53,6 +56,8 @@ def build_manifest(
             "group_size": resolution.effective,
             "group_size_requested": hp.group_size if hp.grouped else None,
             "ignore": resolution.ignore,
+            # The modules the model's family keeps in 16 bits (names in the loaded module tree).
+            "left_unquantized": list(prepared.family.left_unquantized) if prepared.family else [],
             "changes": resolution.changes,
             "quantized_layers": resolution.quantized_layers,
             "format": saved_config.get("quantization_config", {}).get("format"),
