@@ -24,6 +24,13 @@ MOE: Final = "moe"
 VISION_LANGUAGE: Final = "vision-language"
 VISION_LANGUAGE_MOE: Final = "vision-language-moe"
 FAMILIES: Final = (DENSE, MOE, VISION_LANGUAGE, VISION_LANGUAGE_MOE)
+# (has a vision configuration, has experts) -> family
+_FAMILY_OF: Final = {
+    (False, False): DENSE,
+    (False, True): MOE,
+    (True, False): VISION_LANGUAGE,
+    (True, True): VISION_LANGUAGE_MOE,
+}
 
 # config.json keys that hold the number of routed experts (Mixtral, PhiMoE: num_local_experts;
 # Qwen2/3-MoE, OLMoE: num_experts; DeepSeek V2/V3: n_routed_experts; Ernie 4.5: moe_num_experts).
@@ -40,7 +47,7 @@ ROUTER_PATTERNS: Final = (
     r"re:.*\.mlp\.gate$",  # Qwen2/3-MoE, and Mixtral as transformers 5 names it
     r"re:.*\.block_sparse_moe\.gate$",  # Mixtral, PhiMoE (checkpoint names)
     r"re:.*\.shared_expert_gate$",  # Qwen2-MoE: the shared expert's sigmoid gate
-    r"re:.*\.mlp\.router$",  # Llama 4, GPT-OSS
+    r"re:.*\.(mlp|feed_forward)\.router$",  # GPT-OSS, Llama 4
 )
 VISION_PATTERNS: Final = (
     r"re:(model\.)?visual\..*",  # Qwen2-VL, Qwen2.5-VL (tower and its merger, the projector)
@@ -86,7 +93,7 @@ def _expert_count(section: Mapping[str, Any], where: str) -> tuple[int | None, s
 def detect_family(config: Mapping[str, Any]) -> FamilyInfo:
     """The family of the model whose config.json is ``config``."""
     evidence: list[str] = []
-    vision = [key for key in VISION_KEYS if config.get(key)]
+    vision = [key for key in VISION_KEYS if config.get(key) is not None]
     evidence += [f"{key} present" for key in vision]
     num_experts, why = _expert_count(config, "")
     if num_experts is None:
@@ -98,10 +105,7 @@ def detect_family(config: Mapping[str, Any]) -> FamilyInfo:
                     break
     if why:
         evidence.append(why)
-    if vision:
-        family = VISION_LANGUAGE_MOE if num_experts else VISION_LANGUAGE
-    else:
-        family = MOE if num_experts else DENSE
+    family = _FAMILY_OF[(bool(vision), num_experts is not None)]
     architectures = config.get("architectures") or ()
     model_type = config.get("model_type")
     return FamilyInfo(

@@ -15,8 +15,8 @@ from typing import Any
 from contracts import manifest as manifest_contract
 from contracts.support_table import SCHEME_INFO
 from jobs.quantize import distributed
-from jobs.quantize.families import FamilyPlan
 from jobs.quantize.artifact import directory_bytes, hardware, peak_cpu_rss_bytes, versions
+from jobs.quantize.families import FamilyPlan
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.support import GroupResolution, Hyperparameters
 from jobs.sagemaker_job.failure import JobFailureError

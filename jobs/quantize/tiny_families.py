@@ -15,6 +15,7 @@ Same arguments give byte-identical weights (seeded CPU generator), like
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -161,3 +162,22 @@ def build_tiny_qwen2_vl(
     _seeded_save(Qwen2VLForConditionalGeneration(config), out_dir, seed)
     (out_dir / "preprocessor_config.json").write_text(json.dumps(QWEN2_VL_IMAGE_PROCESSOR, indent=2) + "\n")
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.quantize.tiny_families --family qwen2_moe --out DIR`` (the serving tests
+    build the models in the quantize environment, whose transformers writes them)."""
+    parser = argparse.ArgumentParser(description="Write a tiny seeded MoE or vision-language model")
+    parser.add_argument("--family", choices=[*MOE_TYPES, "qwen2_vl"], required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.family == "qwen2_vl":
+        print(build_tiny_qwen2_vl(args.out, seed=args.seed))
+    else:
+        print(build_tiny_moe(args.out, model_type=args.family, seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -65,7 +65,8 @@ def test_preflight_names_the_routers_and_sees_every_expert(tiny_moe_dir):
     assert list(plan.left_unquantized) == MOE_ROUTERS
     names = {layer.name for layer in layers}
     # The experts are fused 3-D parameters in transformers 5; the group-size rule must see each one.
-    assert {f"model.layers.1.mlp.experts.{e}.{p}" for e in range(4) for p in ("gate_proj", "up_proj", "down_proj")} <= names
+    projections = ("gate_proj", "up_proj", "down_proj")
+    assert {f"model.layers.1.mlp.experts.{e}.{p}" for e in range(4) for p in projections} <= names
 
 
 def check_artifact(result, expected: list[str], family: str) -> dict:
@@ -109,7 +110,8 @@ def test_moe_gptq_packs_every_expert(run_job, tiny_moe_dir, pydoc_calibration):
 @pytest.mark.parametrize("algorithm", ["rtn", "gptq"])
 def test_vlm_keeps_the_vision_tower_and_projector(run_job, tiny_vlm_dir, pydoc_calibration, algorithm):
     scheme = "W8A8" if algorithm == "rtn" else "W4A16"
-    result = run_job(tiny_vlm_dir, "--algorithm", algorithm, "--scheme", scheme, *SAMPLES, calibration=pydoc_calibration)
+    args = ("--algorithm", algorithm, "--scheme", scheme, *SAMPLES)
+    result = run_job(tiny_vlm_dir, *args, calibration=pydoc_calibration)
     quant = check_artifact(result, VISION, "vision-language")
     # The saved list uses checkpoint names: transformers 5's model.visual.* is visual.* on disk.
     assert {name.removeprefix("model.") for name in VISION} <= set(quant["ignore"])
@@ -130,9 +132,10 @@ def test_dense_model_leaves_nothing_out_by_family(run_job, tiny_model_dir):
 
 
 def test_an_artifact_that_does_not_ignore_a_left_out_module_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"ignore": ["lm_head", "re:.*mlp.gate$"]}}))
+    saved = {"quantization_config": {"ignore": ["lm_head", "re:.*mlp.gate$"]}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
     plan = families.FamilyPlan(detect_family({"num_experts": 4}), ("model.layers.0.mlp.gate",))
     families.check_saved(torch.nn.Linear(1, 1), tmp_path, plan)  # covered by the pattern
     missing = families.FamilyPlan(plan.info, ("model.layers.0.mlp.shared_expert_gate",))
-    with pytest.raises(JobFailureError, match="does not ignore model.layers.0.mlp.shared_expert_gate"):
+    with pytest.raises(JobFailureError, match=r"does not ignore model\.layers\.0\.mlp\.shared_expert_gate"):
         families.check_saved(torch.nn.Linear(1, 1), tmp_path, missing)

