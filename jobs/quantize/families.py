@@ -131,15 +131,16 @@ def linear_shapes(model: Any) -> list[LinearShape]:
 def left_unquantized(model: Any, info: FamilyInfo) -> list[str]:
     """The modules with a weight matrix that the family keeps in 16 bits, by their names in
     ``model``'s tree (routers are Linear in some models and their own class in others: both)."""
+    import torch  # noqa: PLC0415
+
     patterns = info.unquantized_patterns
-    if not patterns:
-        return []
-    names = []
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        if getattr(weight, "dim", lambda: 0)() == 2 and matches(name, type(module).__name__, patterns):
-            names.append(name)
-    return names
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(weight := getattr(module, "weight", None), torch.Tensor)
+        and weight.dim() == 2
+        and matches(name, type(module).__name__, patterns)
+    ]
 
 
 def check_saved(model: Any, saved_dir: Path, plan: FamilyPlan | None) -> None:
