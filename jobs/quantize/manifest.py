@@ -130,6 +130,9 @@ def summary(manifest: Mapping[str, Any]) -> str:
         f"time: {m['wall_seconds']:.1f} s (calibration {m['calibrate_seconds']:.1f} s); "
         f"peak RSS {m['peak_cpu_rss_bytes'] / gib:.2f} GiB",
     ]
+    family = manifest.get("model_family") or {}
+    if family.get("family", "dense") != "dense":
+        lines.insert(2, f"family:    {family['family']}; left unquantized: {len(q['left_unquantized'])} module(s)")
     if m["peak_gpu_memory_bytes"] is not None:
         lines[-1] += f", peak GPU {m['peak_gpu_memory_bytes'] / gib:.2f} GiB"
     return "\n".join(lines)

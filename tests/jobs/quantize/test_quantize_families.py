@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from contracts.model_families import detect_family
 from jobs.quantize import families
+from jobs.quantize.manifest import summary
 from jobs.quantize.tiny_families import build_tiny_moe, build_tiny_qwen2_vl
 from jobs.sagemaker_job.failure import JobFailureError
 
@@ -92,6 +93,7 @@ def test_moe_quantizes_every_expert_and_keeps_the_routers(run_job, tiny_moe_dir)
         for proj in ("gate_proj", "up_proj", "down_proj"):
             assert dtypes[f"model.layers.1.mlp.experts.{expert}.{proj}.weight"] == "torch.int8"
     assert dtypes["model.layers.0.mlp.shared_expert.up_proj.weight"] == "torch.int8"
+    assert "family:    moe; left unquantized: 4 module(s)" in summary(result.manifest)
 
 
 @pytest.mark.slow
@@ -129,6 +131,7 @@ def test_dense_model_leaves_nothing_out_by_family(run_job, tiny_model_dir):
     assert result.code == 0, result.failure
     assert result.manifest["model_family"]["family"] == "dense"
     assert result.manifest["quantization"]["left_unquantized"] == []
+    assert "family:" not in summary(result.manifest)
 
 
 def test_an_artifact_that_does_not_ignore_a_left_out_module_is_refused(tmp_path):
