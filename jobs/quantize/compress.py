@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jobs.quantize import distributed
+from jobs.quantize import distributed, families
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.support import (
     GroupResolution,
@@ -41,6 +41,10 @@ SIDECAR_FILES = (
     "tokenizer.model",
     "vocab.json",
     "merges.txt",
+    # A vision-language model's processor settings (vLLM builds its image processor from them).
+    "preprocessor_config.json",
+    "processor_config.json",
+    "video_preprocessor_config.json",
 )
 
 
@@ -144,6 +148,7 @@ def quantize_into(
     source_dtype: str,
     tokenizer: Any,
     rank: distributed.Rank | None = None,
+    family: families.FamilyPlan | None = None,
 ) -> dict[str, Any]:
     """Load, calibrate, quantize and save the compressed model into ``staging``.
 
@@ -161,7 +166,7 @@ def quantize_into(
     seed_everything(hp.seed)
     started = time.monotonic()
     # Kept in CPU memory: llm-compressor's sequential pipeline onloads one layer at a time.
-    model = distributed.load_model(paths.model, load_dtype)
+    model = families.load_model(paths.model, load_dtype, family.info if family else None)
     model.eval()
     load_seconds = time.monotonic() - started
 
@@ -181,6 +186,8 @@ def quantize_into(
             num_calibration_samples=len(dataset) if dataset is not None else 1,
             max_seq_length=hp.max_seq_length,
             shuffle_calibration_samples=False,
+            # MoE: every expert sees every calibration token (routed output kept); docs/quantize.md.
+            moe_calibrate_all_experts=True,
         )
     calibrate_seconds = time.monotonic() - started
 
@@ -196,6 +203,7 @@ def quantize_into(
     # Collective with several ranks (llm-compressor 0.14 syncs every rank around rank 0's write).
     model.save_pretrained(str(staging), save_compressed=True)
     if rank is None or rank.is_source:
+        families.check_saved(model, staging, family)
         tokenizer.save_pretrained(str(staging))
         for name in SIDECAR_FILES:
             if (paths.model / name).is_file():

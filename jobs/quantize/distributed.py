@@ -150,18 +150,22 @@ def finish() -> None:
         dist.destroy_process_group()
 
 
-def load_model(model_dir: Path, dtype: Any) -> Any:
-    """The source model on this rank (CPU memory; the pipeline onloads layers to the GPU)."""
+def load_model(model_dir: Path, dtype: Any, auto_class: Any = None) -> Any:
+    """The source model on this rank (CPU memory; the pipeline onloads layers to the GPU).
+
+    ``auto_class``: the transformers class to load with (default ``AutoModelForCausalLM``;
+    jobs/quantize/families.py picks another for vision-language models)."""
     import torch  # noqa: PLC0415
     import torch.distributed as dist  # noqa: PLC0415
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
+    cls = AutoModelForCausalLM if auto_class is None else auto_class
     if not (dist.is_available() and dist.is_initialized()) or not torch.cuda.is_available():
-        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+        return cls.from_pretrained(str(model_dir), dtype=dtype)
     from compressed_tensors.offload import load_offloaded_model  # noqa: PLC0415
 
     with load_offloaded_model():
-        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map="cpu")
+        return cls.from_pretrained(str(model_dir), dtype=dtype, device_map="cpu")
 
 
 def partition(samples: int, rank: Rank) -> tuple[int, int]:

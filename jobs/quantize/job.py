@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.artifact_layout import MANIFEST_FILE
-from jobs.quantize import distributed, launch
+from jobs.quantize import distributed, families, launch
 from jobs.quantize.artifact import directory_bytes, directory_sha256, make_staging, publish
 from jobs.quantize.compress import LOG, quantize_into
 from jobs.quantize.gpu_probe import GpuProbe, check_gpu_is_usable
@@ -47,7 +47,6 @@ from jobs.quantize.preflight import (
     Paths,
     check_model_dir,
     check_output_dir,
-    linear_shapes,
     model_source_dtype,
     plan_calibration,
 )
@@ -112,13 +111,15 @@ def prepare(hp: Hyperparameters, paths: Paths, rank: distributed.Rank | None = N
             f"{len(plan.texts)} calibration sample(s) cannot be split across {rank.world_size} ranks "
             "(each needs at least one): use more samples or fewer processes"
         )
-    layers = linear_shapes(paths.model)
-    resolution = resolve_group_size(hp.group_size, layers, ignore=hp.ignore, grouped=hp.grouped)
+    family, layers = families.plan_family(paths.model)
+    # The family's modules (routers, vision tower and projector) join the ignore list by name.
+    ignore = (*family.left_unquantized, *hp.ignore)
+    resolution = resolve_group_size(hp.group_size, layers, ignore=ignore, grouped=hp.grouped)
     for change in resolution.changes:
         LOG.warning("group-size rule: %s", change)
     if resolution.quantized_layers == 0:
         raise JobFailureError("no Linear layer left to quantize after applying ignore and the group-size rule")
-    return Prepared(source_dtype, tokenizer, plan, resolution)
+    return Prepared(source_dtype, tokenizer, plan, resolution, family)
 
 
 def prepare_on_every_rank(hp: Hyperparameters, paths: Paths, rank: distributed.Rank) -> Prepared:
@@ -164,6 +165,7 @@ def run(
                 source_dtype=prepared.source_dtype,
                 tokenizer=prepared.tokenizer,
                 rank=rank,
+                family=prepared.family,
             )
             stats["distributed"] = distribution(rank, backend, stats)
             if source_hash is None:

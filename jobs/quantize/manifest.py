@@ -16,6 +16,7 @@ from contracts import manifest as manifest_contract
 from contracts.support_table import SCHEME_INFO
 from jobs.quantize import distributed
 from jobs.quantize.artifact import directory_bytes, hardware, peak_cpu_rss_bytes, versions
+from jobs.quantize.families import FamilyPlan
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.support import GroupResolution, Hyperparameters
 from jobs.sagemaker_job.failure import JobFailureError
@@ -29,6 +30,7 @@ class Prepared:
     tokenizer: Any
     plan: CalibrationPlan
     resolution: GroupResolution
+    family: FamilyPlan | None = None
 
 
 def build_manifest(
@@ -46,6 +48,7 @@ def build_manifest(
     manifest: dict[str, Any] = {
         "schema_version": manifest_contract.SCHEMA_VERSION,
         "job": "quantize",
+        "model_family": prepared.family.manifest_record() if prepared.family else None,
         "quantization": {
             "algorithm": hp.algorithm,
             "scheme": hp.scheme,
@@ -53,6 +56,8 @@ def build_manifest(
             "group_size": resolution.effective,
             "group_size_requested": hp.group_size if hp.grouped else None,
             "ignore": resolution.ignore,
+            # The modules the model's family keeps in 16 bits (names in the loaded module tree).
+            "left_unquantized": list(prepared.family.left_unquantized) if prepared.family else [],
             "changes": resolution.changes,
             "quantized_layers": resolution.quantized_layers,
             "format": saved_config.get("quantization_config", {}).get("format"),
@@ -125,6 +130,9 @@ def summary(manifest: Mapping[str, Any]) -> str:
         f"time: {m['wall_seconds']:.1f} s (calibration {m['calibrate_seconds']:.1f} s); "
         f"peak RSS {m['peak_cpu_rss_bytes'] / gib:.2f} GiB",
     ]
+    family = manifest.get("model_family") or {}
+    if family.get("family", "dense") != "dense":
+        lines.insert(2, f"family:    {family['family']}; left unquantized: {len(q['left_unquantized'])} module(s)")
     if m["peak_gpu_memory_bytes"] is not None:
         lines[-1] += f", peak GPU {m['peak_gpu_memory_bytes'] / gib:.2f} GiB"
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Preflight: everything the quantize job checks before a model is loaded onto a device.
 
-Paths (SageMaker's variables), the model and output directories, the source dtype, the Linear
-layer shapes (from a weightless meta-device instance) and the calibration plan.
+Paths (SageMaker's variables), the model and output directories, the source dtype and the
+calibration plan. The Linear layer shapes come from jobs/quantize/families.py, which builds the
+module tree of the model's family.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.quantize.artifact import STAGING_PREFIX
-from jobs.quantize.support import (
-    Hyperparameters,
-    LinearShape,
-)
+from jobs.quantize.support import Hyperparameters
 from jobs.sagemaker_job import records as data
 from jobs.sagemaker_job.failure import JobFailureError
 
@@ -90,24 +88,6 @@ def model_source_dtype(model_dir: Path) -> str:
     if dtype not in ("bfloat16", "float16", "float32"):
         raise JobFailureError(f"unsupported source dtype {dtype!r} in config.json (expected bf16, fp16 or fp32)")
     return str(dtype)
-
-
-def linear_shapes(model_dir: Path) -> list[LinearShape]:
-    """The model's Linear layers, from a weightless (meta-device) instance: costs no memory."""
-    import torch  # noqa: PLC0415  (heavy; the pure preflight above runs without it)
-    from transformers import AutoConfig, AutoModelForCausalLM  # noqa: PLC0415
-
-    try:
-        config = AutoConfig.from_pretrained(str(model_dir))
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
-    except (ValueError, KeyError, OSError) as exc:
-        raise JobFailureError(f"cannot build the model from {model_dir}/config.json: {exc}") from None
-    return [
-        LinearShape(name, module.in_features, module.out_features)
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-    ]
 
 
 def plan_calibration(hp: Hyperparameters, location: Path, render: data.ChatRenderer | None) -> CalibrationPlan:
