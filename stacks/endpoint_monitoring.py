@@ -134,7 +134,6 @@ class EndpointMonitoring(Construct):
             # An alarm with a unit matches only datapoints of that unit: the publisher's, by name.
             unit=cw.Unit[spec.unit.upper()],
             period=Duration.seconds(self.thresholds.quality_period_seconds),
-            label=f"{variant} {spec.name}",
         )
 
     def error_rate(self, variant: str, code: str) -> cw.MathExpression:
@@ -319,7 +318,7 @@ class EndpointMonitoring(Construct):
                 ),
                 cw.GraphWidget(
                     title=f"{title} {PERPLEXITY_INCREASE.name}",
-                    left=[self.quality_metric(variant) for variant in variants],
+                    left=[self.quality_metric(v).with_(label=f"{v} {PERPLEXITY_INCREASE.name}") for v in variants],
                     left_annotations=[
                         cw.HorizontalAnnotation(
                             value=self.thresholds.quality_max_perplexity_increase_percent, label="alarm"
@@ -333,7 +332,7 @@ class EndpointMonitoring(Construct):
             [
                 cw.GraphWidget(
                     title=f"{title} {spec.name}",
-                    left=[self.quality_metric(variant, spec) for variant in variants],
+                    left=[self.quality_metric(v, spec).with_(label=f"{v} {spec.name}") for v in variants],
                     width=width,
                     height=height,
                 )
