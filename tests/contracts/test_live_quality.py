@@ -42,7 +42,11 @@ def test_names_units_and_dimensions_are_cloudwatch_s():
 
 
 def test_agreement_of_identical_outputs_is_one_and_of_disjoint_zero():
-    assert agreement([["a", "b"]], [["a", "b"]]) == {"prompts": 1, "exact_match_rate": 1.0, "mean_prefix_agreement": 1.0}
+    assert agreement([["a", "b"]], [["a", "b"]]) == {
+        "prompts": 1,
+        "exact_match_rate": 1.0,
+        "mean_prefix_agreement": 1.0,
+    }
     assert agreement([["a", "b"]], [["c", "b"]])["mean_prefix_agreement"] == 0.0
     # Half of the longer output agrees from the start.
     assert agreement([["a", "b", "c", "d"]], [["a", "b"]])["mean_prefix_agreement"] == 0.5
@@ -57,7 +61,7 @@ def test_agreement_of_identical_outputs_is_one_and_of_disjoint_zero():
         ("", True),
         ("   \n", True),
         ("I'm sorry, but I can't help with that.", True),
-        ("  \"I cannot do that", True),
+        ('  "I cannot do that', True),
         ("I’m sorry", True),
         ("As an AI language model, I", True),
         ("Paris is the capital of France.", False),
