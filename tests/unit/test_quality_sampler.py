@@ -31,8 +31,8 @@ SAMPLER_DIR = ROOT / "lambda" / "quality_sampler"
 if str(SAMPLER_DIR) not in sys.path:
     sys.path.insert(0, str(SAMPLER_DIR))
 
-import sampler_logic  # type: ignore[import-not-found]  # isort: skip
-import sampler_settings  # type: ignore[import-not-found]  # isort: skip
+import sampler_logic  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
+import sampler_settings  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
 
 PROMPTS = ["Name a colour.", "Count to three.", "Say hello."]
 OUTPUTS = {"Name a colour.": " Blue is a colour.", "Count to three.": " one two three", "Say hello.": " Hello there!"}
