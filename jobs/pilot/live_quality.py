@@ -21,8 +21,7 @@ from contracts.serving_protocol import (
     openai_generated_text,
     parse_openai,
 )
-from jobs.evaluate.engine_fidelity import post_completion
-from jobs.evaluate.load_test import Target
+from jobs.evaluate import Target, post_completion
 from jobs.sagemaker_job.failure import JobFailureError
 
 SAMPLE_PROMPTS = 4
