@@ -6,10 +6,13 @@ The alarms (stacks/endpoint_monitoring.py) read the names, dimensions and units 
 (tests/infra/test_quality_sampler.py) holds the synthesized alarms to them.
 
 The method (docs/monitoring.md, "Live quality"):
-1. a **reference** per prompt, from the baseline: its greedy output (raw completion, no chat
-   template, so every variant sees the same token stream) and its negative log-likelihood of that
-   output given the prompt (``prompt + output`` scored with prompt log-probabilities; the output's
-   tokens are those after the prompt's own);
+1. a **reference** per prompt, from the baseline: its greedy output and its negative log-likelihood
+   of that output given the prompt (``prompt + output`` scored with prompt log-probabilities; the
+   output's tokens are those after the prompt's own). Every prompt is sent as a completion framed
+   as a plain chat transcript (``PROMPT_FRAME``): the model's own chat template needs its tokenizer,
+   which the sampler function does not have, and LMI's chat schema returns no prompt
+   log-probabilities; a bare instruction makes an instruct model stop at once (the pilot's
+   SmolLM2 wrote nothing for 3 of 4 bare prompts). Both variants see the same token stream;
 2. the **judged variant** (the candidate during a canary, the serving variant after promotion)
    writes its own greedy output for every prompt and scores ``prompt + reference output``;
 3. the metrics, over the whole sample:
@@ -37,6 +40,8 @@ from typing import Any, Final
 from contracts.serving_protocol import NoPromptLogprobsError, PromptScore
 
 NAMESPACE: Final = "LLMQ/Quality"
+# How a prompt is sent (a generic transcript base and instruct models both continue as an answer).
+PROMPT_FRAME: Final = "User: {prompt}\nAssistant:"
 # Every datapoint carries exactly these dimensions, in this order (an alarm matches on all of them).
 DIMENSIONS: Final = ("EndpointName", "VariantName")
 REFERENCE_VERSION: Final = 1
@@ -167,9 +172,15 @@ def reference_item(prompt: str, generate: Generate, score: Score, notes: list[st
     return ReferenceItem(prompt, generation.text, full.token_ids, start, -sum(full.logprobs[start:]))
 
 
+def framed(prompt: str) -> str:
+    return PROMPT_FRAME.format(prompt=prompt.strip())
+
+
 def build_reference(prompts: Sequence[str], generate: Generate, score: Score) -> tuple[list[ReferenceItem], list[str]]:
+    """The baseline's reference for ``prompts`` (framed with ``PROMPT_FRAME``; the items keep the
+    framed text, which is what every variant is sent)."""
     notes: list[str] = []
-    return [reference_item(prompt, generate, score, notes) for prompt in prompts], sorted(set(notes))
+    return [reference_item(framed(prompt), generate, score, notes) for prompt in prompts], sorted(set(notes))
 
 
 def reference_document(items: Sequence[ReferenceItem], *, source: str, created_at: str) -> dict[str, Any]:

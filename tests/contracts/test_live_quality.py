@@ -19,6 +19,7 @@ from contracts.live_quality import (
     ReferenceItem,
     agreement,
     build_reference,
+    framed,
     is_empty_or_refusal,
     judge,
     metric_data,
@@ -139,16 +140,18 @@ class ToyModel:
 
 def test_reference_then_judge_end_to_end_with_a_toy_model():
     prompts = ["say a b", "say c d e"]
-    base = ToyModel({"say a b": " one two three", "say c d e": " four"})
+    base = ToyModel({framed("say a b"): " one two three", framed("say c d e"): " four"})
     items, notes = build_reference(prompts, base.generate, base.score)
     assert notes == [] and base.calls == 4
-    assert items[0].output_start == 2 and items[0].nll == pytest.approx(1.5)
+    # "User: say a b\nAssistant:" is 5 toy tokens; 4 are scored (not the first), then the output.
+    assert items[0].prompt == "User: say a b\nAssistant:"
+    assert items[0].output_start == 4 and items[0].nll == pytest.approx(1.5)
     stored = read_reference(reference_document(items, source="t", created_at="now"))
     assert stored == items
     same = judge(stored, base.generate, base.score)
     assert same.values[PERPLEXITY_INCREASE.name] == pytest.approx(0.0)
     assert same.values[GREEDY_AGREEMENT.name] == 100.0
-    worse = ToyModel({"say a b": " one two four", "say c d e": ""}, bias=0.1)
+    worse = ToyModel({framed("say a b"): " one two four", framed("say c d e"): ""}, bias=0.1)
     judged = judge(stored, worse.generate, worse.score)
     assert judged.values[PERPLEXITY_INCREASE.name] == pytest.approx(100 * (math.exp(0.1) - 1))
     assert judged.values[EMPTY_OR_REFUSAL.name] == 50.0
@@ -157,7 +160,7 @@ def test_reference_then_judge_end_to_end_with_a_toy_model():
 
 
 def test_a_baseline_without_logprobs_gives_a_reference_without_scores():
-    base = ToyModel({"p q": " r"}, logprobs=False)
+    base = ToyModel({framed("p q"): " r"}, logprobs=False)
     items, notes = build_reference(["p q"], base.generate, base.score)
     assert items[0].nll is None and notes
 

@@ -23,6 +23,7 @@ from botocore.response import StreamingBody
 from moto import mock_aws
 
 from contracts.artifact_layout import quality_reference_key, review_key
+from contracts.live_quality import framed
 from tests.aws_conformance import hook
 from tests.aws_conformance.iam import PolicyEvaluator
 from tests.unit.rollback_world import BUCKET, CANDIDATE, ENDPOINT, MODEL, ROOT, RUN_ID, SERVING, build_world
@@ -35,7 +36,12 @@ import sampler_logic  # type: ignore[import-not-found]  # noqa: E402  # isort: s
 import sampler_settings  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
 
 PROMPTS = ["Name a colour.", "Count to three.", "Say hello."]
-OUTPUTS = {"Name a colour.": " Blue is a colour.", "Count to three.": " one two three", "Say hello.": " Hello there!"}
+# What each variant writes, by the text it is sent (the prompt in the sampler's frame).
+OUTPUTS = {
+    framed("Name a colour."): " Blue is a colour.",
+    framed("Count to three."): " one two three",
+    framed("Say hello."): " Hello there!",
+}
 
 
 def _ids(text: str) -> list[int]:
@@ -170,8 +176,8 @@ def test_a_canary_stores_the_baselines_reference_then_publishes_the_candidates_m
     stored = json.loads(
         sampler.world.s3.get_object(Bucket=BUCKET, Key=quality_reference_key(MODEL, RUN_ID, ENDPOINT))["Body"].read()
     )
-    assert [i["prompt"] for i in stored["items"]] == PROMPTS
-    assert [i["output"] for i in stored["items"]] == [OUTPUTS[p] for p in PROMPTS]
+    assert [i["prompt"] for i in stored["items"]] == [framed(p) for p in PROMPTS]
+    assert [i["output"] for i in stored["items"]] == [OUTPUTS[framed(p)] for p in PROMPTS]
     by_variant = [(v, b["parameters"]["max_new_tokens"]) for _, v, b in sampler.runtime.requests]
     assert by_variant.count((SERVING, 16)) == 3 and by_variant.count((SERVING, 1)) == 3
     assert by_variant.count((CANDIDATE, 16)) == 3 and by_variant.count((CANDIDATE, 1)) == 3
