@@ -50,8 +50,6 @@ from contracts.alarm_signals import (
 from contracts.endpoint_tags import DEFAULT_SERVING_VARIANT
 from contracts.live_quality import DIMENSIONS, METRICS, NAMESPACE, PERPLEXITY_INCREASE, MetricSpec
 from stacks.config import MonitoringThresholds
-
-# Re-exported: callers building a DeploymentConfig without the construct import it from here.
 from stacks.deployment_guardrails import guardrail_deployment_config
 
 # The alarm roles, signals and names are the contracts package's (contracts/alarm_signals.py):

@@ -10,7 +10,8 @@ from aws_cdk.assertions import Match, Template
 from pydantic import ValidationError
 
 from stacks.config import MonitoringThresholds
-from stacks.endpoint_monitoring import EndpointMonitoring, guardrail_deployment_config
+from stacks.deployment_guardrails import guardrail_deployment_config
+from stacks.endpoint_monitoring import EndpointMonitoring
 
 ENDPOINT = "llmq-dev-chat"
 VARIANTS = ("baseline", "candidate")  # roles in alarm names
