@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
-from typing import Any
+from functools import lru_cache
 
-import boto3
-from botocore.config import Config
+from aws_clients import aws_client, client_of
 
 from contracts.function_settings import QualitySamplerSettings
 
-# Control-plane and S3 calls: standard retries, short timeouts.
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
-# InvokeEndpoint: a container has 60 s to answer (InvokeEndpoint API reference, which asks for a 70 s
-# socket timeout), and a failed generation is not retried: the next scheduled run samples again, and
-# a variant that fails is abandoned for this run so it cannot starve the other endpoints.
-_RUNTIME_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=70)
-
 Settings = QualitySamplerSettings
+# The shared client factory (lambda/shared/aws_clients.py: InvokeEndpoint with a 70 s timeout and
+# no retry); tests clear its cache through here.
+__all__ = ["AwsClients", "Settings", "aws_client", "load_settings"]
 
 
 @lru_cache(maxsize=1)
@@ -26,21 +20,10 @@ def load_settings() -> Settings:
     return Settings.from_environment()
 
 
-@cache
-def aws_client(service: str) -> Any:
-    """One client per service and execution environment (tests clear the cache inside moto)."""
-    config = _RUNTIME_CONFIG if service == "sagemaker-runtime" else _CLIENT_CONFIG
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
-
-
-def _client_of(service: str) -> property:
-    return property(lambda _clients: aws_client(service))
-
-
 class AwsClients:
     """The services the sampler calls, built lazily from the cached factory."""
 
-    sagemaker = _client_of("sagemaker")
-    runtime = _client_of("sagemaker-runtime")
-    s3 = _client_of("s3")
-    cloudwatch = _client_of("cloudwatch")
+    sagemaker = client_of("sagemaker")
+    runtime = client_of("sagemaker-runtime")
+    s3 = client_of("s3")
+    cloudwatch = client_of("cloudwatch")
