@@ -152,6 +152,19 @@ class Generation:
     prompt_score: PromptScore | None = None
 
 
+def generation_of(answer: Any, text: Callable[[Any], str], score: Callable[[Any], PromptScore] | None) -> Generation:
+    """A server's answer as a Generation: its text (``text`` raises on an answer without one), and
+    with ``score`` the prompt's scored tokens when the server returned them."""
+    generated = text(answer)
+    prompt_score = None
+    if score is not None:
+        try:
+            prompt_score = score(answer)
+        except NoPromptLogprobsError:
+            prompt_score = None
+    return Generation(generated, prompt_score)
+
+
 # The two calls a variant answers: a greedy generation, and a prompt scored with one output token.
 Generate = Callable[[str], Generation]
 Score = Callable[[str], PromptScore]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from contracts.live_quality import Generation, build_reference, judge
+from contracts.live_quality import Generation, build_reference, generation_of, judge
 from contracts.serving_protocol import (
     NoPromptLogprobsError,
     PromptScore,
@@ -38,16 +38,9 @@ class ServedVariant:
         body = openai_body(self.target.model, prompt, max_tokens=self.max_new_tokens, prompt_logprobs=prompt_logprobs)
         answer = post_completion(self.target, body)
         try:
-            text = openai_generated_text(answer)
-        except NoPromptLogprobsError as exc:
+            return generation_of(answer, openai_generated_text, parse_openai if prompt_logprobs else None)
+        except NoPromptLogprobsError as exc:  # no generated text at all
             raise JobFailureError(f"{self.target.describe()}: {exc}") from None
-        score: PromptScore | None = None
-        if prompt_logprobs:
-            try:
-                score = parse_openai(answer)
-            except NoPromptLogprobsError:
-                score = None
-        return Generation(text, score)
 
     def score(self, text: str) -> PromptScore:
         return parse_openai(post_completion(self.target, openai_body(self.target.model, text)))

@@ -31,6 +31,7 @@ from contracts.live_quality import (
     Generation,
     ReferenceItem,
     build_reference,
+    generation_of,
     judge,
     metric_data,
     read_reference,
@@ -131,16 +132,9 @@ class LmiVariant:
     def generate(self, prompt: str, *, prompt_logprobs: bool = False) -> Generation:
         answer = self._invoke(lmi_body(prompt, max_new_tokens=self.max_new_tokens, prompt_logprobs=prompt_logprobs))
         try:
-            text = lmi_generated_text(answer)
-        except NoPromptLogprobsError as exc:
+            return generation_of(answer, lmi_generated_text, parse_lmi if prompt_logprobs else None)
+        except NoPromptLogprobsError as exc:  # no generated text at all
             raise SampleError(f"variant {self.variant}: {exc}") from None
-        score: PromptScore | None = None
-        if prompt_logprobs:
-            try:
-                score = parse_lmi(answer)
-            except NoPromptLogprobsError:
-                score = None
-        return Generation(text, score)
 
     def score(self, text: str) -> PromptScore:
         """The text's prompt log-probabilities (NoPromptLogprobsError when the container gives none)."""

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from aws_clients import aws_client, client_of
+from function_setup import aws_client, client_of, settings_loader
 
 from contracts.function_settings import QualitySamplerSettings
 
 Settings = QualitySamplerSettings
-# The shared client factory (lambda/shared/aws_clients.py: InvokeEndpoint with a 70 s timeout and
+# The shared client factory (lambda/shared/function_setup.py: InvokeEndpoint with a 70 s timeout and
 # no retry); tests clear its cache through here.
 __all__ = ["AwsClients", "Settings", "aws_client", "load_settings"]
 
 
-@lru_cache(maxsize=1)
-def load_settings() -> Settings:
-    """Parsed once per execution environment; a bad variable fails the first invocation loudly."""
-    return Settings.from_environment()
+# Parsed once per execution environment (lambda/shared/function_setup.py).
+load_settings = settings_loader(Settings)
 
 
 class AwsClients:

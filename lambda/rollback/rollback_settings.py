@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from aws_clients import aws_client, client_of
+from function_setup import aws_client, client_of, settings_loader
 
 from contracts.function_settings import RollbackSettings
 
 # The model lives in contracts/function_settings.py: the stack writes the environment with it.
 Settings = RollbackSettings
-# The shared client factory (lambda/shared/aws_clients.py); tests clear its cache through here.
+# The shared client factory (lambda/shared/function_setup.py); tests clear its cache through here.
 __all__ = ["AwsClients", "Settings", "aws_client", "load_settings"]
 
 
-@lru_cache(maxsize=1)
-def load_settings() -> Settings:
-    """Parsed once per execution environment; a bad variable fails the first invocation loudly."""
-    return Settings.from_environment()
+# Parsed once per execution environment (lambda/shared/function_setup.py).
+load_settings = settings_loader(Settings)
 
 
 class AwsClients:

@@ -9,7 +9,6 @@ Every other call goes through tests/aws_conformance (request shapes checked, cal
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import sys
@@ -26,7 +25,17 @@ from contracts.artifact_layout import quality_reference_key, review_key
 from contracts.live_quality import framed
 from tests.aws_conformance import hook
 from tests.aws_conformance.iam import PolicyEvaluator
-from tests.unit.rollback_world import BUCKET, CANDIDATE, ENDPOINT, MODEL, ROOT, RUN_ID, SERVING, build_world
+from tests.unit.rollback_world import (
+    BUCKET,
+    CANDIDATE,
+    ENDPOINT,
+    MODEL,
+    ROOT,
+    RUN_ID,
+    SERVING,
+    build_world,
+    load_handler_module,
+)
 
 SAMPLER_DIR = ROOT / "lambda" / "quality_sampler"
 if str(SAMPLER_DIR) not in sys.path:
@@ -87,14 +96,6 @@ class StubRuntime:
 
 def _http(status: int) -> Any:
     return type("Http", (), {"status_code": status, "headers": {}, "content": b""})()
-
-
-def _handler_module() -> Any:
-    spec = importlib.util.spec_from_file_location("quality_sampler_handler", SAMPLER_DIR / "handler.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -261,6 +262,8 @@ def test_the_handler_samples_every_monitored_endpoint(sampler, capsys):
             return 300_000
 
     with hook.acting_as(ANYONE):
-        out = _handler_module().handler({"source": "aws.events", "detail-type": "Scheduled Event"}, Context())
+        out = load_handler_module(SAMPLER_DIR).handler(
+            {"source": "aws.events", "detail-type": "Scheduled Event"}, Context()
+        )
     assert out["endpoints"][ENDPOINT]["outcome"] == "published"
     assert '"quality sample"' in capsys.readouterr().out

@@ -1,4 +1,7 @@
-"""boto3 clients of the functions: one per service and execution environment, built lazily.
+"""What every function sets up once per execution environment: its settings and its boto3 clients.
+
+Settings: the function's model from contracts/function_settings.py, parsed from the environment on
+first use (a bad variable fails the first invocation loudly). Clients: one per service, built lazily.
 
 Standard retry mode backs off with jitter on throttling and 5xx; the short timeouts keep one slow
 call from eating a function's whole budget. The SageMaker runtime is the exception: a container has
@@ -8,11 +11,18 @@ is not retried: the caller (the quality sampler) samples again on its next run.
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
+
+from contracts.function_settings import FunctionSettings
+
+if TYPE_CHECKING:
+    from functools import _lru_cache_wrapper
+
+SettingsT = TypeVar("SettingsT", bound=FunctionSettings)
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 _RUNTIME_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=70)
@@ -32,3 +42,8 @@ def aws_client(service: str) -> Any:
 def client_of(service: str) -> property:
     """A read-only attribute: the cached client of ``service``."""
     return property(lambda _clients: aws_client(service))
+
+
+def settings_loader(model: type[SettingsT]) -> _lru_cache_wrapper[SettingsT]:
+    """``model`` parsed from the environment once (tests call ``cache_clear()`` on the loader)."""
+    return lru_cache(maxsize=1)(model.from_environment)
