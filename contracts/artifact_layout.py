@@ -7,6 +7,7 @@ models/<model>/<run_id>/reports/                      report.json, report.md, pl
                                                       review.html (evaluate job)
 models/<model>/<run_id>/rollbacks/<endpoint>-<phase>.json   one record per rollback
 models/<model>/<run_id>/autoscaling/<endpoint>-<variant>.json   a serving variant's scaling, lifted
+models/<model>/<run_id>/quality/<endpoint>-reference.json   the baseline's reference outputs (quality sampler)
 ```
 Key patterns (``*_PATTERN``) are what IAM statements scope to.
 """
@@ -27,12 +28,16 @@ REVIEW_PAGE_FILE: Final = "review.html"
 REPORTS_DIR: Final = "reports/"
 ROLLBACKS_DIR: Final = "rollbacks/"
 AUTOSCALING_DIR: Final = "autoscaling/"
+# The live-quality sampler's reference: the baseline's outputs and their scores, kept for after promotion.
+QUALITY_DIR: Final = "quality/"
 
 RUN_OBJECTS_PATTERN: Final = f"{MODELS_PREFIX}*"
 MANIFEST_PATTERN: Final = f"{MODELS_PREFIX}*/{MANIFEST_FILE}"
 REPORTS_PATTERN: Final = f"{MODELS_PREFIX}*/{REPORTS_DIR}*"
 ROLLBACK_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{ROLLBACKS_DIR}*"
 AUTOSCALING_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{AUTOSCALING_DIR}*"
+QUALITY_REFERENCES_PATTERN: Final = f"{MODELS_PREFIX}*/{QUALITY_DIR}*"
+REVIEW_PATTERN: Final = f"{MODELS_PREFIX}*/{REPORTS_DIR}{REVIEW_FILE}"
 
 
 def run_key(model_name: str, run_id: str) -> str:
@@ -54,6 +59,15 @@ def report_key(model_name: str, run_id: str) -> str:
 
 def gate_key(model_name: str, run_id: str) -> str:
     return f"{reports_key(model_name, run_id)}{GATE_FILE}"
+
+
+def review_key(model_name: str, run_id: str) -> str:
+    return f"{reports_key(model_name, run_id)}{REVIEW_FILE}"
+
+
+def quality_reference_key(model_name: str, run_id: str, endpoint: str) -> str:
+    """The baseline's reference outputs of a run on one endpoint (written once, during its canary)."""
+    return f"{run_key(model_name, run_id)}{QUALITY_DIR}{endpoint}-reference.json"
 
 
 def model_output_key(model_name: str, run_id: str, training_job: str) -> str:

@@ -118,3 +118,19 @@ class RollbackSettings(FunctionSettings):
     lock_stale_seconds: int = Field(default=900, alias="LOCK_STALE_SECONDS", ge=60)
     # Set by Lambda itself, not by the stack.
     function_name: str = Field(default="rollback", alias="AWS_LAMBDA_FUNCTION_NAME")
+
+
+class QualitySamplerSettings(FunctionSettings):
+    """The live-quality sampler (stacks/quality_sampler_function.py sets these variables)."""
+
+    artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=3)
+    monitored_endpoints: tuple[str, ...] = Field(alias="MONITORED_ENDPOINTS")
+    serving_variant: str = Field(default=DEFAULT_SERVING_VARIANT, alias="SERVING_VARIANT")
+    candidate_variant: str = Field(default=CANDIDATE_VARIANT, alias="CANDIDATE_VARIANT")
+    # Prompts per endpoint and run (the first of the evaluation's review prompts), and their output length.
+    max_prompts: int = Field(default=8, alias="MAX_PROMPTS", ge=1, le=64)
+    max_new_tokens: int = Field(default=64, alias="MAX_NEW_TOKENS", ge=1, le=1024)
+    # After promotion the serving variant is sampled this long after llmq:promoted-at (0: never).
+    after_promotion_seconds: int = Field(default=86400, alias="SAMPLE_AFTER_PROMOTION_SECONDS", ge=0)
+    # An endpoint is not started with less than this left of the invocation (one endpoint's worst case).
+    min_seconds_per_endpoint: int = Field(default=60, alias="MIN_SECONDS_PER_ENDPOINT", ge=0)

@@ -71,8 +71,22 @@ def parse_lmi(body: Any) -> PromptScore:
     return PromptScore(tuple(ids), tuple(lps))
 
 
-def openai_body(model: str, text: str) -> dict[str, Any]:
-    return {"model": model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+def openai_body(model: str, text: str, *, max_tokens: int = 1, prompt_logprobs: bool = True) -> dict[str, Any]:
+    """A greedy ``/v1/completions`` request; with ``prompt_logprobs`` the answer scores the prompt."""
+    body: dict[str, Any] = {"model": model, "prompt": text, "max_tokens": max_tokens, "temperature": 0.0}
+    if prompt_logprobs:
+        body["prompt_logprobs"] = 0
+    return body
+
+
+def openai_generated_text(body: Any) -> str:
+    try:
+        text = body["choices"][0]["text"]
+    except (KeyError, IndexError, TypeError):
+        text = None
+    if not isinstance(text, str):
+        raise NoPromptLogprobsError("the answer has no choices[0].text")
+    return text
 
 
 def parse_openai(body: Any) -> PromptScore:

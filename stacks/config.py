@@ -103,11 +103,15 @@ class MonitoringThresholds(BaseModel):
     period_seconds: int = Field(default=300, ge=60)
     evaluation_periods: int = Field(default=1, ge=1, le=60)
     datapoints_to_alarm: int = Field(default=1, ge=1, le=60)
-    # The evaluate job publishes the quality metric once per sampled batch (docs/contracts.md).
+    # The quality sampler (lambda/quality_sampler/) publishes the quality metrics twice per
+    # quality period while a canary bakes and, after promotion, for quality_sample_after_promotion_minutes.
     quality_max_perplexity_increase_percent: float = Field(default=5.0, gt=0)
     quality_period_seconds: int = Field(default=300, ge=60)
     quality_evaluation_periods: int = Field(default=3, ge=1, le=24)
     quality_datapoints_to_alarm: int = Field(default=2, ge=1, le=24)
+    quality_sample_prompts: int = Field(default=8, ge=1, le=64)
+    quality_sample_max_new_tokens: int = Field(default=64, ge=1, le=1024)
+    quality_sample_after_promotion_minutes: int = Field(default=1440, ge=0)
 
     @field_validator("period_seconds", "quality_period_seconds")
     @classmethod

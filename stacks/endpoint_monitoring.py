@@ -25,13 +25,15 @@ Why these alarms:
 - The absolute ``latency-p95`` alarms only notify: an LLM's ModelLatency grows with
   the length of its output, so a threshold on whole generations would roll back
   long completions. The candidate/baseline ratio is the latency rollback trigger.
-- ``quality`` reads a metric nothing publishes yet (docs/monitoring.md): it stays
-  OK on missing data and is no working trigger until its publisher exists.
+- ``quality`` reads ``LLMQ/Quality`` ``PerplexityIncreasePercent`` of the variant, which the
+  quality sampler publishes (stacks/quality_sampler_function.py; names, dimensions and unit from
+  contracts/live_quality.py): the candidate's during a canary, the serving variant's for a while
+  after promotion. It rolls back; the sampler's other metrics are graphed, not alarmed on.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
@@ -46,79 +48,17 @@ from contracts.alarm_signals import (
     composite_alarm_name,
 )
 from contracts.endpoint_tags import DEFAULT_SERVING_VARIANT
+from contracts.live_quality import DIMENSIONS, METRICS, NAMESPACE, PERPLEXITY_INCREASE, MetricSpec
 from stacks.config import MonitoringThresholds
+from stacks.deployment_guardrails import guardrail_deployment_config
 
 # The alarm roles, signals and names are the contracts package's (contracts/alarm_signals.py):
 # the rollback function parses these names back and the validate function lists them.
 BASELINE = ROLE_BASELINE
 CANDIDATE = ROLE_CANDIDATE
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
-# The custom quality metric the evaluate job publishes (docs/contracts.md).
-QUALITY_NAMESPACE = "LLMQ/Quality"
-QUALITY_METRIC = "PerplexityIncreasePercent"
 # ModelLatency is reported in microseconds.
 _MICROSECONDS_PER_MS = 1000
-# SageMaker's limits on a DeploymentConfig (UpdateEndpoint API reference).
-_MAX_WAIT_SECONDS = 3600
-_MIN_EXECUTION_TIMEOUT, _MAX_EXECUTION_TIMEOUT = 600, 28800
-_MAX_ROLLBACK_ALARMS = 10
-
-
-def guardrail_deployment_config(
-    alarm_names: list[str],
-    *,
-    mode: Literal["canary", "linear", "all-at-once"] = "canary",
-    step_percent: int = 10,
-    wait_seconds: int = 600,
-    termination_wait_seconds: int = 600,
-    max_execution_seconds: int | None = None,
-) -> dict[str, Any]:
-    """The ``DeploymentConfig`` of an UpdateEndpoint that replaces the model inside one variant.
-
-    SageMaker then runs a blue/green deployment itself: ``canary`` moves
-    ``step_percent`` of the capacity first, waits ``wait_seconds`` (the bake),
-    then the rest; ``linear`` moves ``step_percent`` per step with a bake after
-    each. If any of ``alarm_names`` goes to ALARM during a bake or the final
-    ``termination_wait_seconds``, SageMaker rolls all traffic back to the old
-    fleet (AutoRollbackConfiguration). The new endpoint config must keep the
-    variant name (docs: deployment guardrails exclusions).
-    """
-    if not 1 <= len(alarm_names) <= _MAX_ROLLBACK_ALARMS:
-        raise ValueError(f"AutoRollbackConfiguration takes 1 to {_MAX_ROLLBACK_ALARMS} alarms, got {len(alarm_names)}")
-    if not 1 <= step_percent <= (50 if mode == "canary" else 100):
-        raise ValueError(f"step_percent {step_percent} is out of range for {mode} (canary: 1-50, linear: 1-100)")
-    for name, value in (("wait_seconds", wait_seconds), ("termination_wait_seconds", termination_wait_seconds)):
-        if not 0 <= value <= _MAX_WAIT_SECONDS:
-            raise ValueError(f"{name} must be between 0 and {_MAX_WAIT_SECONDS}, got {value}")
-    routing: dict[str, Any]
-    steps = 1
-    if mode in ("canary", "linear"):
-        # The two stepped modes differ in their type, the name of their step size and their number of steps.
-        size_key = "CanarySize" if mode == "canary" else "LinearStepSize"
-        routing = {
-            "Type": mode.upper(),
-            "WaitIntervalInSeconds": wait_seconds,
-            size_key: {"Type": "CAPACITY_PERCENT", "Value": step_percent},
-        }
-        steps = 2 if mode == "canary" else -(-100 // step_percent)
-    elif mode == "all-at-once":
-        routing = {"Type": "ALL_AT_ONCE"}
-    else:
-        raise ValueError(f"unknown mode {mode!r}")
-    # Room for every bake plus the final wait and the new fleet's start-up.
-    timeout = max_execution_seconds or min(
-        _MAX_EXECUTION_TIMEOUT, max(_MIN_EXECUTION_TIMEOUT, steps * wait_seconds + termination_wait_seconds + 1800)
-    )
-    if not _MIN_EXECUTION_TIMEOUT <= timeout <= _MAX_EXECUTION_TIMEOUT:
-        raise ValueError(f"max_execution_seconds must be between {_MIN_EXECUTION_TIMEOUT} and {_MAX_EXECUTION_TIMEOUT}")
-    return {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": routing,
-            "TerminationWaitInSeconds": termination_wait_seconds,
-            "MaximumExecutionTimeoutInSeconds": timeout,
-        },
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names]},
-    }
 
 
 class EndpointMonitoring(Construct):
@@ -143,6 +83,8 @@ class EndpointMonitoring(Construct):
         for variant in (BASELINE, CANDIDATE):
             self._variant_alarms(variant)
         self._candidate_comparison_alarms()
+        # After promotion the serving variant runs the promoted model; the sampler judges it then.
+        self._quality_alarm(BASELINE)
         candidate_alarms = [
             alarm
             for (variant, signal), alarm in self.alarms.items()
@@ -180,12 +122,15 @@ class EndpointMonitoring(Construct):
             period=period or self._period,
         )
 
-    def quality_metric(self, variant: str = CANDIDATE) -> cw.Metric:
+    def quality_metric(self, variant: str = CANDIDATE, spec: MetricSpec = PERPLEXITY_INCREASE) -> cw.Metric:
+        """A live-quality metric exactly as the sampler publishes it (contracts/live_quality.py)."""
         return cw.Metric(
-            namespace=QUALITY_NAMESPACE,
-            metric_name=QUALITY_METRIC,
-            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": self.variant_names[variant]},
+            namespace=NAMESPACE,
+            metric_name=spec.name,
+            dimensions_map=dict(zip(DIMENSIONS, (self.endpoint_name, self.variant_names[variant]), strict=True)),
             statistic="Average",
+            # An alarm with a unit matches only datapoints of that unit: the publisher's, by name.
+            unit=cw.Unit[spec.unit.upper()],
             period=Duration.seconds(self.thresholds.quality_period_seconds),
         )
 
@@ -279,15 +224,20 @@ class EndpointMonitoring(Construct):
             description=f"candidate p95 above {t.latency_p95_ratio:g} x the baseline's in "
             f"{t.datapoints_to_alarm} of {t.evaluation_periods} minutes",
         )
+        self._quality_alarm(CANDIDATE)
+
+    def _quality_alarm(self, variant: str) -> None:
+        """The sampler's perplexity ratio of ``variant`` (the candidate during a canary, the serving
+        variant after promotion) against the baseline's reference outputs."""
+        t = self.thresholds
         self._alarm(
-            CANDIDATE,
+            variant,
             "quality",
-            self.quality_metric(),
+            self.quality_metric(variant),
             threshold=t.quality_max_perplexity_increase_percent,
             evaluation_periods=t.quality_evaluation_periods,
             datapoints_to_alarm=t.quality_datapoints_to_alarm,
-            description="NO PUBLISHER YET (see the open issue on live quality): stays OK on missing data. "
-            f"{QUALITY_NAMESPACE} {QUALITY_METRIC} above "
+            description=f"{variant} {NAMESPACE} {PERPLEXITY_INCREASE.name} (published by the quality sampler) above "
             f"{t.quality_max_perplexity_increase_percent:g} % in {t.quality_datapoints_to_alarm} of "
             f"{t.quality_evaluation_periods} periods of {t.quality_period_seconds} s",
         )
@@ -365,8 +315,8 @@ class EndpointMonitoring(Construct):
                     height=height,
                 ),
                 cw.GraphWidget(
-                    title=f"{title} {QUALITY_METRIC}",
-                    left=[self.quality_metric(CANDIDATE)],
+                    title=f"{title} {PERPLEXITY_INCREASE.name}",
+                    left=[self.quality_metric(v).with_(label=f"{v} {PERPLEXITY_INCREASE.name}") for v in variants],
                     left_annotations=[
                         cw.HorizontalAnnotation(
                             value=self.thresholds.quality_max_perplexity_increase_percent, label="alarm"
@@ -375,6 +325,17 @@ class EndpointMonitoring(Construct):
                     width=width,
                     height=height,
                 ),
+            ],
+            # The sampler's other metrics: graphed beside the alarmed one, alarmed on by nothing.
+            [
+                cw.GraphWidget(
+                    title=f"{title} {spec.name}",
+                    left=[self.quality_metric(v, spec).with_(label=f"{v} {spec.name}") for v in variants],
+                    width=width,
+                    height=height,
+                )
+                for spec in METRICS
+                if spec != PERPLEXITY_INCREASE
             ],
             [
                 cw.AlarmStatusWidget(

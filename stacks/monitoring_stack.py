@@ -1,5 +1,6 @@
 """Monitoring: per-variant canary alarms, the rollback rule and function, a dashboard.
 
+The quality sampler publishes the live-quality metrics the quality alarms watch.
 Rollback does not depend on a running execution: every ALARM of a rollback
 alarm (candidate or serving variant) or of the composite reaches the rollback
 function through EventBridge, during the canary or after promotion; the function
@@ -20,6 +21,7 @@ from constructs import Construct
 
 from stacks.endpoint_monitoring import EndpointMonitoring
 from stacks.python_function import dependency_layer
+from stacks.quality_sampler_function import QualitySamplerFunction
 from stacks.rollback_function import (
     METRICS_NAMESPACE,
     ROLLBACK_FAILED_DIMENSIONS,
@@ -38,7 +40,10 @@ class MonitoringStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         config = shared.config
         prefix = shared.prefix
-        self.rollback = RollbackFunction(self, "Rollback", shared.with_layer(dependency_layer(self, "Dependencies")))
+        functions = shared.with_layer(dependency_layer(self, "Dependencies"))
+        self.rollback = RollbackFunction(self, "Rollback", functions)
+        # Publishes what the quality alarms watch (LLMQ/Quality, contracts/live_quality.py).
+        self.quality_sampler = QualitySamplerFunction(self, "QualitySampler", functions)
         self.endpoints: dict[str, EndpointMonitoring] = {}
         self.rules: dict[str, events.Rule] = {}
         for name in config.monitored_endpoints:

@@ -18,7 +18,7 @@ package costs only the standard library.
 
 from jobs.evaluate.assemble import build_report, json_safe, write_report
 from jobs.evaluate.cost import PriceTable, PriceTableError
-from jobs.evaluate.engine_fidelity import DEFAULT_CHUNK_CHARS, engine_fidelity
+from jobs.evaluate.engine_fidelity import DEFAULT_CHUNK_CHARS, engine_fidelity, post_completion
 from jobs.evaluate.fidelity import DEFAULT_PROMPTS, decode_outputs, greedy_outputs
 from jobs.evaluate.gate import GateConfigError, Thresholds, Workload
 from jobs.evaluate.job import DEFAULT_CONCURRENCY, DEFAULT_MEASURED_INSTANCE
@@ -62,6 +62,7 @@ __all__ = [
     "measure_model_fidelity",
     "measure_performance",
     "performance_section",
+    "post_completion",
     "preflight",
     "requests_for",
     "served_greedy_text",

@@ -78,7 +78,11 @@ def text_chunks(texts: Sequence[str], max_chars: int) -> list[str]:
 
 
 def _score_openai(target: Target, chunk: str) -> ChunkScore:
-    body = openai_body(target.model, chunk)
+    return _named(target, parse_openai, post_completion(target, openai_body(target.model, chunk)))
+
+
+def post_completion(target: Target, body: dict[str, Any]) -> Any:
+    """One ``/v1/completions`` request to an OpenAI-compatible server (the pilot's vLLM)."""
     if not str(target.api_base).startswith(("http://", "https://")):
         raise JobFailureError(f"{target.describe()}: the server URL must be http(s)")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
@@ -92,11 +96,11 @@ def _score_openai(target: Target, chunk: str) -> ChunkScore:
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
         raise JobFailureError(
-            f"{target.describe()} refused a prompt-logprobs request (HTTP {exc.code}): {detail}"
+            f"{target.describe()} refused a completions request (HTTP {exc.code}): {detail}"
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise JobFailureError(f"{target.describe()} did not answer a prompt-logprobs request: {exc}") from None
-    return _named(target, parse_openai, answer)
+        raise JobFailureError(f"{target.describe()} did not answer a completions request: {exc}") from None
+    return answer
 
 
 def _named(target: Target, parse: Callable[[Any], ChunkScore], answer: Any) -> ChunkScore:

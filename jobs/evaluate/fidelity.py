@@ -2,8 +2,9 @@
 
 - Perplexity over the same validation tokens for both models: the shared implementation,
   jobs/sagemaker_job/perplexity.py (sliding window, every token after the first scored once).
-- Greedy-output agreement on a prompt set: how often the candidate writes exactly what the
-  baseline writes, and how far the two agree before they first diverge.
+- Greedy outputs on a prompt set, whose agreement (how often the candidate writes exactly what the
+  baseline writes, and how far the two agree before they first diverge) is
+  contracts/live_quality.py's ``agreement``, the one the live-quality sampler publishes.
 
 Both run with transformers on CPU in float32 (bf16 matmuls are slow on CPUs without AVX-512
 BF16). A compressed-tensors candidate is loaded through transformers' compressed-
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from jobs.sagemaker_job.perplexity import LoadedModel
 
@@ -59,29 +59,6 @@ def greedy_outputs(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: 
 def decode_outputs(loaded: LoadedModel, outputs: Sequence[Sequence[int]]) -> list[str]:
     """Greedy continuations as text (special tokens dropped), for the human review sample."""
     return [str(loaded.tokenizer.decode(list(ids), skip_special_tokens=True)) for ids in outputs]
-
-
-def agreement(baseline: Sequence[Sequence[Any]], candidate: Sequence[Sequence[Any]]) -> dict[str, Any]:
-    """Exact-match rate and mean agreeing-prefix share of greedy outputs (1.0 = identical)."""
-    if len(baseline) != len(candidate) or not baseline:
-        raise ValueError("agreement needs the same, non-empty prompt set for both models")
-    exact = 0
-    prefix_shares = []
-    for base, cand in zip(baseline, candidate, strict=True):
-        if list(base) == list(cand):
-            exact += 1
-        common = 0
-        for a, b in zip(base, cand, strict=False):
-            if a != b:
-                break
-            common += 1
-        longest = max(len(base), len(cand))
-        prefix_shares.append(common / longest if longest else 1.0)
-    return {
-        "prompts": len(baseline),
-        "exact_match_rate": exact / len(baseline),
-        "mean_prefix_agreement": sum(prefix_shares) / len(prefix_shares),
-    }
 
 
 def weight_bytes(model_dir: Path) -> int:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.evaluate.fidelity import agreement, decode_outputs, greedy_outputs
+from contracts.live_quality import agreement
+from jobs.evaluate.fidelity import decode_outputs, greedy_outputs
 from jobs.evaluate.load_test import Target, one_request, quiet_litellm, run_level
 from jobs.evaluate.stats import LevelSummary, ratio, round_or_none
 from jobs.sagemaker_job.failure import JobFailureError

@@ -13,7 +13,8 @@ its own environment, as the pipeline does on SageMaker:
    log-probabilities (``--fidelity transformers``: offline, as a cross-check; a candidate this
    machine cannot serve is always judged offline, against an offline baseline) and greedy
    agreement;
-7. speed through LiteLLM at each concurrency, variants back to back at each level;
+7. speed through LiteLLM at each concurrency, variants back to back at each level, then the
+   live-quality sampler's metrics (contracts/live_quality.py, what the canary alarms watch);
 8. one evaluate report per candidate (with its human review sample, review.json and the blind
    A/B page review.html), the side-by-side table, the gate's decision and, for a sweep, the
    recommendation at the declared workload.
@@ -98,7 +99,7 @@ def run(plan: Plan, log: Progress) -> dict[str, Any]:
             if costs.get("baseline") is not None:
                 baseline_cost = float(costs["baseline"])
                 break
-        summary = summarize(plan, base, cands, recommend(cands, baseline_cost, plan.workload))
+        summary = summarize(plan, base, cands, recommend(cands, baseline_cost, plan.workload), serving.quality)
         (pilot_dir / "pilot.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         return summary
     finally:

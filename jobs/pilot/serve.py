@@ -27,6 +27,7 @@ from jobs.evaluate import (
     served_greedy_text,
     words,
 )
+from jobs.pilot.live_quality import MAX_NEW_TOKENS, SAMPLE_PROMPTS, live_quality
 from jobs.pilot.plan import GREEDY_TOKENS, OFFLINE_GREEDY_TOKENS, Plan, Progress
 from jobs.pilot.serving import ServerPool, VllmServer, cpu_serving_blocker, serve_python
 from jobs.pilot.steps import Candidate
@@ -43,6 +44,8 @@ class Serving:
     memory: dict[str, Any] = field(default_factory=dict)
     greedy: dict[str, list[str]] = field(default_factory=dict)  # whole served texts per model
     fidelity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The live-quality sampler's metrics per served model, judged against the baseline's reference.
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def target(self, key: str, as_variant: str | None = None) -> Target:
         server = self.servers[key]
@@ -125,6 +128,10 @@ def serve_and_measure(
             prompts=DEFAULT_PROMPTS,
             requests=count,
             log=log,
+        )
+        log(f"live quality: the canary sampler's metrics on {SAMPLE_PROMPTS} prompts, {MAX_NEW_TOKENS} tokens each")
+        serving.quality = live_quality(
+            {key: serving.target(key) for key in live}, DEFAULT_PROMPTS[:SAMPLE_PROMPTS], log=log
         )
     serving.memory = {key: serving.servers[key].reported_memory() for key in live}
     pool.stop_all()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contracts.live_quality import EMPTY_OR_REFUSAL, GREEDY_AGREEMENT, OUTPUT_LENGTH_RATIO, PERPLEXITY_INCREASE
 from jobs.evaluate import (
     PERF_HEADER,
     Workload,
@@ -63,7 +64,13 @@ def recommend(cands: Sequence[Candidate], baseline_cost: float | None, workload:
     }
 
 
-def summarize(plan: Plan, base: Path, cands: Sequence[Candidate], recommendation: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    plan: Plan,
+    base: Path,
+    cands: Sequence[Candidate],
+    recommendation: dict[str, Any],
+    live_quality: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "pilot_id": plan.pilot_id,
         "baseline": str(base),
@@ -71,6 +78,8 @@ def summarize(plan: Plan, base: Path, cands: Sequence[Candidate], recommendation
         "workload": {"concurrency": plan.workload.concurrency, "p95_objective_s": plan.workload.p95_objective_s},
         "candidates": {},
         "recommendation": recommendation,
+        # The canary sampler's metrics per served model (the baseline judged against itself too).
+        "live_quality": live_quality or {},
     }
     for cand in cands:
         report = cand.report or {}
@@ -139,6 +148,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     print()
     _print_performance(summary)
+    _print_live_quality(summary)
     for scheme, c in summary["candidates"].items():
         _print_verdict(scheme, c)
     rec = summary["recommendation"]
@@ -170,6 +180,32 @@ def _print_performance(summary: dict[str, Any]) -> None:
     if perf_rows:
         print(text_table(PERF_HEADER[:8], sorted(perf_rows, key=lambda r: (int(r[1]), r[0] != "baseline", r[0]))))
         print()
+
+
+def _print_live_quality(summary: dict[str, Any]) -> None:
+    """The canary sampler's metrics beside the speed table: what the live quality alarms would see."""
+    quality = summary.get("live_quality") or {}
+    if not quality:
+        return
+    rows = []
+    for name, result in quality.items():
+        m = result.get("metrics") or {}
+        rows.append(
+            [
+                name,
+                _f(m.get(PERPLEXITY_INCREASE.name), "+.2f"),
+                _f(m.get(GREEDY_AGREEMENT.name), ".1f"),
+                _f(m.get(EMPTY_OR_REFUSAL.name), ".0f"),
+                _f(m.get(OUTPUT_LENGTH_RATIO.name), ".2f"),
+                str(result.get("scored_tokens", "")),
+                "; ".join(result.get("notes") or []) or "-",
+            ]
+        )
+    first = next(iter(quality.values()))
+    print(f"live quality (the canary sampler's metrics; {first.get('prompts')} prompts, greedy, vs the baseline):")
+    header = ["model", "ppl +%", "agree %", "empty/refusal %", "length x", "tokens", "notes"]
+    print(text_table(header, rows))
+    print()
 
 
 def _print_verdict(scheme: str, c: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from contracts import alarm_signals, artifact_layout, endpoint_tags
+from contracts import alarm_signals, artifact_layout, endpoint_tags, live_quality
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
 
@@ -40,5 +40,16 @@ def test_every_artifact_folder_and_file_is_documented():
         artifact_layout.REPORTS_DIR,
         artifact_layout.ROLLBACKS_DIR,
         artifact_layout.AUTOSCALING_DIR,
+        artifact_layout.QUALITY_DIR,
     ):
         assert value in DOC, value
+
+
+def test_every_live_quality_metric_is_documented_with_its_unit_and_dimensions():
+    table = DOC.split("## Live quality metrics", 1)[1].split("\n## ", 1)[0]
+    assert f"`{live_quality.NAMESPACE}`" in table
+    for spec in live_quality.METRICS:
+        assert f"| `{spec.name}` (unit `{spec.unit}`) |" in table, spec.name
+    documented = set(re.findall(r"^\| `([A-Za-z]+)` \(unit", table, flags=re.MULTILINE))
+    assert documented == {spec.name for spec in live_quality.METRICS}
+    assert all(f"`{name}`" in table for name in live_quality.DIMENSIONS)

@@ -10,7 +10,8 @@ from aws_cdk.assertions import Match, Template
 from pydantic import ValidationError
 
 from stacks.config import MonitoringThresholds
-from stacks.endpoint_monitoring import EndpointMonitoring, guardrail_deployment_config
+from stacks.deployment_guardrails import guardrail_deployment_config
+from stacks.endpoint_monitoring import EndpointMonitoring
 
 ENDPOINT = "llmq-dev-chat"
 VARIANTS = ("baseline", "candidate")  # roles in alarm names
@@ -66,6 +67,8 @@ def test_every_monitored_endpoint_gets_alarms_on_both_variants(dev_app, monitori
         # Comparisons with the baseline exist only for the candidate.
         f"{ENDPOINT}-candidate-latency-p95-vs-baseline",
         f"{ENDPOINT}-candidate-quality",
+        # The serving variant's live quality, judged by the sampler after promotion.
+        f"{ENDPOINT}-baseline-quality",
         # The function's own failure (its metric, published by the function).
         "llmq-dev-rollback-failed",
     }
@@ -146,19 +149,20 @@ def test_relative_latency_alarm_compares_candidate_p95_with_baseline_p95(monitor
     assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (1, 1)
 
 
-def test_quality_alarm_reads_the_metric_the_evaluation_publishes(monitoring):
+@pytest.mark.parametrize("role", VARIANTS)
+def test_quality_alarms_read_the_metric_the_sampler_publishes(monitoring, role):
     _, _, template_json = monitoring
-    props = _alarm(template_json, f"{ENDPOINT}-candidate-quality")
-    # docs/contracts.md: namespace, name and dimensions the evaluate job publishes.
+    props = _alarm(template_json, f"{ENDPOINT}-{role}-quality")
+    # docs/contracts.md: namespace, name, dimensions and unit the quality sampler publishes
+    # (held to the publisher itself by tests/infra/test_quality_sampler.py).
     assert props["Namespace"] == "LLMQ/Quality"
     assert props["MetricName"] == "PerplexityIncreasePercent"
-    assert props["Dimensions"] == _dims(ENDPOINT, "candidate")
-    assert props["Statistic"] == "Average"
+    assert props["Dimensions"] == _dims(ENDPOINT, role)
+    assert (props["Statistic"], props["Unit"]) == ("Average", "Percent")
     assert props["Threshold"] == 5
     assert (props["Period"], props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (300, 3, 2)
     assert props["TreatMissingData"] == "notBreaching"
-    # Nothing publishes it yet: it must not read as a working trigger.
-    assert props["AlarmDescription"].startswith("NO PUBLISHER YET")
+    assert "published by the quality sampler" in props["AlarmDescription"]
 
 
 def test_rollback_failed_alarm_watches_the_functions_own_metric_and_notifies(monitoring):
@@ -217,6 +221,7 @@ def test_rule_sends_candidate_and_composite_alarm_transitions_to_alarm_to_the_ro
                         f"{ENDPOINT}-candidate-quality",
                         f"{ENDPOINT}-baseline-5xx",
                         f"{ENDPOINT}-baseline-4xx",
+                        f"{ENDPOINT}-baseline-quality",
                         f"{ENDPOINT}-canary",
                     ],
                     "state": {"value": ["ALARM"]},

@@ -25,6 +25,10 @@ ACCEPTED_WILDCARDS: dict[tuple[str, str], str] = {
     ("", "ec2:UnassignPrivateIpAddresses"): _VPC_FUNCTION,
     ("", "xray:PutTraceSegments"): _XRAY,
     ("", "xray:PutTelemetryRecords"): _XRAY,
+    ("QualitySamplerRole", "cloudwatch:PutMetricData"): (
+        "PutMetricData has no resource type; the statement is limited to the LLMQ/Quality namespace by the "
+        "cloudwatch:namespace condition (tests/infra/test_quality_sampler.py)."
+    ),
     ("ProjectKey", "kms:*"): (
         "Key-policy statement for the account root: in a key policy Resource '*' is the key itself, and "
         "without this statement IAM policies could not grant use of the key (it would become unmanageable)."

@@ -60,9 +60,9 @@ def use_emulated_aws(monkeypatch: Any, **extra: str) -> None:
     aws_client.cache_clear()
 
 
-def load_handler_module() -> ModuleType:
-    """lambda/rollback/handler.py under a unique module name (every function has a handler.py)."""
-    spec = importlib.util.spec_from_file_location("rollback_handler", ROLLBACK_DIR / "handler.py")
+def load_handler_module(folder: Path = ROLLBACK_DIR) -> ModuleType:
+    """lambda/<function>/handler.py under a unique module name (every function has a handler.py)."""
+    spec = importlib.util.spec_from_file_location(f"{folder.name}_handler", folder / "handler.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

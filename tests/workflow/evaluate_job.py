@@ -29,8 +29,10 @@ from botocore.exceptions import ClientError
 from moto.core.exceptions import JsonRESTError
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-from contracts.artifact_layout import GATE_FILE, REPORT_FILE
+from contracts.artifact_layout import GATE_FILE, REPORT_FILE, REVIEW_FILE
+from jobs.evaluate.fidelity import DEFAULT_PROMPTS
 from jobs.evaluate.gate import gate_json, pipeline_gate
+from jobs.evaluate.review import build_review
 from tests.aws_conformance.hook import acting_as
 from tests.aws_conformance.iam import PolicyEvaluator
 
@@ -150,3 +152,9 @@ class EvaluateJob:
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{REPORT_FILE}", Body=json.dumps(report).encode())
         # What the evaluate job writes beside it (jobs/evaluate/gate.py), by the job's own code.
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{GATE_FILE}", Body=gate_json(pipeline_gate(self.gate)))
+        # The human review sample (the quality sampler's prompts), by the job's own code.
+        outputs = {
+            variant: ["The capital of France is Paris."] * len(DEFAULT_PROMPTS) for variant in ("baseline", "candidate")
+        }
+        review = build_review({"baseline": "BF16", "candidate": "W4A16"}, DEFAULT_PROMPTS, outputs, method="served")
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{REVIEW_FILE}", Body=json.dumps(review).encode())

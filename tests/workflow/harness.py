@@ -205,6 +205,9 @@ class LambdaContext:
     invoked_function_arn: str = ""
     aws_request_id: str = "test-request"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
 
 @dataclass
 class FunctionUnderTest:
@@ -244,6 +247,8 @@ class Faults(WorldFaults):
     report_padding_bytes: int = 0
     # An alarm the evaluation's load test trips (delivered to the rollback function at once).
     alarm_during_evaluation: str | None = None
+    # Run the quality sampler (as EventBridge's schedule would) once the candidate has this weight.
+    sample_quality_at_candidate_weight: int | None = None
 
 
 @dataclass
@@ -300,6 +305,7 @@ class Shims:
         self.alarm_history: list[dict[str, Any]] = []
         self.pending_alarm: str | None = None
         self.rollback_results: list[Any] = []
+        self.quality_results: list[Any] = []
 
         def describe_alarm_history(response: Any) -> Any:
             return shim._describe_alarm_history(response)
@@ -419,6 +425,11 @@ class Shims:
             )
             if self.faults.rollback_function_acts:
                 self.pending_alarm = self.faults.alarm_name
+        if weights.get("candidate") == self.faults.sample_quality_at_candidate_weight:
+            self.faults.sample_quality_at_candidate_weight = None
+            sampler = next(f for f in self.functions.values() if f.folder.name == "quality_sampler")
+            event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+            self.quality_results.append(self._run_handler(sampler, event))
 
     # CloudWatch alarm history (not in moto)
 

@@ -382,3 +382,33 @@ def test_a_report_over_the_payload_quota_does_not_stop_the_run(account):
     assert reasons[0].startswith("FAIL: check 0 ")
     assert reasons[-1] == "... 180 more in report.json"
     assert _package_status(account) == "Rejected"
+
+
+def test_the_quality_sampler_publishes_the_candidates_metrics_during_the_canary_as_its_own_role(account):
+    """EventBridge's schedule, mid-bake: the sampler (its synthesized role, every call checked) reads the
+    tags and the run's review prompts, stores the baseline's reference, judges the candidate and publishes
+    into LLMQ/Quality. The emulated runtime returns no prompt log-probabilities: the ratio is left out, the
+    rest is published, and the run still promotes."""
+    account.faults.sample_quality_at_candidate_weight = 10
+    execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="quality")
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    (result,) = account.shims.quality_results
+    sampled = result["endpoints"][BASELINE_ENDPOINT]
+    assert sampled["outcome"] == "published", sampled
+    assert sampled["variant"] == "candidate"
+    assert set(sampled["metrics"]) == {"GreedyAgreementPercent", "EmptyOrRefusalPercent", "OutputLengthRatio"}
+    assert any("log-probabilities" in note for note in sampled["notes"])
+    sampler_role = next(f.role for f in account.synthesized.functions.values() if f.folder.name == "quality_sampler")
+    by_sampler = [c for c in account.calls.checked if c.principal == sampler_role.name]
+    assert {(c.service, c.operation) for c in by_sampler} == {
+        ("sagemaker", "DescribeEndpoint"),
+        ("sagemaker", "ListTags"),
+        ("s3", "GetObject"),
+        ("s3", "PutObject"),
+        ("sagemaker-runtime", "InvokeEndpoint"),
+        ("cloudwatch", "PutMetricData"),
+    }
+    (put,) = [c.params for c in by_sampler if c.operation == "PutMetricData"]
+    assert put["Namespace"] == "LLMQ/Quality"
+    assert {d["Dimensions"][1]["Value"] for d in put["MetricData"]} == {"candidate"}

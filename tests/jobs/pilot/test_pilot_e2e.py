@@ -39,6 +39,30 @@ def test_pilot_succeeds_and_prints_table_and_decision(pilot_run):
     assert "out tok/s" in out and "ppl +%" in out
 
 
+def test_pilot_prints_the_live_quality_metrics_beside_the_speed_table_and_they_are_sane(pilot_run):
+    proc, store, _ = pilot_run
+    out = proc.stdout
+    speed, quality = out.index("out tok/s"), out.index("live quality (the canary sampler's metrics")
+    assert speed < quality < out.index("W8A8: gate")
+    live = json.loads((store / "t1" / "pilot.json").read_text())["live_quality"]
+    assert set(live) == {"baseline", "W8A8"}
+    # The baseline judged against its own reference: the same outputs, the same scores.
+    own = live["baseline"]["metrics"]
+    assert own["GreedyAgreementPercent"] == 100.0 and own["OutputLengthRatio"] == 1.0
+    assert own["PerplexityIncreasePercent"] == pytest.approx(0.0, abs=1e-6)
+    assert live["baseline"]["prompts"] == 4 and live["baseline"]["scored_tokens"] > 4
+    cand = live["W8A8"]["metrics"]
+    assert set(cand) == {
+        "PerplexityIncreasePercent",
+        "GreedyAgreementPercent",
+        "EmptyOrRefusalPercent",
+        "OutputLengthRatio",
+    }
+    assert 0 <= cand["GreedyAgreementPercent"] <= 100 and 0 <= cand["EmptyOrRefusalPercent"] <= 100
+    assert -50 < cand["PerplexityIncreasePercent"] < 100 and 0 < cand["OutputLengthRatio"] < 10
+    assert live["W8A8"]["scored_tokens"] == live["baseline"]["scored_tokens"]  # the same reference tokens
+
+
 def test_pilot_leaves_no_process_running(pilot_run):
     _, _, tmp = pilot_run
     assert processes_mentioning(str(tmp)) == []
