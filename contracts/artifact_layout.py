@@ -7,12 +7,14 @@ models/<model>/<run_id>/reports/                      report.json, report.md, pl
                                                       review.html (evaluate job)
 models/<model>/<run_id>/rollbacks/<endpoint>-<phase>.json   one record per rollback
 models/<model>/<run_id>/autoscaling/<endpoint>-<variant>.json   a serving variant's scaling, lifted
+models/<model>/<run_id>/capture/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl   SageMaker data capture
 ```
 Key patterns (``*_PATTERN``) are what IAM statements scope to.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 MODELS_PREFIX: Final = "models/"
@@ -27,12 +29,16 @@ REVIEW_PAGE_FILE: Final = "review.html"
 REPORTS_DIR: Final = "reports/"
 ROLLBACKS_DIR: Final = "rollbacks/"
 AUTOSCALING_DIR: Final = "autoscaling/"
+# SageMaker data capture of the run's endpoint configs (canary and promoted): SageMaker itself
+# appends <endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl under the destination it is given.
+CAPTURE_DIR: Final = "capture/"
 
 RUN_OBJECTS_PATTERN: Final = f"{MODELS_PREFIX}*"
 MANIFEST_PATTERN: Final = f"{MODELS_PREFIX}*/{MANIFEST_FILE}"
 REPORTS_PATTERN: Final = f"{MODELS_PREFIX}*/{REPORTS_DIR}*"
 ROLLBACK_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{ROLLBACKS_DIR}*"
 AUTOSCALING_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{AUTOSCALING_DIR}*"
+CAPTURE_PATTERN: Final = f"{MODELS_PREFIX}*/{CAPTURE_DIR}*"
 
 
 def run_key(model_name: str, run_id: str) -> str:
@@ -68,3 +74,14 @@ def rollback_record_key(model_name: str, run_id: str, endpoint: str, phase: str)
 def autoscaling_record_key(model_name: str, run_id: str, endpoint: str, variant: str) -> str:
     """The scaling setup of a variant whose scalable target this run lifted (and whether it is back)."""
     return f"{run_key(model_name, run_id)}{AUTOSCALING_DIR}{endpoint}-{variant}.json"
+
+
+def capture_key(model_name: str, run_id: str) -> str:
+    """The DataCaptureConfig destination of the run's endpoint configs (a prefix, trailing slash)."""
+    return f"{run_key(model_name, run_id)}{CAPTURE_DIR}"
+
+
+def capture_hour_key(model_name: str, run_id: str, endpoint: str, variant: str, hour: datetime) -> str:
+    """Where SageMaker puts one hour of one variant's captured requests: ``.../<endpoint>/<variant>/yyyy/mm/dd/hh/``
+    (UTC hours; docs/aws-behaviour.md)."""
+    return f"{capture_key(model_name, run_id)}{endpoint}/{variant}/{hour:%Y/%m/%d/%H}/"

@@ -87,6 +87,8 @@ class ValidateSettings(FunctionSettings):
     min_bake_minutes: int = Field(default=7, alias="MIN_BAKE_MINUTES")
     # Signals whose candidate alarms roll back; the bake reads <endpoint>-candidate-<signal> for each.
     rollback_signals: tuple[str, ...] = Field(default=ROLLBACK_SIGNALS, alias="ROLLBACK_SIGNALS")
+    # StageConfig.pipeline.require_human_review: promotion leaves the package PendingManualApproval.
+    require_human_review: bool = Field(default=False, alias="REQUIRE_HUMAN_REVIEW")
     # Set by Lambda itself, not by the stack: the evaluate job's --region (the endpoint's region).
     region: str = Field(alias="AWS_REGION", min_length=1)
 
