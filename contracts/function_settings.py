@@ -120,3 +120,14 @@ class RollbackSettings(FunctionSettings):
     lock_stale_seconds: int = Field(default=900, alias="LOCK_STALE_SECONDS", ge=60)
     # Set by Lambda itself, not by the stack.
     function_name: str = Field(default="rollback", alias="AWS_LAMBDA_FUNCTION_NAME")
+
+
+class InputDriftSettings(FunctionSettings):
+    """The input-drift function (stacks/input_drift_monitoring.py sets these variables)."""
+
+    artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=3)
+    monitored_endpoints: tuple[str, ...] = Field(alias="MONITORED_ENDPOINTS")
+    # Hours of capture each check reads (StageConfig.data_capture.drift_lookback_hours).
+    lookback_hours: int = Field(default=24, alias="LOOKBACK_HOURS", ge=1)
+    # Capture files read per endpoint and check, newest hour first (bounds time and memory).
+    max_files: int = Field(default=500, alias="MAX_FILES", ge=1)

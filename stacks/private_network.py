@@ -26,6 +26,8 @@ CALLERS: dict[str, tuple[str, ...]] = {
     "record_package function": ("s3", "sagemaker"),
     "rollback function": ("s3", "sagemaker", "sns", "application-autoscaling"),
     "validate_input function": (),
+    # Capture files and manifests (S3), the endpoints and their tags, its own metrics.
+    "input_drift function": ("s3", "sagemaker", "cloudwatch"),
     "quantize training job (network isolation)": ("s3",),
     # No network isolation: it invokes both variants of the baseline endpoint (TargetVariant).
     "evaluate processing job (VPC, no network isolation)": ("s3", "sagemaker-runtime"),
