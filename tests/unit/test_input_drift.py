@@ -124,7 +124,7 @@ def test_traffic_like_the_calibration_set_is_judged_and_below_both_thresholds(aw
 
 def test_other_traffic_is_published_above_the_thresholds(aws):
     deploy(aws, calibration=questions(1, 200))
-    other = [f"Écris un poème de {n} vers sur la mer, le vent et les mouettes du port." for n in range(80)]
+    other = [f"Écris un poème de {n} vers sur la mer, le vent et les mouettes du port." for n in range(120)]
     capture(aws, "AllTraffic", NOW, [{"inputs": p} for p in other])
 
     result = run(aws)

@@ -19,7 +19,7 @@ CANARY_CONFIG = "llmq-dev-llama-8b-run-001"
 PROMOTED_CONFIG = "llmq-dev-llama-8b-run-001-promoted"
 GROUP = "llmq-dev-llama-8b"
 CALIBRATION = [
-    f"Summarize the quarterly report number {i} for the finance team in three bullet points." for i in range(80)
+    f"Summarize the quarterly report number {i} for the finance team in three bullet points." for i in range(150)
 ]
 
 
@@ -101,13 +101,13 @@ def _drift_function(account):
 
 def test_drift_function_reads_the_promoted_endpoints_capture_as_its_role_and_publishes_what_the_alarms_read(account):
     bucket = account.synthesized.bucket
-    calibration = {"sha256": "c" * 64, "samples_used": 80, "profile": profile(CALIBRATION).to_json()}
+    calibration = {"sha256": "c" * 64, "samples_used": 150, "profile": profile(CALIBRATION).to_json()}
     account.faults.manifest_overrides = {"calibration": calibration}
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="drift")
     assert execution.status == "SUCCEEDED", execution.cause
     # Traffic in another language and of other lengths: drifted on both statistics.
     now = datetime.now(UTC)
-    prompts = [f"Traduis en allemand la phrase numéro {i} : « le chat dort sur le canapé rouge »" for i in range(60)]
+    prompts = [f"Traduis en allemand la phrase numéro {i} : « le chat dort sur le canapé rouge »" for i in range(120)]
     lines = [_capture_line({"inputs": p, "parameters": {"max_new_tokens": 64}}, now) for p in prompts]
     key = artifact_layout.capture_hour_key("llama-8b", "run-001", BASELINE_ENDPOINT, SERVING_VARIANT, now)
     account.s3.put_object(Bucket=bucket, Key=f"{key}capture-1.jsonl", Body="\n".join(lines).encode())
@@ -117,7 +117,7 @@ def test_drift_function_reads_the_promoted_endpoints_capture_as_its_role_and_pub
     (check,) = result["checks"]
     assert check["status"] == "published", check
     assert check["score"]["drifted"] is True
-    assert check["files"] == 1 and check["lines"] == 60
+    assert check["files"] == 1 and check["lines"] == 120
     metrics = account.cloudwatch.list_metrics(Namespace=input_drift.NAMESPACE)["Metrics"]
     assert sorted(m["MetricName"] for m in metrics) == sorted(input_drift.THRESHOLDS)
     for metric in metrics:
@@ -125,7 +125,7 @@ def test_drift_function_reads_the_promoted_endpoints_capture_as_its_role_and_pub
 
 
 def test_drift_function_publishes_nothing_below_the_minimum_sample(account):
-    calibration = {"sha256": "c" * 64, "samples_used": 80, "profile": profile(CALIBRATION).to_json()}
+    calibration = {"sha256": "c" * 64, "samples_used": 150, "profile": profile(CALIBRATION).to_json()}
     account.faults.manifest_overrides = {"calibration": calibration}
     assert run_execution(account.sfn, account.state_machine_arn, account.spec(), name="few").status == "SUCCEEDED"
     now = datetime.now(UTC)
