@@ -106,3 +106,33 @@ def test_a_stage_without_capture_has_no_drift_function_or_alarm(tmp_path):
         for r in template["Resources"].values()
         if r["Type"] == "AWS::Lambda::Function" and "input-drift" in str(r["Properties"].get("FunctionName"))
     ]
+
+
+def test_the_candidate_models_execution_role_may_write_capture_files_with_the_project_key(dev_app):
+    """Which identity writes capture files is not documented (docs/aws-behaviour.md): the candidate model's
+    execution role may, so a capture written as that role is not refused."""
+    pipeline = dev_app.stacks.pipeline
+    resolver = TemplateResolver({s.stack_name: dev_app.template_json(s) for s in dev_app.all_stacks()})
+    template = dev_app.template_json(pipeline)
+    (policy,) = [
+        r
+        for lid, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::Policy" and lid.startswith("SageMakerRole")
+    ]
+    # The writes and the key grant (the image-pull statement's per-region mapping is not resolvable here).
+    wanted = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "WriteOutputs" or "kms:GenerateDataKey" in s["Action"]
+    ]
+    role = PolicyEvaluator([resolver.resolve(pipeline.stack_name, s) for s in wanted], name="sagemaker")
+    validate = next(
+        r["Properties"]["Environment"]["Variables"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and "validate-input" in str(r["Properties"].get("FunctionName"))
+    )
+    bucket = resolver.resolve(pipeline.stack_name, validate["ARTIFACT_BUCKET"])
+    key = resolver.resolve(pipeline.stack_name, validate["KMS_KEY_ARN"])
+    capture = f"arn:aws:s3:::{bucket}/models/llama-8b/run-001/capture/{ENDPOINT}/candidate/2026/12/03/10/x.jsonl"
+    assert role.is_allowed("s3:PutObject", capture)
+    assert role.is_allowed("kms:GenerateDataKey", key)
