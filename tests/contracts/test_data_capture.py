@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from contracts.data_capture import CapturedPrompts, data_capture_config, deduplicated, prompt_records, request_body
 from contracts.prompt_records import plain_text
@@ -70,7 +71,12 @@ def test_captured_prompts_counts_lines_and_unreadable_ones():
 
 
 def test_deduplication_keeps_the_first_of_exact_repeats_in_order():
-    records = [{"text": "a"}, {"text": "b"}, {"text": "a"}, {"messages": [{"role": "user", "content": "a"}]}]
+    records: list[dict[str, Any]] = [
+        {"text": "a"},
+        {"text": "b"},
+        {"text": "a"},
+        {"messages": [{"role": "user", "content": "a"}]},
+    ]
     assert deduplicated(records) == [records[0], records[1], records[3]]
 
 

@@ -8,6 +8,7 @@ import random
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -65,7 +66,7 @@ def deploy(aws, *, phase="canary", destination=None, calibration=None):
     arn = sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="c")["EndpointArn"]
     tags = {"llmq:phase": phase, "llmq:model-name": MODEL, "llmq:run-id": RUN}
     sm.add_tags(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-    manifest = {"calibration": {"sha256": "c" * 64}}
+    manifest: dict[str, Any] = {"calibration": {"sha256": "c" * 64}}
     if calibration is not None:
         manifest["calibration"]["profile"] = profile(calibration).to_json()
     aws["s3"].put_object(Bucket=BUCKET, Key=artifact_layout.manifest_key(MODEL, RUN), Body=json.dumps(manifest))
