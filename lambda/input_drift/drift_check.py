@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from contracts import artifact_layout, input_drift, prompt_drift
 from contracts.data_capture import CapturedPrompts
 from contracts.endpoint_tags import PHASE_CANARY, PHASE_PROMOTED, TAG_MODEL, TAG_PHASE, TAG_RUN
@@ -57,8 +59,11 @@ def reference_profile(s3: Any, bucket: str, model: str, run: str) -> prompt_drif
     """The calibration profile the quantize job put in the run's manifest (None: none recorded)."""
     try:
         body = s3.get_object(Bucket=bucket, Key=artifact_layout.manifest_key(model, run))["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
+    except ClientError as exc:
+        # Without s3:ListBucket on the manifest's prefix a missing key is AccessDenied, not NoSuchKey.
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "AccessDenied", "404", "403"):
+            return None
+        raise
     found, data = lookup(json.loads(body), CALIBRATION_PROFILE_FIELD)
     return prompt_drift.PromptProfile.from_json(data) if found and data else None
 
@@ -92,7 +97,12 @@ def _skip(endpoint: str, reason: str, **known: Any) -> EndpointCheck:
 def check_endpoint(
     endpoint: str, *, sagemaker: Any, s3: Any, cloudwatch: Any, bucket: str, now: datetime, hours: int, max_files: int
 ) -> EndpointCheck:
-    described = sagemaker.describe_endpoint(EndpointName=endpoint)
+    try:
+        described = sagemaker.describe_endpoint(EndpointName=endpoint)
+    except ClientError as exc:  # a monitored endpoint that does not exist (yet): nothing to check
+        if exc.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+        return _skip(endpoint, f"endpoint not found: {exc.response['Error'].get('Message', '')}")
     tags = _tags(sagemaker, described["EndpointArn"])
     phase, model, run = tags.get(TAG_PHASE), tags.get(TAG_MODEL), tags.get(TAG_RUN)
     if phase not in WATCHED_PHASES or not model or not run:

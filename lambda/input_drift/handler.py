@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from drift_check import check_endpoint
 
 from contracts.function_settings import InputDriftSettings
@@ -29,18 +30,26 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = InputDriftSettings.from_environment()
     sagemaker, s3, cloudwatch = clients()
     now = datetime.now(UTC)
-    results = []
+    results, failed = [], []
     for endpoint in settings.monitored_endpoints:
-        result = check_endpoint(
-            endpoint,
-            sagemaker=sagemaker,
-            s3=s3,
-            cloudwatch=cloudwatch,
-            bucket=settings.artifact_bucket,
-            now=now,
-            hours=settings.lookback_hours,
-            max_files=settings.max_files,
-        )
+        try:
+            result = check_endpoint(
+                endpoint,
+                sagemaker=sagemaker,
+                s3=s3,
+                cloudwatch=cloudwatch,
+                bucket=settings.artifact_bucket,
+                now=now,
+                hours=settings.lookback_hours,
+                max_files=settings.max_files,
+            )
+        except ClientError:
+            # One endpoint's failure must not hide the others' checks; the invocation fails at the end.
+            logger.exception("input drift check failed", extra={"endpoint": endpoint})
+            failed.append(endpoint)
+            continue
         logger.info("input drift", extra={"check": result.as_dict()})
         results.append(result.as_dict())
+    if failed:
+        raise RuntimeError(f"input drift check failed for {', '.join(failed)} (see the log)")
     return {"checks": results}

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from contracts import artifact_layout, input_drift
@@ -177,3 +178,32 @@ def test_hour_prefixes_follow_sagemakers_layout_newest_first():
         f"models/{MODEL}/{RUN}/capture/{ENDPOINT}/AllTraffic/2026/12/03/10/",
         f"models/{MODEL}/{RUN}/capture/{ENDPOINT}/AllTraffic/2026/12/03/09/",
     ]
+
+
+def test_a_monitored_endpoint_that_does_not_exist_is_skipped(aws):
+    result = run(aws)
+    assert result.status == "skipped" and "not found" in result.reason
+
+
+def test_a_manifest_the_function_may_not_read_counts_as_no_profile(aws):
+    """Without s3:ListBucket on the manifest's prefix, S3 answers a missing key with AccessDenied."""
+    deploy(aws, calibration=questions(1, 200))
+    aws["s3"].delete_object(Bucket=BUCKET, Key=artifact_layout.manifest_key(MODEL, RUN))
+    stubbed = boto3.client("s3", region_name="us-east-1")
+    error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+
+    def get_object(**_: Any) -> Any:
+        raise ClientError(error, "GetObject")
+
+    stubbed.get_object = get_object  # type: ignore[method-assign]
+    result = check_endpoint(
+        ENDPOINT,
+        sagemaker=aws["sagemaker"],
+        s3=stubbed,
+        cloudwatch=aws["cloudwatch"],
+        bucket=BUCKET,
+        now=NOW,
+        hours=1,
+        max_files=10,
+    )
+    assert result.status == "skipped" and "calibration profile" in result.reason
