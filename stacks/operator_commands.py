@@ -2,7 +2,8 @@
 
     python -m stacks.operator_commands calibration-from-capture s3://<bucket>/models/<model>/<run>/capture/ \\
         --out calibration.jsonl
-    python -m stacks.operator_commands approve-after-review --model-package-arn <arn> verdicts-*.json
+    python -m stacks.operator_commands approve-after-review --model-package-arn <arn> verdicts-*.json \\
+        [--review s3://<bucket>/models/<model>/<run>/reports/review.json]
 
 ``calibration-from-capture`` reads SageMaker data-capture files (an S3 prefix or a local folder, every
 ``*.jsonl`` under it), takes each request's prompt (contracts/data_capture.py: LMI ``inputs``, OpenAI
@@ -112,8 +113,25 @@ def read_verdicts(paths: Sequence[Path]) -> tuple[str, list[dict[str, str]]]:
     return samples.pop(), verdicts
 
 
-def approve_after_review(arn: str, paths: Sequence[Path], max_net_pct: float, region: str | None) -> int:
+def review_sample_id(source: str, region: str | None) -> str:
+    """The sample id of the run's review.json (an s3:// URI or a local path)."""
+    if source.startswith("s3://"):
+        bucket, _, key = source.removeprefix("s3://").partition("/")
+        text = boto3.client("s3", region_name=region).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    else:
+        text = Path(source).read_text(encoding="utf-8")
+    sample = json.loads(text).get("sample_id")
+    if not isinstance(sample, str):
+        raise InputError(f"{source}: no sample_id")
+    return sample
+
+
+def approve_after_review(
+    arn: str, paths: Sequence[Path], max_net_pct: float, region: str | None, review: str | None = None
+) -> int:
     sample, verdicts = read_verdicts(paths)
+    if review is not None and (expected := review_sample_id(review, region)) != sample:
+        raise InputError(f"the verdicts judge sample {sample}, the run's review {review} is sample {expected}")
     verdict = decide(tally(verdicts), max_net_pct)
     print(
         f"review sample {sample}: {len(verdicts)} verdicts, baseline preferred {verdict['net_baseline_preferred']:+d} "
@@ -150,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
     review.add_argument("--model-package-arn", required=True)
     review.add_argument("verdicts", nargs="+", type=Path, help="verdict files downloaded from review.html")
     review.add_argument("--max-net-baseline-pct", type=float, default=MAX_NET_BASELINE_PCT)
+    review.add_argument(
+        "--review",
+        help="the run's review.json (s3://<bucket>/models/<model>/<run>/reports/review.json or a path): "
+        "refuses verdicts of another sample",
+    )
     return parser
 
 
@@ -161,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(", ".join(f"{name} {value}" for name, value in counts.items()) + f" -> {args.out}")
             print("captured prompts are user data and may hold personal data: review the file before using it")
             return 0
-        return approve_after_review(args.model_package_arn, args.verdicts, args.max_net_baseline_pct, args.region)
+        return approve_after_review(
+            args.model_package_arn, args.verdicts, args.max_net_baseline_pct, args.region, args.review
+        )
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

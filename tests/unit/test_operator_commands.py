@@ -95,3 +95,14 @@ def test_the_decision_is_the_review_rule_at_15_percent_net(tmp_path, preferred, 
     verdicts = [{"id": str(i), "choice": choice[p], "candidate_was": "A"} for i, p in enumerate(preferred)]
     _, read = operator_commands.read_verdicts([_verdict_file(tmp_path / "v.json", "s", verdicts)])
     assert decide(tally(read))["decision"] == decision
+
+
+def test_verdicts_of_another_sample_than_the_runs_review_are_refused(tmp_path, capsys):
+    verdicts = [{"id": "1", "choice": "A", "candidate_was": "A"}]
+    path = _verdict_file(tmp_path / "v.json", "s1", verdicts)
+    review = tmp_path / "review.json"
+    review.write_text(json.dumps({"sample_id": "s2", "items": []}))
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/llmq-dev-m/1"
+    args = ["approve-after-review", "--model-package-arn", arn, str(path), "--review", str(review)]
+    assert operator_commands.main(args) == 2
+    assert "sample s1" in capsys.readouterr().err
