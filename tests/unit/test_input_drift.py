@@ -190,7 +190,7 @@ def test_a_manifest_the_function_may_not_read_counts_as_no_profile(aws):
     deploy(aws, calibration=questions(1, 200))
     aws["s3"].delete_object(Bucket=BUCKET, Key=artifact_layout.manifest_key(MODEL, RUN))
     stubbed = boto3.client("s3", region_name="us-east-1")
-    error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+    error: Any = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
 
     def get_object(**_: Any) -> Any:
         raise ClientError(error, "GetObject")
