@@ -8,12 +8,14 @@ models/<model>/<run_id>/reports/                      report.json, report.md, pl
 models/<model>/<run_id>/rollbacks/<endpoint>-<phase>.json   one record per rollback
 models/<model>/<run_id>/autoscaling/<endpoint>-<variant>.json   a serving variant's scaling, lifted
 models/<model>/<run_id>/quality/<endpoint>-reference.json   the baseline's reference outputs (quality sampler)
+models/<model>/<run_id>/capture/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl   SageMaker data capture
 ```
 Key patterns (``*_PATTERN``) are what IAM statements scope to.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 MODELS_PREFIX: Final = "models/"
@@ -30,6 +32,9 @@ ROLLBACKS_DIR: Final = "rollbacks/"
 AUTOSCALING_DIR: Final = "autoscaling/"
 # The live-quality sampler's reference: the baseline's outputs and their scores, kept for after promotion.
 QUALITY_DIR: Final = "quality/"
+# SageMaker data capture of the run's endpoint configs (canary and promoted): SageMaker itself
+# appends <endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl under the destination it is given.
+CAPTURE_DIR: Final = "capture/"
 
 RUN_OBJECTS_PATTERN: Final = f"{MODELS_PREFIX}*"
 MANIFEST_PATTERN: Final = f"{MODELS_PREFIX}*/{MANIFEST_FILE}"
@@ -38,6 +43,7 @@ ROLLBACK_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{ROLLBACKS_DIR}*"
 AUTOSCALING_RECORDS_PATTERN: Final = f"{MODELS_PREFIX}*/{AUTOSCALING_DIR}*"
 QUALITY_REFERENCES_PATTERN: Final = f"{MODELS_PREFIX}*/{QUALITY_DIR}*"
 REVIEW_PATTERN: Final = f"{MODELS_PREFIX}*/{REPORTS_DIR}{REVIEW_FILE}"
+CAPTURE_PATTERN: Final = f"{MODELS_PREFIX}*/{CAPTURE_DIR}*"
 
 
 def run_key(model_name: str, run_id: str) -> str:
@@ -82,3 +88,14 @@ def rollback_record_key(model_name: str, run_id: str, endpoint: str, phase: str)
 def autoscaling_record_key(model_name: str, run_id: str, endpoint: str, variant: str) -> str:
     """The scaling setup of a variant whose scalable target this run lifted (and whether it is back)."""
     return f"{run_key(model_name, run_id)}{AUTOSCALING_DIR}{endpoint}-{variant}.json"
+
+
+def capture_key(model_name: str, run_id: str) -> str:
+    """The DataCaptureConfig destination of the run's endpoint configs (a prefix, trailing slash)."""
+    return f"{run_key(model_name, run_id)}{CAPTURE_DIR}"
+
+
+def capture_hour_key(model_name: str, run_id: str, endpoint: str, variant: str, hour: datetime) -> str:
+    """Where SageMaker puts one hour of one variant's captured requests: ``.../<endpoint>/<variant>/yyyy/mm/dd/hh/``
+    (UTC hours; docs/aws-behaviour.md)."""
+    return f"{capture_key(model_name, run_id)}{endpoint}/{variant}/{hour:%Y/%m/%d/%H}/"

@@ -87,6 +87,8 @@ class ValidateSettings(FunctionSettings):
     min_bake_minutes: int = Field(default=7, alias="MIN_BAKE_MINUTES")
     # Signals whose candidate alarms roll back; the bake reads <endpoint>-candidate-<signal> for each.
     rollback_signals: tuple[str, ...] = Field(default=ROLLBACK_SIGNALS, alias="ROLLBACK_SIGNALS")
+    # StageConfig.pipeline.require_human_review: promotion leaves the package PendingManualApproval.
+    require_human_review: bool = Field(default=False, alias="REQUIRE_HUMAN_REVIEW")
     # Set by Lambda itself, not by the stack: the evaluate job's --region (the endpoint's region).
     region: str = Field(alias="AWS_REGION", min_length=1)
 
@@ -134,3 +136,14 @@ class QualitySamplerSettings(FunctionSettings):
     after_promotion_seconds: int = Field(default=86400, alias="SAMPLE_AFTER_PROMOTION_SECONDS", ge=0)
     # An endpoint is not started with less than this left of the invocation (one endpoint's worst case).
     min_seconds_per_endpoint: int = Field(default=60, alias="MIN_SECONDS_PER_ENDPOINT", ge=0)
+
+
+class InputDriftSettings(FunctionSettings):
+    """The input-drift function (stacks/input_drift_monitoring.py sets these variables)."""
+
+    artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=3)
+    monitored_endpoints: tuple[str, ...] = Field(alias="MONITORED_ENDPOINTS")
+    # Hours of capture each check reads (StageConfig.data_capture.drift_lookback_hours).
+    lookback_hours: int = Field(default=24, alias="LOOKBACK_HOURS", ge=1)
+    # Capture files read per endpoint and check, newest hour first (bounds time and memory).
+    max_files: int = Field(default=500, alias="MAX_FILES", ge=1)

@@ -24,6 +24,11 @@ REQUIRED_FIELDS: Final = (
     "metrics.artifact_bytes",
 )
 
+# Optional (older manifests lack it): the calibration prompts' profile (contracts/prompt_drift.py
+# PromptProfile.to_json), what the input-drift function compares captured traffic with. Null for
+# data-free algorithms, which read no calibration set.
+CALIBRATION_PROFILE_FIELD: Final = "calibration.profile"
+
 
 def lookup(data: Any, dotted: str) -> tuple[bool, Any]:
     """(found, value) of a dotted field."""

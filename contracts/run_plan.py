@@ -52,6 +52,8 @@ class Locations(_Part):
     gate_key: str
     # The serving variant's scaling setup while a promotion has it lifted.
     autoscaling_key: str
+    # DataCaptureConfig.DestinationS3Uri of the run's configs (used when the stage captures).
+    capture_uri: str
     source_model_uri: str
     calibration_uri: str
     validation_uri: str
@@ -141,6 +143,9 @@ class RunPlan(_Part):
     canary: Canary
     timing: Timing
     tags: list[dict[str, str]]
+    # The stage's require_human_review: promotion does not approve the package; an operator does,
+    # after the human review says go (python -m stacks.run_pipeline approve-after-review).
+    require_human_review: bool
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

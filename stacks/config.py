@@ -169,6 +169,25 @@ class PipelineSettings(BaseModel):
     allowed_source_buckets: tuple[str, ...] = ()
     # Upper bound of one execution: quantize + evaluate + deployment + every bake.
     execution_timeout_hours: int = Field(default=168, ge=1, le=8760)
+    # On: a promoted run's model package stays PendingManualApproval until an operator runs
+    # `python -m stacks.run_pipeline approve-after-review` and the human review says go.
+    require_human_review: bool = False
+
+
+class DataCaptureSettings(BaseModel):
+    """SageMaker data capture on the configs a run deploys, and the input-drift check that reads it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Percentage of requests captured (DataCaptureConfig.InitialSamplingPercentage); 0: no capture, no drift check.
+    sampling_percentage: int = Field(default=0, ge=0, le=100)
+    # How often the drift function runs, and how many past hours of capture each check reads.
+    drift_check_hours: int = Field(default=1, ge=1, le=24)
+    drift_lookback_hours: int = Field(default=24, ge=1, le=168)
+
+    @property
+    def enabled(self) -> bool:
+        return self.sampling_percentage > 0
 
 
 class StageConfig(BaseModel):
@@ -204,6 +223,8 @@ class StageConfig(BaseModel):
     monitoring: MonitoringThresholds = MonitoringThresholds()
     # The per-model pipeline (images, allowed buckets, execution timeout).
     pipeline: PipelineSettings = PipelineSettings()
+    # Data capture on the run's endpoint configs and the input-drift check (docs/monitoring.md).
+    data_capture: DataCaptureSettings = DataCaptureSettings()
 
     @field_validator("serving_variant")
     @classmethod

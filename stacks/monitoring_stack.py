@@ -20,6 +20,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 
 from stacks.endpoint_monitoring import EndpointMonitoring
+from stacks.input_drift_monitoring import InputDriftMonitoring
 from stacks.python_function import dependency_layer
 from stacks.quality_sampler_function import QualitySamplerFunction
 from stacks.rollback_function import (
@@ -40,10 +41,10 @@ class MonitoringStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         config = shared.config
         prefix = shared.prefix
-        functions = shared.with_layer(dependency_layer(self, "Dependencies"))
-        self.rollback = RollbackFunction(self, "Rollback", functions)
+        with_layer = shared.with_layer(dependency_layer(self, "Dependencies"))
+        self.rollback = RollbackFunction(self, "Rollback", with_layer)
         # Publishes what the quality alarms watch (LLMQ/Quality, contracts/live_quality.py).
-        self.quality_sampler = QualitySamplerFunction(self, "QualitySampler", functions)
+        self.quality_sampler = QualitySamplerFunction(self, "QualitySampler", with_layer)
         self.endpoints: dict[str, EndpointMonitoring] = {}
         self.rules: dict[str, events.Rule] = {}
         for name in config.monitored_endpoints:
@@ -70,6 +71,13 @@ class MonitoringStack(Stack):
                 ),
                 targets=[self.rollback.rule_target()],
             )
+
+        # Input drift (notify only) where the stage captures data: stacks/input_drift_monitoring.py.
+        self.input_drift = (
+            InputDriftMonitoring(self, "InputDrift", shared=with_layer, topic=self.rollback.topic)
+            if config.data_capture.enabled and config.monitored_endpoints
+            else None
+        )
 
         self.rollback_failed_alarm = cw.Alarm(
             self,

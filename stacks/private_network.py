@@ -28,6 +28,8 @@ CALLERS: dict[str, tuple[str, ...]] = {
     "validate_input function": (),
     # Invokes the monitored endpoints' variants and publishes LLMQ/Quality with PutMetricData.
     "quality_sampler function": ("s3", "sagemaker", "sagemaker-runtime", "cloudwatch"),
+    # Capture files and manifests (S3), the endpoints and their tags, its own metrics.
+    "input_drift function": ("s3", "sagemaker", "cloudwatch"),
     "quantize training job (network isolation)": ("s3",),
     # No network isolation: it invokes both variants of the baseline endpoint (TargetVariant).
     "evaluate processing job (VPC, no network isolation)": ("s3", "sagemaker-runtime"),

@@ -94,6 +94,7 @@ def offline_defaults(run_spec: ModuleType, stage: str, region: str | None, bucke
         serving_variant=config.serving_variant,
         min_bake_minutes=config.monitoring.min_bake_minutes,
         rollback_signals=ROLLBACK_SIGNALS,
+        require_human_review=config.pipeline.require_human_review,
         region=region,
     )
 

@@ -53,6 +53,7 @@ class ValidateInputFunction(PythonFunction):
                 serving_variant=config.serving_variant,
                 min_bake_minutes=config.monitoring.min_bake_minutes,
                 rollback_signals=ROLLBACK_SIGNALS,
+                require_human_review=config.pipeline.require_human_review,
             ),
             **shared.function_options(),
         )

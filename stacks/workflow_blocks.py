@@ -25,6 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from contracts.data_capture import data_capture_config
 from contracts.endpoint_tags import (
     CANDIDATE_VARIANT,
     TAG_MODEL,
@@ -152,6 +153,16 @@ class PipelineSteps(StepBuilder):
             resources=[*self._endpoint_arns(), self._arn("endpoint-config", "*")],
         )
 
+    def _data_capture(self) -> dict[str, Any] | None:
+        """The run's DataCaptureConfig (under ``models/<model>/<run>/capture/``, the project key), or None when
+        the stage captures nothing. Its KmsKeyId is for S3, not a volume: valid on NVMe instances too."""
+        capture = self.resources.shared.config.data_capture
+        if not capture.enabled:
+            return None
+        return data_capture_config(
+            J.string_at(run_path("s3.capture_uri")), capture.sampling_percentage, self._key.key_arn
+        )
+
     def _create_config(self, state_id: str, *, name: str, variants: Any, with_key: bool) -> tasks.CallAwsService:
         parameters: dict[str, Any] = {
             "EndpointConfigName": J.string_at(name),
@@ -160,6 +171,9 @@ class PipelineSteps(StepBuilder):
         }
         if with_key:
             parameters["KmsKeyId"] = self._key.key_arn
+        capture = self._data_capture()
+        if capture:
+            parameters["DataCaptureConfig"] = capture
         return self.call(
             state_id,
             "sagemaker",

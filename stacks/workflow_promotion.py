@@ -9,7 +9,7 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from contracts.endpoint_tags import TAG_PROMOTED_AT
 from contracts.run_plan import run_path
-from stacks.workflow_blocks import ENDPOINT, J, PipelineSteps
+from stacks.workflow_blocks import ENDPOINT, PENDING, J, PipelineSteps
 
 
 class Promotion(PipelineSteps):
@@ -21,7 +21,9 @@ class Promotion(PipelineSteps):
     ``$.run.tags``, ``$.record``, ``$.evaluation.gate``.
     Output: ``$.check``, ``$.lookups.promoted_config``, ``$.autoscaling`` (the captured scaling setup),
     ``$.autoscaling_restored``, ``$.endpoint_state``, ``$.polls.*``; the endpoint tagged ``promoted``
-    (with ``llmq:promoted-at``), the package Approved, an ``outcome: promoted`` message; the execution
+    (with ``llmq:promoted-at``), the package Approved (or, when ``$.run.require_human_review``, left
+    PendingManualApproval for the operator's ``approve-after-review``; ``$.approval.status`` says which),
+    an ``outcome: promoted`` message; the execution
     succeeds ("Promoted") with ``{outcome, run, record, gate}``.
     Errors: up to and including the approval (``CanaryStopped``, ``AutoscalingBlocked``, endpoint or task
     errors) -> ``rollback`` with ``$.error``; a failed autoscaling resume after approval -> ``failed``
@@ -54,18 +56,7 @@ class Promotion(PipelineSteps):
             [*self._tags("promoted"), {"Key": TAG_PROMOTED_AT, "Value": J.string_at("$$.State.EnteredTime")}],
         )
         self.catch(tag, rollback)
-        approve = self.call(
-            "Approve package",
-            "sagemaker",
-            "updateModelPackage",
-            {
-                "ModelPackageArn": J.string_at("$.record.model_package_arn"),
-                "ModelApprovalStatus": "Approved",
-                "ApprovalDescription": J.format("promoted by execution {}", J.execution_id),
-            },
-            resources=self._prefixed("model-package"),
-        )
-        self.catch(approve, rollback)
+        review, approval_done = self._approval(rollback)
         notify = self._notify(
             "Notify promoted",
             {
@@ -75,6 +66,7 @@ class Promotion(PipelineSteps):
                 "model_package_arn": J.string_at("$.record.model_package_arn"),
                 "artifact_uri": J.string_at("$.record.artifact_uri"),
                 "report_key": J.string_at(run_path("s3.report_key")),
+                "model_package_status": J.string_at("$.approval.status"),
             },
         )
         promoted = sfn.Pass(
@@ -99,7 +91,9 @@ class Promotion(PipelineSteps):
         suspended = sfn.Choice(self, "Autoscaling suspended?")
         suspended.when(self._autoscaling_suspended(), resume)
         suspended.otherwise(notify)
-        tag.next(approve).next(suspended)
+        tag.next(review)
+        for done in approval_done:
+            done.next(suspended)
 
         # An alarm while the promotion's UpdateEndpoint ran: the rollback function has
         # tagged rolling-back; the rollback path finds the endpoint wherever it is.
@@ -154,3 +148,37 @@ class Promotion(PipelineSteps):
         go.when(sfn.Condition.boolean_equals("$.check.ok", True), config_step)
         go.otherwise(stopped)
         return before.next(go)
+
+    def _approval(self, rollback: sfn.IChainable) -> tuple[sfn.Choice, list[sfn.Pass]]:
+        """Approve the package, or leave it PendingManualApproval when the stage asks for a human review.
+
+        Either way ``$.approval.status`` says what the package is now; returns the entry and the two ends.
+        """
+        approve = self.call(
+            "Approve package",
+            "sagemaker",
+            "updateModelPackage",
+            {
+                "ModelPackageArn": J.string_at("$.record.model_package_arn"),
+                "ModelApprovalStatus": "Approved",
+                "ApprovalDescription": J.format("promoted by execution {}", J.execution_id),
+            },
+            resources=self._prefixed("model-package"),
+        )
+        self.catch(approve, rollback)
+        approved = sfn.Pass(
+            self, "Package approved", result=sfn.Result.from_object({"status": "Approved"}), result_path="$.approval"
+        )
+        # The stage asks for a human review: the package stays PendingManualApproval (as the record step
+        # registered it) until an operator approves it after the review says go (approve-after-review).
+        left_for_review = sfn.Pass(
+            self,
+            "Package left for review",
+            result=sfn.Result.from_object({"status": PENDING}),
+            result_path="$.approval",
+        )
+        review = sfn.Choice(self, "Human review required?")
+        review.when(sfn.Condition.boolean_equals(run_path("require_human_review"), True), left_for_review)
+        review.otherwise(approve)
+        approve.next(approved)
+        return review, [approved, left_for_review]

@@ -7,7 +7,8 @@ Each verdict file is what the page downloads: ``{"review_version": 1, "sample_id
 sample (and, with ``--review``, the sample in that review.json, whose blind order is recomputed
 to check each ``candidate_was``). A bad input prints one line and exits 2.
 
-The rule: the candidate passes (GO) when the baseline is preferred in at most
+The rule (contracts/review_rule.py, shared with the operator's approve-after-review): the candidate
+passes (GO) when the baseline is preferred in at most
 ``--max-net-baseline-pct`` (default 15) percent of the judged verdicts more than the candidate
 is; ties and "both bad" count for neither side.
 """
@@ -22,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.review_rule import CHOICES, MAX_NET_BASELINE_PCT, OUTCOMES, decide, preferred_of, tally
 from jobs.evaluate.review import REVIEW_VERSION, SIDES, ReviewError, blind_sides, check_review
 
-CHOICES = ("A", "B", "tie", "both-bad")
-OUTCOMES = ("candidate", "baseline", "tie", "both-bad")
-MAX_NET_BASELINE_PCT = 15.0
 SUMMARY_VERSION = 1
 
 
@@ -45,13 +44,6 @@ def read_json(path: Path, what: str) -> Any:
         raise ReviewError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReviewError(f"{path}: {what} is not JSON: {exc}") from None
-
-
-def preferred_of(choice: str, candidate_was: str) -> str:
-    """What a choice means once the blind side is known."""
-    if choice in ("tie", "both-bad"):
-        return choice
-    return "candidate" if choice == candidate_was else "baseline"
 
 
 def check_verdict(raw: Any, where: str) -> dict[str, str]:
@@ -125,28 +117,6 @@ def load(paths: Sequence[Path], review_path: Path | None) -> tuple[list[VerdictF
     if not any(f.verdicts for f in files):
         raise ReviewError("no verdicts in the given files")
     return files, review
-
-
-def tally(verdicts: Sequence[dict[str, str]]) -> dict[str, Any]:
-    counts = {outcome: sum(v["preferred"] == outcome for v in verdicts) for outcome in OUTCOMES}
-    judged = len(verdicts)
-    shares = {k: round(100 * n / judged, 1) if judged else None for k, n in counts.items()}
-    return {"judged": judged, "counts": counts, "shares_pct": shares}
-
-
-def decide(overall: dict[str, Any], max_net_pct: float) -> dict[str, Any]:
-    counts, judged = overall["counts"], overall["judged"]
-    net = counts["baseline"] - counts["candidate"]
-    net_pct = round(100 * net / judged, 1)
-    passed = net_pct <= max_net_pct
-    return {
-        "decision": "go" if passed else "no-go",
-        "net_baseline_preferred": net,
-        "net_baseline_preferred_pct": net_pct,
-        "max_net_baseline_pct": max_net_pct,
-        "rule": f"go when (baseline preferred - candidate preferred) / judged <= {max_net_pct:g} %; "
-        "ties and both-bad count for neither",
-    }
 
 
 def summarize(files: Sequence[VerdictFile], review: dict[str, Any] | None, max_net_pct: float) -> dict[str, Any]:

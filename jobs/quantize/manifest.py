@@ -74,6 +74,8 @@ def build_manifest(
             "tokens": stats["calibration_tokens"],
             "dtype": stats["calibration_dtype"] if plan.texts else None,
             "warnings": plan.warnings,
+            # The input-drift reference (contracts/manifest.py CALIBRATION_PROFILE_FIELD).
+            "profile": plan.profile,
             "note": None if hp.needs_calibration else f"{hp.algorithm} is data-free; no calibration read",
         },
         "source": {"sha256": source_sha256, "dtype": source_dtype, "path": str(paths.model)},

@@ -13,7 +13,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from contracts import prompt_drift
+from contracts.prompt_records import plain_text
 from jobs.quantize.artifact import STAGING_PREFIX
 from jobs.quantize.support import Hyperparameters
 from jobs.sagemaker_job import records as data
@@ -56,6 +59,9 @@ class CalibrationPlan:
     records_available: int
     shapes: dict[str, int]
     warnings: list[str]
+    # The chosen records' prompt profile as plain text (contracts/prompt_drift.py): the reference the
+    # input-drift function compares captured traffic with; None for data-free algorithms.
+    profile: dict[str, Any] | None = None
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -99,6 +105,7 @@ def plan_calibration(hp: Hyperparameters, location: Path, render: data.ChatRende
         records = data.load_records(files, root=root)
         chosen = data.select(records, hp.num_calibration_samples, hp.seed)
         texts = [data.record_text(r, render) for r in chosen]
+        reference = prompt_drift.profile(plain_text(r.data) for r in chosen).to_json()
         templated = [r.shape == "messages" for r in chosen]
     except data.RecordError as exc:
         raise JobFailureError(f"calibration data: {exc}") from None
@@ -120,4 +127,5 @@ def plan_calibration(hp: Hyperparameters, location: Path, render: data.ChatRende
         records_available=len(records),
         shapes=shapes,
         warnings=warnings,
+        profile=reference,
     )

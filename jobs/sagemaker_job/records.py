@@ -13,6 +13,7 @@ Validation data may also be ``.txt`` files, each one ``text`` record (``find_fil
 text_files=True)``). Without a chat template (the evaluate job scores raw text) messages are
 joined by their contents (``join_contents``).
 
+The shapes themselves are contracts/prompt_records.py's (the operator CLI writes them too).
 Pure Python (no tokenizer import): the quantize job, the evaluate job and the pilot's input
 checks share it, so a file one accepts the others accept; every error names the file and line.
 """
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.prompt_records import SHAPES, join_contents
+
 SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIX = ".txt"
-SHAPES = {"text": ("text",), "messages": ("messages",), "prompt_completion": ("prompt", "completion")}
 ChatRenderer = Callable[[list[dict[str, Any]]], str]
 
 
@@ -134,11 +136,6 @@ def select(records: Sequence[Record], count: int, seed: int) -> list[Record]:
     # Reproducibility, not secrecy: a seeded PRNG is exactly what is wanted here.
     chosen = random.Random(seed).sample(range(len(records)), count)  # noqa: S311
     return [records[i] for i in sorted(chosen)]
-
-
-def join_contents(messages: list[dict[str, Any]]) -> str:
-    """Messages as plain text (their contents, one per line), where no chat template applies."""
-    return "\n".join(str(m["content"]) for m in messages)
 
 
 def read_texts(

@@ -238,6 +238,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             "autoscaling_key": artifact_layout.autoscaling_record_key(
                 name, run_id, spec.baseline_endpoint, defaults.serving_variant
             ),
+            "capture_uri": f"s3://{bucket}/{artifact_layout.capture_key(name, run_id)}",
             "source_model_uri": spec.source_model_uri,
             "calibration_uri": spec.calibration_uri,
             "validation_uri": spec.validation_uri,
@@ -294,6 +295,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             "steps": steps,
         },
         "timing": _timing(spec),
+        "require_human_review": defaults.require_human_review,
         "tags": [
             {"Key": TAG_MODEL, "Value": name},
             {"Key": TAG_RUN, "Value": run_id},

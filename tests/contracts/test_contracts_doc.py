@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from contracts import alarm_signals, artifact_layout, endpoint_tags, live_quality
+from contracts import (
+    alarm_signals,
+    artifact_layout,
+    endpoint_tags,
+    input_drift,
+    live_quality,
+    prompt_drift,
+    review_rule,
+)
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
 
@@ -41,6 +49,7 @@ def test_every_artifact_folder_and_file_is_documented():
         artifact_layout.ROLLBACKS_DIR,
         artifact_layout.AUTOSCALING_DIR,
         artifact_layout.QUALITY_DIR,
+        artifact_layout.CAPTURE_DIR,
     ):
         assert value in DOC, value
 
@@ -53,3 +62,17 @@ def test_every_live_quality_metric_is_documented_with_its_unit_and_dimensions():
     documented = set(re.findall(r"^\| `([A-Za-z]+)` \(unit", table, flags=re.MULTILINE))
     assert documented == {spec.name for spec in live_quality.METRICS}
     assert all(f"`{name}`" in table for name in live_quality.DIMENSIONS)
+
+
+def test_the_input_drift_metrics_and_alarms_are_documented_as_defined():
+    section = DOC.split("## Input drift", 1)[1].split("\n## ", 1)[0]
+    for value in (input_drift.NAMESPACE, input_drift.ENDPOINT_DIMENSION, input_drift.UNIT, *input_drift.THRESHOLDS):
+        assert f"`{value}`" in section, value
+    for metric, threshold in input_drift.THRESHOLDS.items():
+        assert f"`{input_drift.alarm_name('<endpoint>', metric)}`" in section
+        assert f"{threshold:g}" in section
+    assert f"{prompt_drift.MIN_PROMPTS} prompts" in section
+
+
+def test_the_review_rule_is_documented_with_its_threshold():
+    assert f"{review_rule.MAX_NET_BASELINE_PCT:g} %" in DOC.split("## Human review approval", 1)[1]

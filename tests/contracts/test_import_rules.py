@@ -4,8 +4,8 @@
 - jobs/ never imports stacks/ (container code must not need the CDK app);
 - stacks/ never imports jobs/ (the app does not ship container code) nor lambda/ code;
 - lambda/ imports only contracts/ of this project (plus its own folder and lambda/shared/);
-- nothing imports the pilot (jobs.pilot) but the pilot itself, nor the operator CLI
-  (stacks.run_pipeline) but itself; tests may import both.
+- nothing imports the pilot (jobs.pilot) but the pilot itself, nor the operator CLIs
+  (stacks.run_pipeline, stacks.operator_commands) but themselves; tests may import them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OURS = {"contracts", "stacks", "jobs", "tests", "benchmarks", "app"}
 PILOT = "jobs.pilot"
 CLI = "stacks.run_pipeline"
+OPERATOR_COMMANDS = "stacks.operator_commands"
 
 
 def _modules(folder: str) -> list[Path]:
@@ -72,7 +73,7 @@ def test_lambda_code_imports_only_the_contracts_of_this_project():
     assert _violations("lambda", OURS - {"contracts"}) == []
 
 
-@pytest.mark.parametrize("entry", [PILOT, CLI])
+@pytest.mark.parametrize("entry", [PILOT, CLI, OPERATOR_COMMANDS])
 def test_nothing_but_tests_imports_the_pilot_or_the_operator_cli(entry):
     users = [
         f"{path.relative_to(ROOT)} imports {name}"

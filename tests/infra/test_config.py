@@ -46,6 +46,11 @@ def test_config_is_frozen():
         ({"vpc_cird": "10.0.0.0/16"}, "vpc_cird", "Extra inputs"),
         ({"monitored_endpoints": ["other-chat"]}, "monitored_endpoints", "'other-chat' must start with 'llmq-dev-'"),
         ({"monitored_endpoints": ["bad_name!"]}, "monitored_endpoints", "not a valid SageMaker endpoint name"),
+        # DataCaptureConfig.InitialSamplingPercentage: 0-100 (docs/aws-behaviour.md).
+        ({"data_capture": {"sampling_percentage": 101}}, "data_capture.sampling_percentage", "less than or equal"),
+        ({"data_capture": {"sampling_percentage": -1}}, "data_capture.sampling_percentage", "greater than or equal"),
+        ({"data_capture": {"drift_check_hours": 0}}, "data_capture.drift_check_hours", "greater than or equal"),
+        ({"pipeline": {"require_human_review": "maybe"}}, "pipeline.require_human_review", "boolean"),
     ],
 )
 def test_invalid_setting_is_reported_with_its_field(override, field, needle):
@@ -98,3 +103,10 @@ def test_app_py_stops_on_bad_config_and_emits_no_stack(tmp_path):
     assert "invalid configuration: stages.dev.vpc_cidr" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*.template.json"))
+
+
+def test_capture_is_off_unless_a_stage_asks_and_dev_asks_for_20_percent():
+    context = cdk_context()
+    assert load_stage_config(context, "prod").data_capture.enabled is False
+    dev = load_stage_config(context, "dev").data_capture
+    assert dev.enabled and dev.sampling_percentage == 20

@@ -71,6 +71,9 @@ def test_every_monitored_endpoint_gets_alarms_on_both_variants(dev_app, monitori
         f"{ENDPOINT}-baseline-quality",
         # The function's own failure (its metric, published by the function).
         "llmq-dev-rollback-failed",
+        # dev captures data: the input-drift alarms (notify only; tests/infra/test_input_drift_monitoring.py).
+        f"{ENDPOINT}-input-drift-length",
+        f"{ENDPOINT}-input-drift-words",
     }
 
 

@@ -42,6 +42,10 @@ ACCEPTED_WILDCARDS: dict[tuple[str, str], str] = {
         for role in ("CanaryGuardRole", "RollbackRole")
         for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
     },
+    ("InputDriftFunctionRole", "cloudwatch:PutMetricData"): (
+        "PutMetricData has no resource type; the statement is limited to the LLMQ/InputDrift namespace by "
+        "the cloudwatch:namespace condition (tests/infra/test_input_drift_monitoring.py)."
+    ),
     **{
         ("StateMachineRole", action): (
             "Step Functions log delivery to CloudWatch Logs: these APIs have no resource-level permissions "

@@ -121,6 +121,31 @@ def test_a_variant_weight_below_0_is_refused_and_0_is_valid(models):
     assert "DesiredWeight" in error and "valid min value: 0" in error
 
 
+def test_a_data_capture_config_is_held_to_the_createendpointconfig_reference(models):
+    """DataCaptureConfig: InitialSamplingPercentage 0-100, CaptureOptions 1-32 of Input/Output, DestinationS3Uri
+    an s3:// or https:// URI of at most 512 characters, KmsKeyId of [a-zA-Z0-9:/_-] (docs/aws-behaviour.md)."""
+    from contracts.data_capture import data_capture_config
+
+    variant = {"VariantName": "candidate", "ModelName": "m", "InstanceType": "ml.g5.2xlarge"}
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    capture = data_capture_config("s3://bucket/models/m/r/capture/", 20, key)
+    params = {"EndpointConfigName": "c", "ProductionVariants": [variant], "DataCaptureConfig": capture}
+    assert check_request(models["sagemaker"], "CreateEndpointConfig", params) == []
+    for change, where in (
+        ({"InitialSamplingPercentage": 101}, "initialSamplingPercentage"),
+        ({"CaptureOptions": [{"CaptureMode": "Everything"}]}, "captureMode"),
+        ({"DestinationS3Uri": "bucket/capture/"}, "destinationS3Uri"),
+        ({"KmsKeyId": "alias with spaces"}, "kmsKeyId"),
+    ):
+        errors = check_request(
+            models["sagemaker"], "CreateEndpointConfig", {**params, "DataCaptureConfig": {**capture, **change}}
+        )
+        assert len(errors) == 1 and where in errors[0], (change, errors)
+    missing = {k: v for k, v in capture.items() if k != "CaptureOptions"}
+    (error,) = check_request(models["sagemaker"], "CreateEndpointConfig", {**params, "DataCaptureConfig": missing})
+    assert "CaptureOptions" in error
+
+
 def test_inference_ami_version_outside_the_enum_fails(models):
     variant = {"VariantName": "candidate", "ModelName": "m", "InstanceType": "ml.g5.2xlarge"}
     params = {"EndpointConfigName": "c", "ProductionVariants": [dict(variant, InferenceAmiVersion="al2-gpu-9")]}

@@ -20,6 +20,9 @@ is a row of docs/aws-behaviour.md with its AWS source:
 - a variant's weight comes from the new config, 0 included (moto drops a 0);
 - RetainAllVariantProperties keeps the instance counts of variants of the same
   name; ExcludeRetainedVariantProperties takes weights from the new config;
+- the endpoint's data capture always comes from the config it is updated to (DescribeEndpoint's
+  DataCaptureConfig summary); DataCaptureConfig in ExcludeRetainedVariantProperties is refused
+  ("not currently supported");
 - instances bill per second whatever their variant's weight: the meter adds
   instance-seconds per variant as the virtual clock advances.
 """
@@ -218,6 +221,7 @@ class SageMakerWorld:
                 endpoint.failure_reason = None
                 endpoint.endpoint_config_name = pending["config"]
                 endpoint.production_variants = pending["variants"]
+                endpoint.data_capture_config = pending["capture"]
         self.meter(backend)
 
     def meter(self, backend: Any) -> None:
@@ -271,6 +275,20 @@ def _scaled_variants(endpoint_name: str) -> set[str]:
     return {rid.removeprefix(prefix) for rid in targets if rid.startswith(prefix)}
 
 
+def capture_summary(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """DescribeEndpoint's DataCaptureConfig (DataCaptureConfigSummary) of a config's DataCaptureConfig."""
+    if not config:
+        return None
+    enabled = bool(config.get("EnableCapture", True))
+    return {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": config["InitialSamplingPercentage"],
+        "DestinationS3Uri": config["DestinationS3Uri"],
+        "KmsKeyId": config.get("KmsKeyId", ""),
+    }
+
+
 def _variants_of(backend: Any, config_name: str) -> dict[str, dict[str, Any]]:
     return {v["VariantName"]: v for v in backend.endpoint_configs[config_name].production_variants}
 
@@ -302,6 +320,8 @@ def _update_endpoint(
             "InitialVariantWeight", 1.0
         )
     excluded = {p["VariantPropertyType"] for p in exclude_retained_variant_properties or []}
+    if "DataCaptureConfig" in excluded:
+        raise validation_error("VariantPropertyType DataCaptureConfig is not currently supported.")
     if retain_all_variant_properties:
         current = {v["VariantName"]: v for v in endpoint.production_variants}
         for variant in variants:
@@ -318,6 +338,7 @@ def _update_endpoint(
         "kind": "config",
         "config": endpoint_config_name,
         "variants": variants,
+        "capture": capture_summary(backend.endpoint_configs[endpoint_config_name].data_capture_config),
         "polls": world.faults.update_polls,
         "failure": world.faults.failing_configs.get(endpoint_config_name),
     }

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from contracts.review_rule import preferred_of
 from jobs.evaluate.fidelity import DEFAULT_PROMPTS
 from jobs.evaluate.review import blind_sides, build_review
-from jobs.evaluate.review_summary import preferred_of
 
 # Model outputs are untrusted: markup in them must show as text and never run.
 HOSTILE = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & <b>bold</b>'

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from contracts.review_rule import preferred_of
 from jobs.evaluate.review import blind_sides, write_review
-from jobs.evaluate.review_summary import preferred_of
 from tests.jobs.conftest import ROOT
 from tests.jobs.evaluate.review_sample import HOSTILE, sample_review
 

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from jobs.evaluate.review_summary import MAX_NET_BASELINE_PCT, main
+from contracts.review_rule import MAX_NET_BASELINE_PCT
+from jobs.evaluate.review_summary import main
 from tests.jobs.conftest import ROOT
 from tests.jobs.evaluate.review_sample import choices_for, sample_review, verdict_file, write_json
 

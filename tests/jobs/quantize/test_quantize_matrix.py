@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from contracts.prompt_drift import PromptProfile
 from contracts.support_table import SUPPORTED
 from jobs.quantize.tiny_model import build_tiny_llama
 
@@ -64,8 +65,11 @@ def check_manifest(manifest: dict[str, Any], algorithm: str, scheme: str) -> Non
     assert manifest["metrics"]["peak_cpu_rss_bytes"] > 0
     if algorithm == "rtn":
         assert manifest["calibration"]["samples_used"] == 0 and manifest["calibration"]["sha256"] is None
+        assert manifest["calibration"]["profile"] is None
     else:
         assert manifest["calibration"]["samples_used"] == 4 and len(manifest["calibration"]["sha256"]) == 64
+        # The input-drift reference: the used records' profile, readable by contracts/prompt_drift.py.
+        assert PromptProfile.from_json(manifest["calibration"]["profile"]).count == 4
 
 
 def dense_dtypes(model_dir: Path) -> set[str]:
