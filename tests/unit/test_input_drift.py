@@ -20,10 +20,13 @@ from contracts.prompt_drift import profile
 from tests.contracts.test_data_capture import line
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "lambda" / "input_drift") not in sys.path:
-    sys.path.insert(0, str(ROOT / "lambda" / "input_drift"))
+# As in the function's asset: its own folder and the shared modules (stacks/python_function.py).
+for _path in (ROOT / "lambda" / "shared", ROOT / "lambda" / "input_drift"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from drift_check import check_endpoint, hour_prefixes  # noqa: E402
+from capture_files import hour_prefixes  # noqa: E402
+from drift_check import check_endpoint  # noqa: E402
 
 BUCKET = "artifacts"
 ENDPOINT = "llmq-dev-chat"
