@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contracts import input_drift
 from contracts.endpoint_tags import CANDIDATE_VARIANT
 from contracts.live_quality import DIMENSIONS, METRICS, NAMESPACE, QualitySample, metric_data
 from stacks.quality_sampler_function import QualitySamplerFunction, schedule_minutes
@@ -18,6 +19,8 @@ from tests.aws_conformance.iam import PolicyEvaluator, policies_of_role
 from tests.workflow.harness import ACCOUNT, REGION, TemplateResolver
 
 ROLLBACK_NAMESPACE = "LLMQ/Rollback"  # published by the rollback function (tests/infra/test_monitoring_stack.py)
+# Published by the input-drift function; its alarms are held to it by tests/infra/test_input_drift_monitoring.py.
+DRIFT_NAMESPACE = input_drift.NAMESPACE
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def _published(endpoint: str, variant: str) -> list[dict]:
 def test_every_alarm_on_a_custom_metric_matches_what_its_publisher_sends(monitoring, dev_app):
     _, template_json = monitoring
     custom = [a for a in _alarms(template_json) if "Namespace" in a and not a["Namespace"].startswith("AWS/")]
-    assert {a["Namespace"] for a in custom} == {NAMESPACE, ROLLBACK_NAMESPACE}
+    assert {a["Namespace"] for a in custom} == {NAMESPACE, ROLLBACK_NAMESPACE, DRIFT_NAMESPACE}
     quality = [a for a in custom if a["Namespace"] == NAMESPACE]
     # A quality alarm per role of every monitored endpoint.
     assert len(quality) == 2 * len(dev_app.config.monitored_endpoints) > 0
@@ -141,9 +144,9 @@ def test_on_a_capturing_stage_the_sampler_reads_recent_capture_only(monitoring, 
     assert not role.is_allowed("s3:GetObject", f"arn:aws:s3:::{bucket}/models/llama-8b/run-001/manifest.json")
 
 
-def test_a_stage_without_capture_gives_the_sampler_no_captured_prompts_and_no_capture_access():
+def test_a_stage_without_capture_gives_the_sampler_no_captured_prompts():
     from stacks.config import StageConfig
 
-    config = StageConfig(stage="x", monitored_endpoints=("x-chat",))
+    config = StageConfig(stage="x", monitored_endpoints=("llmq-x-chat",))
     assert not config.data_capture.enabled
     assert QualitySamplerFunction.captured_prompts(config) == 0

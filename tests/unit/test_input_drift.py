@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,12 +16,9 @@ from moto import mock_aws
 from contracts import artifact_layout, input_drift
 from contracts.prompt_drift import profile
 from tests.contracts.test_data_capture import line
+from tests.function_path import add_function_path
 
-ROOT = Path(__file__).resolve().parents[2]
-# As in the function's asset: its own folder and the shared modules (stacks/python_function.py).
-for _path in (ROOT / "lambda" / "shared", ROOT / "lambda" / "input_drift"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+add_function_path("input_drift")
 
 from capture_files import hour_prefixes  # noqa: E402
 from drift_check import check_endpoint  # noqa: E402
