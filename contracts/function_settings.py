@@ -136,6 +136,10 @@ class QualitySamplerSettings(FunctionSettings):
     after_promotion_seconds: int = Field(default=86400, alias="SAMPLE_AFTER_PROMOTION_SECONDS", ge=0)
     # An endpoint is not started with less than this left of the invocation (one endpoint's worst case).
     min_seconds_per_endpoint: int = Field(default=60, alias="MIN_SECONDS_PER_ENDPOINT", ge=0)
+    # During a canary, this many recent captured prompts join the review prompts (0: none; the stack sets
+    # it only for stages that capture), read from at most capture_files of the last hour's files.
+    captured_prompts: int = Field(default=0, alias="CAPTURED_PROMPTS", ge=0, le=32)
+    capture_files: int = Field(default=20, alias="CAPTURE_FILES", ge=1, le=200)
 
 
 class InputDriftSettings(FunctionSettings):

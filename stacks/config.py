@@ -112,6 +112,8 @@ class MonitoringThresholds(BaseModel):
     quality_sample_prompts: int = Field(default=8, ge=1, le=64)
     quality_sample_max_new_tokens: int = Field(default=64, ge=1, le=1024)
     quality_sample_after_promotion_minutes: int = Field(default=1440, ge=0)
+    # Recent captured prompts the sampler adds during a canary (stages with data_capture on only).
+    quality_sample_captured_prompts: int = Field(default=4, ge=0, le=32)
 
     @field_validator("period_seconds", "quality_period_seconds")
     @classmethod

@@ -12,6 +12,8 @@ Least privilege:
   monitored endpoints by exact name (TargetVariant is a parameter of InvokeEndpoint, authorized
   on the endpoint like any invocation);
 - ``s3:GetObject`` of the runs' review samples and references, ``s3:PutObject`` of references only;
+- on a stage that captures: ``s3:ListBucket`` under capture prefixes only (``s3:prefix`` condition)
+  and ``s3:GetObject`` of capture files (the recent captured prompts it adds during a canary);
 - the project key for those SSE-KMS objects (``kms:Decrypt``, ``kms:GenerateDataKey``).
 """
 
@@ -23,10 +25,11 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from contracts.artifact_layout import QUALITY_REFERENCES_PATTERN, REVIEW_PATTERN
+from contracts.artifact_layout import CAPTURE_PATTERN, QUALITY_REFERENCES_PATTERN, REVIEW_PATTERN
 from contracts.endpoint_tags import CANDIDATE_VARIANT
 from contracts.function_settings import QualitySamplerSettings
 from contracts.live_quality import NAMESPACE
+from stacks.config import StageConfig
 from stacks.evaluate_role import endpoint_arns
 from stacks.nag import acknowledge
 from stacks.python_function import PythonFunction
@@ -64,6 +67,7 @@ class QualitySamplerFunction(Construct):
                 max_new_tokens=thresholds.quality_sample_max_new_tokens,
                 after_promotion_seconds=thresholds.quality_sample_after_promotion_minutes * 60,
                 min_seconds_per_endpoint=MIN_SECONDS_PER_ENDPOINT,
+                captured_prompts=self.captured_prompts(config),
             ),
             timeout_seconds=TIMEOUT_SECONDS,
             memory_size=256,
@@ -83,9 +87,33 @@ class QualitySamplerFunction(Construct):
         )
         self._grant(shared)
 
+    @staticmethod
+    def captured_prompts(config: StageConfig) -> int:
+        """Captured prompts per canary sample: the stage's setting where it captures, else none."""
+        return config.monitoring.quality_sample_captured_prompts if config.data_capture.enabled else 0
+
     def _grant(self, shared: SharedResources) -> None:
         role = self.python_function.role
         bucket = shared.bucket
+        if self.captured_prompts(shared.config):
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="ListCapture",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [CAPTURE_PATTERN]}},
+                )
+            )
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="ReadCapture", actions=["s3:GetObject"], resources=[bucket.arn_for_objects(CAPTURE_PATTERN)]
+                )
+            )
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{nag_label(self, bucket)}/{CAPTURE_PATTERN}]",
+                "capture files live under each run's prefix (models/<model>/<run_id>/capture/), unknown at deploy time",
+            )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="PublishQualityMetricsOnly",

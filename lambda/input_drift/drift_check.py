@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from capture_files import capture_is_ours, capture_keys, hour_prefixes, read_prompts
 
 from contracts import artifact_layout, input_drift, prompt_drift
-from contracts.data_capture import CapturedPrompts
 from contracts.endpoint_tags import PHASE_CANARY, PHASE_PROMOTED, TAG_MODEL, TAG_PHASE, TAG_RUN
 from contracts.manifest import CALIBRATION_PROFILE_FIELD, lookup
 from contracts.prompt_records import plain_text
@@ -68,28 +68,6 @@ def reference_profile(s3: Any, bucket: str, model: str, run: str) -> prompt_drif
     return prompt_drift.PromptProfile.from_json(data) if found and data else None
 
 
-def capture_keys(s3: Any, bucket: str, prefixes: list[str], max_files: int) -> list[str]:
-    """Capture files under the hourly prefixes, newest hour first, at most ``max_files``."""
-    keys: list[str] = []
-    for prefix in prefixes:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                keys.append(item["Key"])
-                if len(keys) >= max_files:
-                    return keys
-    return keys
-
-
-def hour_prefixes(model: str, run: str, endpoint: str, variants: list[str], *, now: datetime, hours: int) -> list[str]:
-    """The hourly capture prefixes of every variant for the last ``hours`` hours (UTC), newest first."""
-    start = now.replace(minute=0, second=0, microsecond=0)
-    return [
-        artifact_layout.capture_hour_key(model, run, endpoint, variant, start - timedelta(hours=h))
-        for h in range(hours + 1)
-        for variant in variants
-    ]
-
-
 def _skip(endpoint: str, reason: str, **known: Any) -> EndpointCheck:
     return EndpointCheck(endpoint=endpoint, status="skipped", reason=reason, **known)
 
@@ -108,19 +86,15 @@ def check_endpoint(
     if phase not in WATCHED_PHASES or not model or not run:
         return _skip(endpoint, f"phase {phase!r}: drift is checked in {', '.join(WATCHED_PHASES)} only")
     known = {"model_name": model, "run_id": run}
-    capture = described.get("DataCaptureConfig") or {}
-    expected = f"s3://{bucket}/{artifact_layout.capture_key(model, run)}"
-    if not capture.get("EnableCapture") or capture.get("DestinationS3Uri", "").rstrip("/") != expected.rstrip("/"):
+    if not capture_is_ours(described, bucket, model, run):
+        expected = f"s3://{bucket}/{artifact_layout.capture_key(model, run)}"
         return _skip(endpoint, f"data capture is not on, or not writing to {expected}", **known)
     reference = reference_profile(s3, bucket, model, run)
     if reference is None:
         return _skip(endpoint, "the run's manifest has no calibration profile (data-free algorithm?)", **known)
     variants = [v["VariantName"] for v in described.get("ProductionVariants", [])]
     keys = capture_keys(s3, bucket, hour_prefixes(model, run, endpoint, variants, now=now, hours=hours), max_files)
-    captured = CapturedPrompts()
-    for key in keys:
-        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", errors="replace")
-        captured.add_lines(text.splitlines())
+    captured = read_prompts(s3, bucket, keys)
     score = prompt_drift.drift(reference, prompt_drift.profile(plain_text(r) for r in captured.records))
     result = EndpointCheck(
         endpoint=endpoint,

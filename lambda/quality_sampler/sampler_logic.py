@@ -7,6 +7,10 @@ Per endpoint, from its tags alone (contracts/endpoint_tags.py):
 - ``promoted``, within ``after_promotion_seconds`` of ``llmq:promoted-at``: the serving variant (now
   the promoted model) is judged against that stored reference;
 - anything else: nothing.
+During a canary on a stage that captures (``captured_prompts`` > 0), that many recent captured prompts
+(the last hour's capture files of the run, lambda/shared/capture_files.py) join the reference: the
+baseline answers them in the same run, so they reflect today's traffic and are not stored. After
+promotion there is no baseline to answer them, so only the stored reference is judged.
 The metrics are contracts/live_quality.py's; they are published with PutMetricData under
 ``LLMQ/Quality`` with the judged variant's dimensions. One endpoint failing (a variant that errors
 or times out, a missing object) is logged and reported, never stops the others.
@@ -17,11 +21,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from capture_files import capture_is_ours, capture_keys, hour_prefixes, read_prompts
 
 from contracts.artifact_layout import quality_reference_key, review_key
 from contracts.endpoint_tags import PHASE_CANARY, PHASE_PROMOTED, TAG_MODEL, TAG_PHASE, TAG_PROMOTED_AT, TAG_RUN
@@ -31,6 +36,7 @@ from contracts.live_quality import (
     Generation,
     ReferenceItem,
     build_reference,
+    framed,
     generation_of,
     judge,
     metric_data,
@@ -62,6 +68,10 @@ class Assignment:
     judged_variant: str
     # The serving variant beside a canary, which writes the reference; None after promotion.
     reference_variant: str | None
+    # The endpoint captures into this run's prefix (DescribeEndpoint's DataCaptureConfig).
+    captures: bool = False
+    # The endpoint's production variants (each has its own capture prefix).
+    variants: tuple[str, ...] = ()
 
 
 def _seconds_since(stamp: str | None, now: datetime) -> float | None:
@@ -186,8 +196,49 @@ def reference_for(
     return items, notes
 
 
+def _captured_text(record: dict[str, Any]) -> str:
+    """The prompt of a captured request: the last user message of a chat, else the text."""
+    if "messages" in record:
+        users = [m["content"] for m in record["messages"] if m.get("role") == "user"]
+        return str(users[-1]) if users else ""
+    return str(record.get("text", ""))
+
+
+def captured_prompts(
+    a: Assignment, settings: QualitySamplerSettings, clients: Any, now: datetime, known: Sequence[str]
+) -> list[str]:
+    """Up to ``captured_prompts`` distinct recent prompts of the run's capture, none already in ``known``."""
+    prefixes = hour_prefixes(a.model_name, a.run_id, a.endpoint, list(a.variants), now=now, hours=1)
+    keys = capture_keys(clients.s3, settings.artifact_bucket, prefixes, settings.capture_files)
+    seen = set(known)
+    prompts: list[str] = []
+    for record in read_prompts(clients.s3, settings.artifact_bucket, keys).records:
+        text = _captured_text(record).strip()
+        if text and framed(text) not in seen:
+            seen.add(framed(text))
+            prompts.append(text)
+        if len(prompts) >= settings.captured_prompts:
+            break
+    return prompts
+
+
+def live_reference(
+    a: Assignment, settings: QualitySamplerSettings, clients: Any, now: datetime, stored: list[ReferenceItem]
+) -> tuple[list[ReferenceItem], list[str]]:
+    """The baseline's answers to recent captured prompts (canary on a capturing stage only; not stored)."""
+    if a.reference_variant is None or not a.captures or settings.captured_prompts == 0:
+        return [], []
+    prompts = captured_prompts(a, settings, clients, now, [item.prompt for item in stored])
+    if not prompts:
+        return [], ["no captured prompts in the last hour: judged on the review prompts only"]
+    base = LmiVariant(clients.runtime, a.endpoint, a.reference_variant, settings.max_new_tokens)
+    return build_reference(prompts, lambda p: base.generate(p, prompt_logprobs=True), base.score)
+
+
 def sample_endpoint(a: Assignment, settings: QualitySamplerSettings, clients: Any, now: datetime) -> dict[str, Any]:
     reference, notes = reference_for(a, settings, clients, now)
+    live, live_notes = live_reference(a, settings, clients, now, reference)
+    reference, notes = reference + live, notes + live_notes
     judged = LmiVariant(clients.runtime, a.endpoint, a.judged_variant, settings.max_new_tokens)
     sample = judge(reference, judged.generate, judged.score)
     data = metric_data(a.endpoint, a.judged_variant, sample, now)
@@ -198,26 +249,29 @@ def sample_endpoint(a: Assignment, settings: QualitySamplerSettings, clients: An
         "phase": a.phase,
         "variant": a.judged_variant,
         "prompts": sample.prompts,
+        "captured_prompts": len(live),
         "scored_tokens": sample.scored_tokens,
         "metrics": sample.values,
         "notes": sorted(set(notes + sample.notes)),
     }
 
 
-def _endpoint_state(sagemaker: Any, endpoint: str) -> tuple[dict[str, str], set[str]]:
+def _endpoint_state(sagemaker: Any, endpoint: str) -> tuple[dict[str, Any], dict[str, str], set[str]]:
     described = sagemaker.describe_endpoint(EndpointName=endpoint)
     tags = sagemaker.list_tags(ResourceArn=described["EndpointArn"]).get("Tags", [])
     variants = {v["VariantName"] for v in described.get("ProductionVariants", [])}
-    return {t["Key"]: t["Value"] for t in tags}, variants
+    return described, {t["Key"]: t["Value"] for t in tags}, variants
 
 
 def sample_one(endpoint: str, settings: QualitySamplerSettings, clients: Any, now: datetime) -> dict[str, Any]:
     """One endpoint's outcome; every failure becomes a reported outcome."""
     try:
-        tags, variants = _endpoint_state(clients.sagemaker, endpoint)
+        described, tags, variants = _endpoint_state(clients.sagemaker, endpoint)
         a = assignment(endpoint, tags, variants, settings, now)
         if isinstance(a, str):
             return {"outcome": "skipped", "why": a}
+        captures = capture_is_ours(described, settings.artifact_bucket, a.model_name, a.run_id)
+        a = replace(a, captures=captures, variants=tuple(sorted(variants)))
         return sample_endpoint(a, settings, clients, now)
     except SampleError as exc:
         return {"outcome": "not-sampled", "why": str(exc)}

@@ -3,20 +3,17 @@ only the capture files, the manifests, the monitored endpoints and its own metri
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from contracts import input_drift
 from contracts.prompt_drift import DriftScore
 from tests.aws_conformance.iam import PolicyEvaluator, policies_of_role
+from tests.function_path import add_function_path
 from tests.workflow.harness import TemplateResolver
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "lambda" / "input_drift") not in sys.path:
-    sys.path.insert(0, str(ROOT / "lambda" / "input_drift"))
+add_function_path("input_drift")
 
 from drift_check import metric_data  # noqa: E402
 

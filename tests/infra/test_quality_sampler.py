@@ -11,13 +11,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contracts import input_drift
 from contracts.endpoint_tags import CANDIDATE_VARIANT
 from contracts.live_quality import DIMENSIONS, METRICS, NAMESPACE, QualitySample, metric_data
-from stacks.quality_sampler_function import schedule_minutes
+from stacks.quality_sampler_function import QualitySamplerFunction, schedule_minutes
 from tests.aws_conformance.iam import PolicyEvaluator, policies_of_role
-from tests.workflow.harness import ACCOUNT, REGION
+from tests.workflow.harness import ACCOUNT, REGION, TemplateResolver
 
 ROLLBACK_NAMESPACE = "LLMQ/Rollback"  # published by the rollback function (tests/infra/test_monitoring_stack.py)
+# Published by the input-drift function; its alarms are held to it by tests/infra/test_input_drift_monitoring.py.
+DRIFT_NAMESPACE = input_drift.NAMESPACE
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def _published(endpoint: str, variant: str) -> list[dict]:
 def test_every_alarm_on_a_custom_metric_matches_what_its_publisher_sends(monitoring, dev_app):
     _, template_json = monitoring
     custom = [a for a in _alarms(template_json) if "Namespace" in a and not a["Namespace"].startswith("AWS/")]
-    assert {a["Namespace"] for a in custom} == {NAMESPACE, ROLLBACK_NAMESPACE}
+    assert {a["Namespace"] for a in custom} == {NAMESPACE, ROLLBACK_NAMESPACE, DRIFT_NAMESPACE}
     quality = [a for a in custom if a["Namespace"] == NAMESPACE]
     # A quality alarm per role of every monitored endpoint.
     assert len(quality) == 2 * len(dev_app.config.monitored_endpoints) > 0
@@ -118,3 +121,32 @@ def test_the_sampler_may_publish_only_into_its_namespace_and_invoke_only_monitor
     assert not role.is_allowed("sagemaker:InvokeEndpoint", arn.format(region, account, "someone-elses"))
     for action in ("sagemaker:UpdateEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities", "sagemaker:AddTags"):
         assert not role.is_allowed(action, arn.format(region, account, dev_app.config.monitored_endpoints[0]))
+
+
+def test_on_a_capturing_stage_the_sampler_reads_recent_capture_only(monitoring, dev_app):
+    stack, template_json = monitoring
+    assert dev_app.config.data_capture.enabled  # dev captures: the sampler adds captured prompts
+    function_id = stack.get_logical_id(stack.quality_sampler.function.node.default_child)
+    env = template_json["Resources"][function_id]["Properties"]["Environment"]["Variables"]
+    assert env["CAPTURED_PROMPTS"] == str(dev_app.config.monitoring.quality_sample_captured_prompts) != "0"
+    resolver = TemplateResolver({s.stack_name: dev_app.template_json(s) for s in dev_app.all_stacks()})
+    role_id = stack.get_logical_id(stack.quality_sampler.python_function.role.node.default_child)
+    role = PolicyEvaluator(policies_of_role(resolver, stack.stack_name, role_id), name="sampler")
+    bucket = resolver.resolve(
+        stack.stack_name,
+        template_json["Resources"][function_id]["Properties"]["Environment"]["Variables"]["ARTIFACT_BUCKET"],
+    )
+    run = f"models/llama-8b/run-001/capture/{dev_app.config.monitored_endpoints[0]}/candidate/2026/12/03/10/"
+    assert role.is_allowed("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": run})
+    assert not role.is_allowed("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": "models/"})
+    assert role.is_allowed("s3:GetObject", f"arn:aws:s3:::{bucket}/{run}x.jsonl")
+    assert not role.is_allowed("s3:PutObject", f"arn:aws:s3:::{bucket}/{run}x.jsonl")
+    assert not role.is_allowed("s3:GetObject", f"arn:aws:s3:::{bucket}/models/llama-8b/run-001/manifest.json")
+
+
+def test_a_stage_without_capture_gives_the_sampler_no_captured_prompts():
+    from stacks.config import StageConfig
+
+    config = StageConfig(stage="x", monitored_endpoints=("llmq-x-chat",))
+    assert not config.data_capture.enabled
+    assert QualitySamplerFunction.captured_prompts(config) == 0

@@ -230,7 +230,7 @@ class World:
                 messages.append(json.loads(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    def create_config(self, name: str, variants: dict[str, float]) -> None:
+    def create_config(self, name: str, variants: dict[str, float], **extra: Any) -> None:
         for variant in variants:
             model = f"{name}-{variant}"
             self.sagemaker.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
@@ -246,6 +246,7 @@ class World:
                 }
                 for variant, weight in variants.items()
             ],
+            **extra,
         )
 
     def deploy(
@@ -256,8 +257,11 @@ class World:
         tags: dict[str, str | None] | None = None,
         run_id: str = RUN_ID,
         approved_config: str | None = None,
+        capture: dict[str, Any] | None = None,
     ) -> None:
         """The endpoint as the pipeline leaves it in ``phase`` (docs/contracts.md tags).
+
+        ``capture``: the run's configs' DataCaptureConfig (the stage captures data).
 
         ``approved_config`` is the single-variant config that served before the run
         (default ``<prefix>-<model>-<run>-approved``; the platform team's own may have any name).
@@ -266,7 +270,9 @@ class World:
         self.create_config(approved, {SERVING: 1.0})
         if phase == "canary":
             config = f"{PREFIX}-{MODEL}-{run_id}"
-            self.create_config(config, {SERVING: 95.0, CANDIDATE: 5.0})
+            self.create_config(
+                config, {SERVING: 95.0, CANDIDATE: 5.0}, **({"DataCaptureConfig": capture} if capture else {})
+            )
         else:
             # Promotion puts the candidate's model into the serving variant: one variant.
             config = self.promoted_config(run_id)

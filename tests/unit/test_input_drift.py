@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,12 +16,12 @@ from moto import mock_aws
 from contracts import artifact_layout, input_drift
 from contracts.prompt_drift import profile
 from tests.contracts.test_data_capture import line
+from tests.function_path import add_function_path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "lambda" / "input_drift") not in sys.path:
-    sys.path.insert(0, str(ROOT / "lambda" / "input_drift"))
+add_function_path("input_drift")
 
-from drift_check import check_endpoint, hour_prefixes  # noqa: E402
+from capture_files import hour_prefixes  # noqa: E402
+from drift_check import check_endpoint  # noqa: E402
 
 BUCKET = "artifacts"
 ENDPOINT = "llmq-dev-chat"

@@ -21,10 +21,11 @@ import pytest
 from botocore.response import StreamingBody
 from moto import mock_aws
 
-from contracts.artifact_layout import quality_reference_key, review_key
+from contracts.artifact_layout import capture_hour_key, capture_key, quality_reference_key, review_key
 from contracts.live_quality import framed
 from tests.aws_conformance import hook
 from tests.aws_conformance.iam import PolicyEvaluator
+from tests.contracts.test_data_capture import line
 from tests.unit.rollback_world import (
     BUCKET,
     CANDIDATE,
@@ -267,3 +268,54 @@ def test_the_handler_samples_every_monitored_endpoint(sampler, capsys):
         )
     assert out["endpoints"][ENDPOINT]["outcome"] == "published"
     assert '"quality sample"' in capsys.readouterr().out
+
+
+def _capture(sampler: SamplerWorld, variant: str, bodies: list[dict[str, Any]], hour: datetime) -> None:
+    key = capture_hour_key(MODEL, RUN_ID, ENDPOINT, variant, hour) + "capture.jsonl"
+    sampler.world.s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(line(b) for b in bodies).encode())
+
+
+CAPTURE = {
+    "EnableCapture": True,
+    "InitialSamplingPercentage": 20,
+    "DestinationS3Uri": f"s3://{BUCKET}/{capture_key(MODEL, RUN_ID)}",
+    "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+}
+
+
+def test_a_capturing_canary_adds_recent_captured_prompts_answered_by_the_baseline_now(sampler, monkeypatch):
+    monkeypatch.setattr(sampler, "settings", sampler.settings.model_copy(update={"captured_prompts": 2}))
+    sampler.world.deploy(phase="canary", capture=CAPTURE)
+    sampler.review()
+    now = datetime.now(UTC)
+    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]}
+    # A chat repeating a review prompt, a duplicate, and two new ones: the newest hour is read first.
+    _capture(sampler, SERVING, [chat, {"inputs": "Tell a joke."}, {"inputs": "Tell a joke."}], now)
+    _capture(sampler, CANDIDATE, [{"inputs": "Spell cat."}, {"inputs": "Ignored: the limit is 2."}], now)
+    _capture(sampler, SERVING, [{"inputs": "From the hour before."}], now - timedelta(hours=1))
+    result = sampler.sample(now=now)[ENDPOINT]
+    assert result["outcome"] == "published" and result["captured_prompts"] == 2, result
+    assert result["prompts"] == len(PROMPTS) + 2
+    sent = {(v, b["inputs"]) for _, v, b in sampler.runtime.requests if b["parameters"]["max_new_tokens"] == 16}
+    for prompt in ("Tell a joke.", "Spell cat."):
+        assert {(SERVING, framed(prompt)), (CANDIDATE, framed(prompt))} <= sent
+    assert not any("Ignored" in text or "hour before" in text for _, text in sent)
+    # Not stored: the reference holds the review prompts only.
+    stored = json.loads(
+        sampler.world.s3.get_object(Bucket=BUCKET, Key=quality_reference_key(MODEL, RUN_ID, ENDPOINT))["Body"].read()
+    )
+    assert [i["prompt"] for i in stored["items"]] == [framed(p) for p in PROMPTS]
+
+
+def test_captured_prompts_are_not_read_without_capture_into_the_run_or_when_switched_off(sampler, monkeypatch):
+    sampler.world.deploy(phase="canary", capture={**CAPTURE, "DestinationS3Uri": f"s3://{BUCKET}/elsewhere/"})
+    sampler.review()
+    now = datetime.now(UTC)
+    _capture(sampler, SERVING, [{"inputs": "Tell a joke."}], now)
+    monkeypatch.setattr(sampler, "settings", sampler.settings.model_copy(update={"captured_prompts": 2}))
+    assert sampler.sample(now=now)[ENDPOINT]["captured_prompts"] == 0
+    sampler.world.sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+    sampler.world.deploy(phase="canary", capture=CAPTURE)
+    monkeypatch.setattr(sampler, "settings", sampler.settings.model_copy(update={"captured_prompts": 0}))
+    assert sampler.sample(now=now)[ENDPOINT]["captured_prompts"] == 0
+    assert not any("joke" in b["inputs"] for _, _, b in sampler.runtime.requests)
