@@ -388,7 +388,8 @@ def test_the_quality_sampler_publishes_the_candidates_metrics_during_the_canary_
     """EventBridge's schedule, mid-bake: the sampler (its synthesized role, every call checked) reads the
     tags and the run's review prompts, stores the baseline's reference, judges the candidate and publishes
     into LLMQ/Quality. The emulated runtime returns no prompt log-probabilities: the ratio is left out, the
-    rest is published, and the run still promotes."""
+    rest is published, and the run still promotes. The stage captures data, so the sampler also lists the
+    run's capture prefixes (allowed by its role); nothing was captured in the emulator, which it reports."""
     account.faults.sample_quality_at_candidate_weight = 10
     execution = run_execution(account.sfn, account.state_machine_arn, account.spec(), name="quality")
 
@@ -399,12 +400,14 @@ def test_the_quality_sampler_publishes_the_candidates_metrics_during_the_canary_
     assert sampled["variant"] == "candidate"
     assert set(sampled["metrics"]) == {"GreedyAgreementPercent", "EmptyOrRefusalPercent", "OutputLengthRatio"}
     assert any("log-probabilities" in note for note in sampled["notes"])
+    assert sampled["captured_prompts"] == 0 and any("no captured prompts" in n for n in sampled["notes"])
     sampler_role = next(f.role for f in account.synthesized.functions.values() if f.folder.name == "quality_sampler")
     by_sampler = [c for c in account.calls.checked if c.principal == sampler_role.name]
     assert {(c.service, c.operation) for c in by_sampler} == {
         ("sagemaker", "DescribeEndpoint"),
         ("sagemaker", "ListTags"),
         ("s3", "GetObject"),
+        ("s3", "ListObjectsV2"),
         ("s3", "PutObject"),
         ("sagemaker-runtime", "InvokeEndpoint"),
         ("cloudwatch", "PutMetricData"),
