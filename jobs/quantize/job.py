@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.artifact_layout import MANIFEST_FILE
-from jobs.quantize import distributed, launch
+from jobs.quantize import distributed, fitness, launch, search, sensitivity
 from jobs.quantize.artifact import directory_bytes, directory_sha256, make_staging, publish
 from jobs.quantize.compress import LOG, quantize_into
 from jobs.quantize.gpu_probe import GpuProbe, check_gpu_is_usable
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seq-length", help="tokens per calibration record (default 2048)")
     parser.add_argument("--ignore", help="comma-separated module names or re:<regex> kept unquantized")
     parser.add_argument("--seed", help="seed for sample selection and torch (default 0)")
+    parser.add_argument("--recipe", help="fixed (the algorithm given; default) or auto (searched, docs/quantize.md)")
+    parser.add_argument("--search-budget-seconds", help="recipe auto: the search's time budget (default 3600)")
+    parser.add_argument("--search-candidates", help="recipe auto: comma-separated candidate names to try (default all)")
     parser.add_argument(
         "--num-processes", help="ranks: auto (one per GPU; default) or a number (docs/quantize.md, Several GPUs)"
     )
@@ -116,7 +119,16 @@ def prepare(hp: Hyperparameters, paths: Paths, rank: distributed.Rank | None = N
         LOG.warning("group-size rule: %s", change)
     if resolution.quantized_layers == 0:
         raise JobFailureError("no Linear layer left to quantize after applying ignore and the group-size rule")
-    return Prepared(source_dtype, tokenizer, plan, resolution)
+    report = None
+    if plan.texts:
+        try:
+            validation = fitness.validation_texts(paths.validation)
+        except ValueError as exc:  # records.RecordError: the report says so, the job goes on
+            validation, problem = None, f"validation set unreadable for the fitness report: {exc}"
+            plan.warnings.append(problem)
+        lengths = fitness.token_lengths(tokenizer, plan.texts)
+        report = fitness.report(plan.contents or plan.texts, lengths, hp.max_seq_length, validation)
+    return Prepared(source_dtype, tokenizer, plan, resolution, layers, report)
 
 
 def prepare_on_every_rank(hp: Hyperparameters, paths: Paths, rank: distributed.Rank) -> Prepared:
@@ -153,19 +165,18 @@ def run(
         staging = make_staging(paths.output, name) if source else paths.output / str(name)
         published = False
         try:
-            stats = quantize_into(
-                hp=hp,
-                paths=paths,
-                staging=staging,
-                resolution=prepared.resolution,
-                plan=prepared.plan,
-                source_dtype=prepared.source_dtype,
-                tokenizer=prepared.tokenizer,
-                rank=rank,
-            )
+            stats = quantize(hp, paths, staging, prepared, rank)
             stats["distributed"] = distribution(rank, backend, stats)
             if source_hash is None:
                 return None  # not rank 0: its part ended with the collective save
+            stats["layer_bytes"] = sensitivity.byte_report(
+                staging,
+                prepared.layers,
+                scheme=hp.scheme,
+                group_size=prepared.resolution.effective,
+                ignore=prepared.resolution.ignore,
+                high_precision=tuple(stats.get("high_precision", ())),
+            )
             manifest = build_manifest(
                 hp=hp,
                 paths=paths,
@@ -189,6 +200,24 @@ def run(
                     with contextlib.suppress(OSError):
                         paths.output.rmdir()
     return manifest
+
+
+def quantize(
+    hp: Hyperparameters, paths: Paths, staging: Path, prepared: Prepared, rank: distributed.Rank | None
+) -> dict[str, Any]:
+    """The fixed recipe, or the automatic recipe's search (one process: launch.process_count)."""
+    if hp.recipe == "auto":
+        return search.search_into(hp=hp, paths=paths, staging=staging, prepared=prepared)
+    return quantize_into(
+        hp=hp,
+        paths=paths,
+        staging=staging,
+        resolution=prepared.resolution,
+        plan=prepared.plan,
+        source_dtype=prepared.source_dtype,
+        tokenizer=prepared.tokenizer,
+        rank=rank,
+    )
 
 
 def hyperparameters(argv: list[str] | None, paths: Paths) -> tuple[Hyperparameters, str]:

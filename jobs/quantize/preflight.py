@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.quantize.artifact import STAGING_PREFIX
@@ -34,6 +34,8 @@ class Paths:
     output: Path
     failure_dir: Path
     config_dir: Path  # where hyperparameters.json is (SM_INPUT_CONFIG_DIR)
+    # Optional: read only for the calibration fitness report (jobs/quantize/fitness.py).
+    validation: Path | None = None
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Paths:
@@ -44,6 +46,7 @@ class Paths:
             output=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
             failure_dir=Path(env.get("SM_OUTPUT_DIR", "/opt/ml/output")),
             config_dir=Path(env.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")),
+            validation=Path(env.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation")),
         )
 
 
@@ -58,6 +61,9 @@ class CalibrationPlan:
     records_available: int
     shapes: dict[str, int]
     warnings: list[str]
+    # The samples as plain text (messages joined by their contents): what the fitness report's
+    # word statistics count, as the live drift check counts prompts.
+    contents: list[str] = field(default_factory=list)
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -120,6 +126,7 @@ def plan_calibration(hp: Hyperparameters, location: Path, render: data.ChatRende
         chosen = data.select(records, hp.num_calibration_samples, hp.seed)
         texts = [data.record_text(r, render) for r in chosen]
         templated = [r.shape == "messages" for r in chosen]
+        contents = [data.record_text(r, data.join_contents) for r in chosen]
     except data.RecordError as exc:
         raise JobFailureError(f"calibration data: {exc}") from None
     warnings = []
@@ -140,4 +147,5 @@ def plan_calibration(hp: Hyperparameters, location: Path, render: data.ChatRende
         records_available=len(records),
         shapes=shapes,
         warnings=warnings,
+        contents=contents,
     )
