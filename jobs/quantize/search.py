@@ -11,7 +11,8 @@ calibration text (docs/quantize.md "Automatic recipe").
 3. The candidates (jobs/quantize/recipes.py) run one after the other, each on a fresh copy of
    the source, and are scored with the project's one perplexity on the held-out text. A
    candidate starts only if its estimated time (its cost x the measured time of one GPTQ run,
-   once any calibrating candidate has run) ends within the budget, keeping room for the
+   once any calibrating candidate has run) ends within the budget (the first that produces a
+   model always runs: the job publishes one), keeping room for the
    mixed-precision candidate, which runs last: the best recipe so far with its most sensitive
    units kept at 8 bits (weight-only schemes) or unquantized (8-bit schemes), within
    ``sensitivity.MIXED_BYTE_BUDGET`` extra bytes.
@@ -40,7 +41,10 @@ LOG = logging.getLogger("quantize")
 
 HELD_OUT_EVERY = 8  # one sample in eight is held out for scoring
 MIN_HELD_OUT = 2
-SCORE_TOKENS = 2048  # held-out tokens scored per candidate: enough to rank, cheap on a CPU
+# Held-out tokens scored per candidate: on a CPU few enough to stay cheap (a second or two per
+# candidate for 135M parameters), on a GPU more, so that small differences rank reliably.
+SCORE_TOKENS_CPU = 1024
+SCORE_TOKENS_GPU = 8192
 SCORE_WINDOW = 512
 
 
@@ -117,7 +121,10 @@ class Search:
         return None if self.unit_seconds is None else candidate.cost * self.unit_seconds
 
     def fits(self, candidate: recipes.Candidate, reserve: float) -> str | None:
-        """None if ``candidate`` may start now; else why not."""
+        """None if ``candidate`` may start now; else why not. Until one candidate has produced a
+        model the next always starts: the job must publish one, budget or not."""
+        if self.best is None:
+            return None
         estimate = self.estimate(candidate)
         left = self.deadline - time.monotonic()
         if estimate is None:
@@ -189,9 +196,8 @@ def _reference(search: Search, want_mixed: bool) -> tuple[float, dict[str, float
     errors: dict[str, float] = {}
     if want_mixed:
         resolution = search.prepared.resolution
-        errors = sensitivity.layer_errors(
-            model, search.dataset, search.hp.scheme, resolution.ignore, resolution.effective
-        )
+        tokens = [t for ids in search.dataset["input_ids"] for t in ids][: sensitivity.SENSITIVITY_TOKENS]
+        errors = sensitivity.unit_errors(model, tokens, search.hp.scheme, resolution.ignore, resolution.effective)
     del model
     return baseline, errors
 
@@ -211,6 +217,7 @@ def _mixed_candidate(search: Search, errors: dict[str, float]) -> tuple[recipes.
     chosen = sensitivity.choose(ranked, quantized_bytes)
     detail = {
         "kept_at": recipes.high_precision_scheme(scheme) or "unquantized",
+        "error": "loss increase on calibration tokens with the unit alone rounded to the scheme",
         "units": [{"unit": u.name, "error": round(u.error, 6), "extra_bytes": u.extra_bytes} for u in chosen],
         "estimated_extra_bytes": sum(u.extra_bytes for u in chosen),
         "byte_budget_pct": 100 * sensitivity.MIXED_BYTE_BUDGET,
@@ -230,7 +237,8 @@ def search_into(*, hp: Hyperparameters, paths: Paths, staging: Path, prepared: P
     tokenizer = prepared.tokenizer
     dataset = compress.tokenize(tokenizer, calibration, hp.max_seq_length)
     window = min(SCORE_WINDOW, hp.max_seq_length)
-    scorer = Scorer(tokenizer, tokenize_validation(tokenizer, held_out, SCORE_TOKENS), window)
+    score_tokens = SCORE_TOKENS_GPU if torch.cuda.is_available() else SCORE_TOKENS_CPU
+    scorer = Scorer(tokenizer, tokenize_validation(tokenizer, held_out, score_tokens), window)
     search = Search(hp=hp, paths=paths, prepared=prepared, staging=staging, dataset=dataset, scorer=scorer)
     want_mixed = search.allowed(recipes.MIXED)
     baseline, errors = _reference(search, want_mixed)
