@@ -81,11 +81,11 @@ def candidates_for(scheme: str) -> list[Candidate]:
             for s in (SMOOTHQUANT_STRENGTH, 0.5, 0.9)
         ]
         return [Candidate(name="rtn", algorithm="rtn", cost=0.1), smooth[0], _gptq("gptq"), *smooth[1:]]
-    found = [_gptq("gptq")]
+    found = [_gptq("gptq"), Candidate(name="autoround", algorithm="autoround", cost=4.0, autoround_iters=AUTOROUND_ITERS)]
     if "awq" in pairs:
         found.append(Candidate(name="awq-gptq", algorithm="awq+gptq", cost=6.5))
-    found.append(Candidate(name="autoround", algorithm="autoround", cost=4.0, autoround_iters=AUTOROUND_ITERS))
-    return [*found, _gptq("gptq-actorder-group", actorder="group"), _gptq("gptq-dampening-0.1", dampening=0.1)]
+    # llm-compressor 0.14's GPTQ takes actorder "static" (alias "weight") or none; "group" is refused.
+    return [*found, _gptq("gptq-no-actorder", actorder=None), _gptq("gptq-dampening-0.1", dampening=0.1)]
 
 
 def mixed(best: Candidate, layers: tuple[str, ...]) -> Candidate:

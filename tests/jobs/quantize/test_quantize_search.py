@@ -36,11 +36,11 @@ def test_every_scheme_has_candidates_the_support_table_allows():
 def test_weight_only_4_bit_candidates_cover_gptq_variants_awq_and_autoround():
     names = [c.name for c in recipes.candidates_for("W4A16_ASYM")]
     assert names[0] == "gptq"
-    assert {"awq-gptq", "autoround", "gptq-actorder-group", "gptq-dampening-0.1"} <= set(names)
+    assert {"awq-gptq", "autoround", "gptq-no-actorder", "gptq-dampening-0.1"} <= set(names)
     assert not any("smoothquant" in n for n in names)
     variants = {c.name: (c.actorder, c.dampening) for c in recipes.candidates_for("W4A16")}
     assert variants["gptq"] == ("static", 0.01)
-    assert variants["gptq-actorder-group"] == ("group", 0.01)
+    assert variants["gptq-no-actorder"] == (None, 0.01)
     assert variants["gptq-dampening-0.1"] == ("static", 0.1)
 
 
@@ -151,14 +151,14 @@ def test_budget_rule_estimates_from_measured_time_and_keeps_room_for_mixed_preci
     hp, _ = validate_hyperparameters({"recipe": "auto", "search_budget_seconds": "100"})
     assert hp is not None
     state = search.Search(hp=hp, paths=None, prepared=None, staging=None, dataset=None, scorer=None)  # type: ignore[arg-type]
-    gptq, awq = recipes.candidates_for("W4A16")[:2]
-    assert state.fits(awq, 0.0) is None  # nothing produced yet: the first always runs
+    gptq, autoround = recipes.candidates_for("W4A16")[:2]
+    assert state.fits(autoround, 0.0) is None  # nothing produced yet: the first always runs
     state.best = (1.0, gptq)
-    assert state.fits(awq, 0.0) is None  # nothing measured: no estimate to refuse on
+    assert state.fits(autoround, 0.0) is None  # nothing measured: no estimate to refuse on
     state.unit_seconds = 10.0
     assert state.fits(gptq, 50.0) is None  # 10 s + 50 s reserve < 100 s
-    reason = state.fits(awq, 50.0)
-    assert reason is not None and "estimated 65 s (+50 s kept for mixed-precision)" in reason
+    reason = state.fits(autoround, 50.0)
+    assert reason is not None and "estimated 40 s (+50 s kept for mixed-precision)" in reason
     state.started = time.monotonic() - 95
     assert state.fits(gptq, 0.0) is not None
 
