@@ -132,7 +132,7 @@ def auto_markdown(result: dict) -> str:
         "",
         f"Baseline perplexity (BF16): {result['baseline_perplexity']:.3f}",
         "",
-        "| recipe | scheme | winner | search s | perplexity | ppl_increase_pct | layer bytes / physical | extra bytes |",
+        "| recipe | scheme | winner | search s | perplexity | ppl_increase_pct | layer bytes / physical | extra |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def device_name() -> str:
-    import torch  # noqa: PLC0415
+    import torch
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA), {os.cpu_count()} cores"
@@ -305,7 +305,9 @@ def save(
             "search_budget": args.search_budget,
         },
         "section": args.section,
-        "results_file": str(args.out.resolve().relative_to(REPO)) if args.out.resolve().is_relative_to(REPO) else str(args.out),
+        "results_file": str(args.out.resolve().relative_to(REPO))
+        if args.out.resolve().is_relative_to(REPO)
+        else str(args.out),
         "machine": {
             "cpu_count": os.cpu_count(),
             "machine": platform.machine(),

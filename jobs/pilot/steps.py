@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.support_table import AUTO
 from jobs.evaluate import measure_model_fidelity
 from jobs.pilot.children import Children, child_env
-from contracts.support_table import AUTO
 from jobs.pilot.plan import Plan, Progress
 from jobs.sagemaker_job import records
 from jobs.sagemaker_job.failure import JobFailureError

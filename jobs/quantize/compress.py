@@ -214,9 +214,7 @@ def quantize_into(
     if dataset is not None and rank is not None:
         dataset = dataset.select(range(*distributed.partition(len(dataset), rank)))  # this rank's samples
     calibrate_seconds = calibrate(model, tokenizer, build_recipe(hp, resolution), dataset, hp.max_seq_length)
-    save_seconds = save_model(
-        model, staging, source_dtype=source_dtype, tokenizer=tokenizer, paths=paths, rank=rank
-    )
+    save_seconds = save_model(model, staging, source_dtype=source_dtype, tokenizer=tokenizer, paths=paths, rank=rank)
     return {
         "load_seconds": round(load_seconds, 3),
         "calibrate_seconds": round(calibrate_seconds, 3),

@@ -81,7 +81,10 @@ def candidates_for(scheme: str) -> list[Candidate]:
             for s in (SMOOTHQUANT_STRENGTH, 0.5, 0.9)
         ]
         return [Candidate(name="rtn", algorithm="rtn", cost=0.1), smooth[0], _gptq("gptq"), *smooth[1:]]
-    found = [_gptq("gptq"), Candidate(name="autoround", algorithm="autoround", cost=4.0, autoround_iters=AUTOROUND_ITERS)]
+    found = [
+        _gptq("gptq"),
+        Candidate(name="autoround", algorithm="autoround", cost=4.0, autoround_iters=AUTOROUND_ITERS),
+    ]
     if "awq" in pairs:
         found.append(Candidate(name="awq-gptq", algorithm="awq+gptq", cost=6.5))
     # llm-compressor 0.14's GPTQ takes actorder "static" (alias "weight") or none; "group" is refused.

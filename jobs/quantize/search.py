@@ -35,7 +35,8 @@ from jobs.quantize.manifest import Prepared
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.support import Hyperparameters
 from jobs.sagemaker_job.failure import JobFailureError
-from jobs.sagemaker_job.perplexity import LoadedModel, perplexity, tokenize_validation
+from jobs.sagemaker_job import perplexity as perplexity_module
+from jobs.sagemaker_job.perplexity import LoadedModel, perplexity
 
 LOG = logging.getLogger("quantize")
 
@@ -131,8 +132,8 @@ class Search:
             return None if left > 0 else "the time budget is spent"
         if estimate + reserve > left:
             return (
-                f"estimated {estimate:.0f} s (+{reserve:.0f} s kept for {recipes.MIXED}) exceeds the {max(0.0, left):.0f} s "
-                f"left of the {self.hp.search_budget_seconds} s budget"
+                f"estimated {estimate:.0f} s (+{reserve:.0f} s kept for {recipes.MIXED}) exceeds the "
+                f"{max(0.0, left):.0f} s left of the {self.hp.search_budget_seconds} s budget"
             )
         return None
 
@@ -151,7 +152,7 @@ class Search:
             # AutoRound leaves its tuned weights in bf16 on a CPU; score in one precision.
             compress.cast_dense_parameters(model, self.load_dtype)
             score = self.scorer(model)
-        except Exception as exc:  # one candidate failing must not end the search  # noqa: BLE001
+        except Exception as exc:  # one candidate failing must not end the search
             LOG.exception("candidate %s failed", candidate.name)
             self.rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500]})
             return
@@ -186,7 +187,9 @@ class Search:
 
     def skip(self, candidate: recipes.Candidate, reason: str) -> None:
         LOG.info("candidate %s skipped: %s", candidate.name, reason)
-        self.rows.append({"name": candidate.name, "algorithm": candidate.algorithm, "status": "skipped", "reason": reason})
+        self.rows.append(
+            {"name": candidate.name, "algorithm": candidate.algorithm, "status": "skipped", "reason": reason}
+        )
 
 
 def _reference(search: Search, want_mixed: bool) -> tuple[float, dict[str, float]]:
@@ -238,25 +241,27 @@ def search_into(*, hp: Hyperparameters, paths: Paths, staging: Path, prepared: P
     dataset = compress.tokenize(tokenizer, calibration, hp.max_seq_length)
     window = min(SCORE_WINDOW, hp.max_seq_length)
     score_tokens = SCORE_TOKENS_GPU if torch.cuda.is_available() else SCORE_TOKENS_CPU
-    scorer = Scorer(tokenizer, tokenize_validation(tokenizer, held_out, score_tokens), window)
+    scorer = Scorer(tokenizer, perplexity_module.tokenize_validation(tokenizer, held_out, score_tokens), window)
     search = Search(hp=hp, paths=paths, prepared=prepared, staging=staging, dataset=dataset, scorer=scorer)
     want_mixed = search.allowed(recipes.MIXED)
     baseline, errors = _reference(search, want_mixed)
     for candidate in recipes.candidates_for(hp.scheme):
         if not search.allowed(candidate.name):
             continue
-        mixed_reserve = (search.estimate(recipes.mixed(search.best[1], ())) or 0.0) if want_mixed and search.best else 0.0
+        mixed_reserve = (
+            (search.estimate(recipes.mixed(search.best[1], ())) or 0.0) if want_mixed and search.best else 0.0
+        )
         reason = search.fits(candidate, mixed_reserve)
         search.skip(candidate, reason) if reason else search.run(candidate)
     mixed_detail: dict[str, Any] | None = None
     if want_mixed and search.best is not None:
-        candidate, mixed_detail = _mixed_candidate(search, errors)
-        if candidate is None:
+        kept, mixed_detail = _mixed_candidate(search, errors)
+        if kept is None:
             search.skip(replace(search.best[1], name=recipes.MIXED), "no sensitive unit fits the byte budget")
-        elif reason := search.fits(candidate, 0.0):
-            search.skip(candidate, reason)
+        elif reason := search.fits(kept, 0.0):
+            search.skip(kept, reason)
         else:
-            search.run(candidate)
+            search.run(kept)
     if search.best is None:
         failures = "; ".join(f"{r['name']}: {r['reason']}" for r in search.rows)
         raise JobFailureError(f"recipe auto: no candidate recipe produced a model ({failures})")

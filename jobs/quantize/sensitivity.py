@@ -39,7 +39,13 @@ from contracts.support_table import SCHEME_INFO
 from jobs.quantize.support import LinearShape, matches
 
 # Fused in vLLM (packed_modules_mapping of Llama-like models): one scheme per fused group.
-FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"}  # fmt: skip
+FUSED = {
+    "q_proj": "qkv_proj",
+    "k_proj": "qkv_proj",
+    "v_proj": "qkv_proj",
+    "gate_proj": "gate_up_proj",
+    "up_proj": "gate_up_proj",
+}
 SCALE_BYTES = 2  # scales are stored in the source dtype (bf16/fp16)
 # Mixed precision may add at most this share to the scheme's quantized-layer bytes: the whole
 # (quantized plus kept layers) then stays within 5 % of the scheme's physical size.
@@ -117,7 +123,9 @@ def choose(ranked: list[Unit], quantized_bytes: int, budget: float | None = None
     return chosen
 
 
-def unit_errors(model: Any, token_ids: list[int], scheme: str, ignore: list[str], group_size: int | None) -> dict[str, float]:
+def unit_errors(
+    model: Any, token_ids: list[int], scheme: str, ignore: list[str], group_size: int | None
+) -> dict[str, float]:
     """Each unit's expected loss increase when its weights are rounded to the scheme:
     ``1/2 sum F * (Q(W) - W)^2`` with F the diagonal empirical Fisher information (squared
     gradients of the loss, per chunk of ``SENSITIVITY_CHUNK`` calibration tokens)."""
@@ -143,7 +151,7 @@ def unit_errors(model: Any, token_ids: list[int], scheme: str, ignore: list[str]
                 break
             loss = model(ids, labels=ids).loss
             for total, grad in zip(fisher, torch.autograd.grad(loss, weights), strict=True):
-                total += grad.float() ** 2
+                total.add_(grad.float() ** 2)
     finally:
         for weight in weights:
             weight.requires_grad_(False)
@@ -225,5 +233,7 @@ def byte_report(
         "high_precision_layers": len(kept),
         "high_precision_bytes": kept_stored,
         "high_precision_extra_bytes": kept_stored - kept_at_scheme,
-        "high_precision_extra_pct": round(100 * (kept_stored - kept_at_scheme) / scheme_bytes, 3) if scheme_bytes else None,
+        "high_precision_extra_pct": round(100 * (kept_stored - kept_at_scheme) / scheme_bytes, 3)
+        if scheme_bytes
+        else None,
     }

@@ -17,6 +17,7 @@ from contracts.support_table import SCHEMES, SUPPORTED
 from jobs.quantize import fitness, launch, recipes, search, sensitivity
 from jobs.quantize.preflight import CalibrationPlan
 from jobs.quantize.support import LinearShape, validate_hyperparameters
+from jobs.sagemaker_job import perplexity as perplexity_module
 from jobs.sagemaker_job.failure import JobFailureError
 from jobs.sagemaker_job.records import write_jsonl
 
@@ -214,13 +215,13 @@ def test_search_keeps_the_best_held_out_candidate_and_records_every_one(
     monkeypatch.setattr(recipes, "AUTOROUND_ITERS", 4)
     monkeypatch.setattr(sensitivity, "MIXED_BYTE_BUDGET", 0.3)  # one layer: each unit is a large share
     scored: list[list[str]] = []
-    original = search.tokenize_validation
+    original = perplexity_module.tokenize_validation
 
     def spy(tokenizer, texts, max_tokens):
         scored.append(list(texts))
         return original(tokenizer, texts, max_tokens)
 
-    monkeypatch.setattr(search, "tokenize_validation", spy)
+    monkeypatch.setattr(perplexity_module, "tokenize_validation", spy)
     result = run_job(
         tiny_model_dir,
         *auto_args("gptq", "autoround", "mixed-precision"),
