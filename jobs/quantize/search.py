@@ -34,8 +34,8 @@ from jobs.quantize import compress, recipes, sensitivity
 from jobs.quantize.manifest import Prepared
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.support import Hyperparameters
-from jobs.sagemaker_job.failure import JobFailureError
 from jobs.sagemaker_job import perplexity as perplexity_module
+from jobs.sagemaker_job.failure import JobFailureError
 from jobs.sagemaker_job.perplexity import LoadedModel, perplexity
 
 LOG = logging.getLogger("quantize")
@@ -192,22 +192,28 @@ class Search:
         )
 
 
-def _reference(search: Search, want_mixed: bool) -> tuple[float, dict[str, float]]:
-    """The source's held-out perplexity, and each quantized layer's sensitivity (if needed)."""
+def _baseline(search: Search) -> float:
+    """The source's held-out perplexity (the reference every candidate's increase is against)."""
     model, _, _ = compress.load_for_calibration(search.paths, search.prepared.source_dtype, search.hp.seed)
-    baseline = search.scorer(model)
-    errors: dict[str, float] = {}
-    if want_mixed:
-        resolution = search.prepared.resolution
-        tokens = [t for ids in search.dataset["input_ids"] for t in ids][: sensitivity.SENSITIVITY_TOKENS]
-        errors = sensitivity.unit_errors(model, tokens, search.hp.scheme, resolution.ignore, resolution.effective)
+    score = search.scorer(model)
     del model
-    return baseline, errors
+    return score
 
 
-def _mixed_candidate(search: Search, errors: dict[str, float]) -> tuple[recipes.Candidate | None, dict[str, Any]]:
+def _sensitivity(search: Search) -> dict[str, float]:
+    """Each quantized unit's sensitivity on the source (only when mixed precision may run)."""
+    model, _, _ = compress.load_for_calibration(search.paths, search.prepared.source_dtype, search.hp.seed)
+    resolution = search.prepared.resolution
+    tokens = [t for ids in search.dataset["input_ids"] for t in ids][: sensitivity.SENSITIVITY_TOKENS]
+    errors = sensitivity.unit_errors(model, tokens, search.hp.scheme, resolution.ignore, resolution.effective)
+    del model
+    return errors
+
+
+def _mixed_candidate(search: Search) -> tuple[recipes.Candidate | None, dict[str, Any]]:
     """The best recipe so far with its most sensitive units kept at higher precision."""
     assert search.best is not None
+    errors = _sensitivity(search)
     scheme, resolution = search.hp.scheme, search.prepared.resolution
     ranked = sensitivity.units(
         errors,
@@ -232,6 +238,24 @@ def _mixed_candidate(search: Search, errors: dict[str, float]) -> tuple[recipes.
     return recipes.mixed(search.best[1], layers), detail
 
 
+def _run_mixed(search: Search) -> dict[str, Any] | None:
+    """The mixed-precision candidate, last. Its estimate (the best's time, x 1.1 for the
+    sensitivity pass) must fit before the sensitivity pass runs: a spent budget costs no
+    Fisher pass."""
+    assert search.best is not None
+    base = search.best[1]
+    reason = search.fits(recipes.mixed(base, ()), 0.0)
+    if reason:
+        search.skip(replace(base, name=recipes.MIXED), reason)
+        return None
+    kept, detail = _mixed_candidate(search)
+    if kept is None:
+        search.skip(replace(base, name=recipes.MIXED), "no sensitive unit fits the byte budget")
+    else:
+        search.run(kept)
+    return detail
+
+
 def search_into(*, hp: Hyperparameters, paths: Paths, staging: Path, prepared: Prepared) -> dict[str, Any]:
     """Run the search; the winner is left in ``staging``. Returns the job's stats plus ``search``."""
     import torch  # noqa: PLC0415
@@ -244,7 +268,7 @@ def search_into(*, hp: Hyperparameters, paths: Paths, staging: Path, prepared: P
     scorer = Scorer(tokenizer, perplexity_module.tokenize_validation(tokenizer, held_out, score_tokens), window)
     search = Search(hp=hp, paths=paths, prepared=prepared, staging=staging, dataset=dataset, scorer=scorer)
     want_mixed = search.allowed(recipes.MIXED)
-    baseline, errors = _reference(search, want_mixed)
+    baseline = _baseline(search)
     for candidate in recipes.candidates_for(hp.scheme):
         if not search.allowed(candidate.name):
             continue
@@ -253,15 +277,7 @@ def search_into(*, hp: Hyperparameters, paths: Paths, staging: Path, prepared: P
         )
         reason = search.fits(candidate, mixed_reserve)
         search.skip(candidate, reason) if reason else search.run(candidate)
-    mixed_detail: dict[str, Any] | None = None
-    if want_mixed and search.best is not None:
-        kept, mixed_detail = _mixed_candidate(search, errors)
-        if kept is None:
-            search.skip(replace(search.best[1], name=recipes.MIXED), "no sensitive unit fits the byte budget")
-        elif reason := search.fits(kept, 0.0):
-            search.skip(kept, reason)
-        else:
-            search.run(kept)
+    mixed_detail = _run_mixed(search) if want_mixed and search.best is not None else None
     if search.best is None:
         failures = "; ".join(f"{r['name']}: {r['reason']}" for r in search.rows)
         raise JobFailureError(f"recipe auto: no candidate recipe produced a model ({failures})")
