@@ -157,9 +157,9 @@ def test_budget_rule_estimates_from_measured_time_and_keeps_room_for_mixed_preci
     state.best = (1.0, gptq)
     assert state.fits(autoround, 0.0) is None  # nothing measured: no estimate to refuse on
     state.unit_seconds = 10.0
-    assert state.fits(gptq, 50.0) is None  # 10 s + 50 s reserve < 100 s
-    reason = state.fits(autoround, 50.0)
-    assert reason is not None and "estimated 40 s (+50 s kept for mixed-precision)" in reason
+    assert state.fits(gptq, 70.0) is None  # 10 s + 70 s reserve < 100 s
+    reason = state.fits(autoround, 70.0)  # 40 s + 70 s > 100 s
+    assert reason is not None and "estimated 40 s (+70 s kept for mixed-precision)" in reason
     state.started = time.monotonic() - 95
     assert state.fits(gptq, 0.0) is not None
 
