@@ -207,6 +207,8 @@ def quantize(
 ) -> dict[str, Any]:
     """The fixed recipe, or the automatic recipe's search (one process: launch.process_count)."""
     if hp.recipe == "auto":
+        if rank is not None and rank.world_size > 1:  # started by torchrun by hand
+            raise JobFailureError("recipe auto runs in one process: use num_processes auto or 1")
         return search.search_into(hp=hp, paths=paths, staging=staging, prepared=prepared)
     return quantize_into(
         hp=hp,

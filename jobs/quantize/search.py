@@ -110,6 +110,7 @@ class Search:
     best: tuple[float, recipes.Candidate] | None = None
     unit_seconds: float | None = None  # measured seconds of one GPTQ-cost unit
     load_dtype: Any = None
+    save_seconds: float = 0.0
 
     @property
     def deadline(self) -> float:
@@ -176,7 +177,7 @@ class Search:
     def save(self, model: Any) -> None:
         for child in self.staging.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-        compress.save_model(
+        self.save_seconds += compress.save_model(
             model,
             self.staging,
             source_dtype=self.prepared.source_dtype,
@@ -288,9 +289,10 @@ def search_into(*, hp: Hyperparameters, paths: Paths, staging: Path, prepared: P
             row["held_out_increase_pct"] = round(100 * (row["held_out_perplexity"] / baseline - 1), 3)
     tokens = sum(len(ids) for ids in dataset["input_ids"])
     return {
-        "load_seconds": 0.0,
+        # Summed over the candidates (and every save of a new best).
+        "load_seconds": round(sum(r.get("load_seconds", 0.0) for r in search.rows), 3),
         "calibrate_seconds": round(sum(r.get("calibrate_seconds", 0.0) for r in search.rows), 3),
-        "save_seconds": 0.0,
+        "save_seconds": round(search.save_seconds, 3),
         "calibration_tokens": tokens,
         "calibration_dtype": str(search.load_dtype).removeprefix("torch."),
         "peak_gpu_memory_bytes": int(torch.cuda.max_memory_reserved()) if torch.cuda.is_available() else None,

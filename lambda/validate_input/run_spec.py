@@ -288,6 +288,7 @@ def _deployment_problems(spec: RunSpec, defaults: Defaults) -> list[Problem]:
         samples=spec.num_calibration_samples,
         max_seq_length=spec.max_seq_length,
         weight_bits=8 if spec.scheme.startswith(("W8", "FP8")) else 4,
+        single_process=spec.recipe == "auto",
     )
     too_small = instance_problem(quantize_instance, needs)
     if too_small:

@@ -243,5 +243,9 @@ def test_recipe_auto_is_sized_for_the_most_demanding_algorithm_it_may_run():
         "quantize_instance_type"
     ]
     assert fields(validate_spec(auto_spec(quantize_instance_type=small), DEFAULTS)) == ["quantize_instance_type"]
+    # The search runs in one process: several GPUs do not split AWQ's cached activations.
+    four_gpus = "ml.g5.24xlarge"
+    assert validate_spec(spec(algorithm="awq", quantize_instance_type=four_gpus), DEFAULTS).valid
+    assert fields(validate_spec(auto_spec(quantize_instance_type=four_gpus), DEFAULTS)) == ["quantize_instance_type"]
     # W8A8 may run SmoothQuant-GPTQ at most, which that instance holds.
     assert validate_spec(auto_spec(scheme="W8A8", group_size=None, quantize_instance_type=small), DEFAULTS).valid
