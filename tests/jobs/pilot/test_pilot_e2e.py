@@ -172,6 +172,7 @@ def test_the_transformers_cross_check_judges_both_models_offline(tmp_path):
         "--artifacts", str(tmp_path / "artifacts"), "--run-id", "t2", "--schemes", "W8A8",
         "--fidelity", "transformers", "--concurrency", "1", "--workload-concurrency", "1",
         "--requests", "2", "--max-tokens", "8", "--max-validation-tokens", "300", "--max-model-len", "256",
+        "--algorithm", "rtn",  # the fast path: this test is about fidelity, not the recipe
     ]  # fmt: skip
     proc = subprocess.run(pilot_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
