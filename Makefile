@@ -134,7 +134,8 @@ test-evaluate: $(VENV_E)/.installed $(VENV_S)/.installed $(VENV_Q)/.installed br
 # to the pilot's defaults. Example: make pilot SCHEMES="W8A8 W4A16_ASYM FP8_DYNAMIC" WORKLOAD_CONCURRENCY=1
 MODEL ?=
 SCHEMES ?= W8A8
-ALGORITHM ?= rtn
+ALGORITHM ?= auto
+SEARCH_BUDGET ?=
 CALIBRATION ?=
 VALIDATION ?=
 MAX_PPL_INCREASE_PCT ?=
@@ -148,6 +149,7 @@ PILOT_ARGS ?=
 pilot: $(VENV_E)/.installed $(VENV_S)/.installed $(VENV_Q)/.installed
 	@$(VENV_E)/bin/python -m jobs.pilot --schemes "$(SCHEMES)" --algorithm "$(ALGORITHM)" \
 	  $(if $(MODEL),--model "$(MODEL)") $(if $(CALIBRATION),--calibration "$(CALIBRATION)") \
+	  $(if $(SEARCH_BUDGET),--search-budget-seconds $(SEARCH_BUDGET)) \
 	  $(if $(VALIDATION),--validation "$(VALIDATION)") \
 	  $(if $(MAX_PPL_INCREASE_PCT),--max-ppl-increase-pct $(MAX_PPL_INCREASE_PCT)) \
 	  $(if $(MAX_P95_RATIO),--max-p95-latency-ratio $(MAX_P95_RATIO)) \

@@ -7,6 +7,9 @@ text before and after. Results go to ``benchmarks/results/quantize-cpu.json`` an
 
     .venv-quantize/bin/python -m benchmarks.quantize --write-docs
     .venv-quantize/bin/python -m benchmarks.quantize --pairs gptq:W4A16 rtn:W8A8   # a subset
+    # The automatic recipe (docs/quantize.md "Automatic recipe"): "auto" in place of an algorithm
+    .venv-quantize/bin/python -m benchmarks.quantize --pairs auto:W4A16_ASYM auto:W8A8 \
+        --out benchmarks/results/quantize-auto.json --section "## Automatic recipe" --write-docs
 
 Not a test: timings on a shared 2-core machine are noisy; compare rows of one run only.
 """
@@ -51,9 +54,10 @@ def run_pair(
         "SM_OUTPUT_DIR": str(work / f"{algorithm}-{scheme}.output"),
         "SM_INPUT_CONFIG_DIR": str(work / "no-config"),
     }
+    recipe = ["--recipe", "auto", "--search-budget-seconds", str(args.search_budget)]
     command = [
         sys.executable, "-m", "jobs.quantize",
-        "--algorithm", algorithm, "--scheme", scheme,
+        *(recipe if algorithm == "auto" else ["--algorithm", algorithm]), "--scheme", scheme,
         "--num-calibration-samples", str(args.samples), "--max-seq-length", str(args.seq_len),
     ]  # fmt: skip
     started = time.monotonic()
@@ -69,7 +73,12 @@ def run_pair(
             "failure": f"not finished within {args.pair_timeout} s on this machine",
         }
     elapsed = time.monotonic() - started
-    row: dict[str, Any] = {"algorithm": algorithm, "scheme": scheme, "exit_code": proc.returncode}
+    row: dict[str, Any] = {
+        "algorithm": algorithm,
+        "recipe": "auto" if algorithm == "auto" else "fixed",
+        "scheme": scheme,
+        "exit_code": proc.returncode,
+    }
     if proc.returncode != 0:
         failure = work / f"{algorithm}-{scheme}.output" / "failure"
         row["failure"] = failure.read_text().strip() if failure.is_file() else proc.stderr[-2000:]
@@ -87,8 +96,14 @@ def run_pair(
             "artifact_bytes": metrics["artifact_bytes"],
             "samples_used": manifest["calibration"]["samples_used"],
             "calibration_tokens": manifest["calibration"]["tokens"],
+            "layer_bytes": manifest["quantization"].get("layer_bytes"),
+            "calibration_fitness": manifest["calibration"].get("fitness"),
         }
     )
+    if "search" in manifest:
+        search = manifest["search"]
+        row["search"] = {key: search[key] for key in ("seconds", "budget_seconds", "winner", "why", "candidates")}
+        row["search"]["mixed_precision"] = search.get("mixed_precision")
     row["artifact_dir"] = str(out)
     return row
 
@@ -101,7 +116,52 @@ def perplexity_method(settings: dict) -> str:
     return f"sliding window {settings['window']} / stride {settings['stride']} (jobs/sagemaker_job/perplexity.py)"
 
 
+def auto_markdown(result: dict) -> str:
+    """The automatic recipe's rows: winner, search time, validation perplexity, bytes."""
+    s = result["settings"]
+    lines = [
+        result["section"],
+        "",
+        f"SmolLM2-135M-Instruct, `benchmarks/quantize.py` run on {result['date']} on {result['machine']['device']} "
+        f"(raw data: `{result['results_file']}`). Calibration: {s['samples']} pydoc topics x up to {s['seq_len']} "
+        f"tokens, of which the search holds one in eight out to score its candidates; search budget "
+        f"{s['search_budget']} s per scheme. Perplexity: {s['eval_tokens']} tokens of other pydoc topics (the "
+        f"validation text, never seen by the search), {perplexity_method(s)}. Bytes: the quantized layers in the "
+        "artifact against the scheme's physical size (weights at their bit width plus 16-bit scales and packed "
+        "zero points); extra: what the mixed-precision layers cost over quantizing them too.",
+        "",
+        f"Baseline perplexity (BF16): {result['baseline_perplexity']:.3f}",
+        "",
+        "| recipe | scheme | winner | search s | perplexity | ppl_increase_pct | layer bytes / physical | extra |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["rows"]:
+        if row["exit_code"] != 0:
+            lines.append(f"| {row['recipe']} | {row['scheme']} | {row.get('failure', '')[:90]} ||||||")
+            continue
+        search = row.get("search", {})
+        bytes_ = row.get("layer_bytes") or {}
+        lines.append(
+            f"| {row['recipe']} | {row['scheme']} | {search.get('winner', row['algorithm'])} | "
+            f"{search.get('seconds', row['wall_seconds']):.0f} | {row['perplexity']:.3f} | "
+            f"{row['ppl_increase_pct']:+.2f} | {bytes_.get('ratio_to_physical', 0):.3f} | "
+            f"{bytes_.get('high_precision_extra_pct', 0):.2f} % |"
+        )
+    for row in result["rows"]:
+        if row.get("search"):
+            lines += ["", f"{row['scheme']}: " + row["search"]["why"] + "."]
+            for c in row["search"]["candidates"]:
+                score = c.get("held_out_perplexity")
+                what = f"held-out {score:.3f} in {c['seconds']:.0f} s" if score else f"{c['status']}: {c['reason']}"
+                lines.append(f"- {c['name']}: {what}")
+    if result.get("note"):
+        lines += ["", result["note"]]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: dict) -> str:
+    if result["section"] != SECTION:
+        return auto_markdown(result)
     s = result["settings"]
     lines = [
         SECTION,
@@ -146,14 +206,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs_section(text: str) -> None:
+def write_docs_section(text: str, section: str = SECTION) -> None:
     """Replace (or append) only this benchmark's section; other sections belong to others."""
     current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
+    start = current.find(section)
     if start == -1:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
-        end = current.find("\n## ", start + len(SECTION))
+        end = current.find("\n## ", start + len(section))
         updated = current[:start] + text + (current[end + 1 :] if end != -1 else "")
     DOCS.write_text(updated)
 
@@ -170,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair-timeout", type=int, default=1200, help="seconds before a pair is reported unfinished")
     parser.add_argument("--note", default="", help="a sentence for the docs (e.g. why a subset ran)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--section", default=SECTION, help="docs/benchmarks.md section the table goes to")
+    parser.add_argument("--search-budget", type=int, default=600, help="auto rows: the search's budget (seconds)")
+    parser.add_argument("--model", type=Path, help="a SmolLM2 model directory (default: jobs/quantize/smollm2.py's)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
     # Before torch loads: passive OpenMP waiting (see jobs/quantize/job.py main()).
@@ -181,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs: list[tuple[str, str]] = (
         [(p.split(":", 1)[0], p.split(":", 1)[1]) for p in args.pairs] if args.pairs else everything
     )
-    model = ensure_smollm2()
+    model = args.model or ensure_smollm2()
     calibration_texts, held_out = pydoc_texts()
     measure = {"max_tokens": args.eval_tokens, "window": args.window, "stride": args.stride}
     baseline = model_perplexity(model, [held_out], **measure)
@@ -198,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 ppl = model_perplexity(Path(row.pop("artifact_dir")), [held_out], **measure)
                 row["perplexity"] = round(ppl["perplexity"], 4)
                 row["perplexity_change_percent"] = round(100 * (ppl["perplexity"] / baseline["perplexity"] - 1), 2)
+                row["ppl_increase_pct"] = row["perplexity_change_percent"]
             print(json.dumps(row), flush=True)
             rows.append(row)
             save(args, pairs, everything, baseline, rows)
@@ -205,8 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(result)
     print(table)
     if args.write_docs:
-        write_docs_section(table)
+        write_docs_section(table, args.section)
     return 0
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), {os.cpu_count()} cores"
+    return f"CPU, {os.cpu_count()} cores"
 
 
 def save(
@@ -230,8 +302,18 @@ def save(
             "perplexity": "jobs/sagemaker_job/perplexity.py (sliding window)",
             "threads": args.threads,
             "group_size_requested": 128,
+            "search_budget": args.search_budget,
         },
-        "machine": {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "section": args.section,
+        "results_file": str(args.out.resolve().relative_to(REPO))
+        if args.out.resolve().is_relative_to(REPO)
+        else str(args.out),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "device": device_name(),
+        },
         "baseline_perplexity": round(baseline["perplexity"], 4),
         "eval_tokens_scored": baseline["token_count"],
         "rows": rows,

@@ -112,3 +112,18 @@ KNOWN_INSTANCE_FAMILIES: Final = frozenset(
 GROUPED_SCHEMES: Final = frozenset(s for s, info in SCHEME_INFO.items() if info.grouped)
 # algorithm -> the schemes it quantizes.
 SCHEMES_BY_ALGORITHM: Final = {a: frozenset(s for alg, s in SUPPORTED if alg == a) for a in ALGORITHMS}
+
+# How the recipe is chosen: "fixed" runs the algorithm asked for; "auto" searches candidate
+# recipes for the scheme within a time budget and keeps the best on held-out calibration text
+# (jobs/quantize/search.py, docs/quantize.md "Automatic recipe"). With "auto" the algorithm is
+# the search's to choose: run plans and manifests then name the algorithm AUTO.
+RECIPES: Final = ("fixed", "auto")
+AUTO: Final = "auto"
+# The algorithm the sizing rule assumes for an automatic recipe: the most demanding one the
+# search may run for the scheme (AWQ caches activations; GPTQ and SmoothQuant hold Hessians).
+_SIZING_ORDER: Final = ("awq", "smoothquant-gptq", "gptq", "rtn")
+
+
+def sizing_algorithm(scheme: str) -> str:
+    """The algorithm whose needs bound an automatic recipe's for ``scheme`` (rtn if none calibrates)."""
+    return next((a for a in _SIZING_ORDER if (a, scheme) in SUPPORTED), "rtn")

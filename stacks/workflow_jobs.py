@@ -140,7 +140,7 @@ class QuantizeModel(PipelineSteps):
     """Quantize as a SageMaker training job, then read where SageMaker put the model.
 
     Input: ``$.run.names.training_job``, ``$.run.images.quantize``, ``$.run.hyperparameters``,
-    ``$.run.s3.{source_model_uri,calibration_uri,output_path}``, ``$.run.resources.training``,
+    ``$.run.s3.{source_model_uri,calibration_uri,validation_uri,output_path}``, ``$.run.resources.training``,
     ``$.run.timing.{quantize_max_seconds,quantize_max_polls,job_poll_seconds}``, ``$.run.tags``.
     Output: ``$.quantize.status``, ``$.quantize.artifacts.uri`` and ``$.run.s3.artifact_uri`` (the
     model's S3 prefix, which the record function reads); then ``then``.
@@ -175,6 +175,9 @@ class QuantizeModel(PipelineSteps):
             "InputDataConfig": [
                 _s3_channel("model", run_path("s3.source_model_uri")),
                 _s3_channel("calibration", run_path("s3.calibration_uri")),
+                # Read only for the manifest's calibration fitness report (jobs/quantize/fitness.py):
+                # how far the calibration set is from the set the model will be judged on.
+                _s3_channel("validation", run_path("s3.validation_uri")),
             ],
             "OutputDataConfig": {
                 "S3OutputPath": J.string_at(run_path("s3.output_path")),

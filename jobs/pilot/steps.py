@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.support_table import AUTO
 from jobs.evaluate import measure_model_fidelity
 from jobs.pilot.children import Children, child_env
 from jobs.pilot.plan import Plan, Progress
@@ -69,7 +70,23 @@ class Candidate:
     review: dict[str, Any] | None = None  # the human review sample written beside the report
 
 
-def quantize(plan: Plan, cand: Candidate, *, base: Path, calibration: Path, children: Children, log: Progress) -> None:
+def recipe_arguments(algorithm: str, budget_seconds: int) -> list[str]:
+    """The quantize job's recipe arguments: the search and its budget, or the algorithm given."""
+    if algorithm == AUTO:
+        return ["--recipe", AUTO, "--search-budget-seconds", str(budget_seconds)]
+    return ["--algorithm", algorithm]
+
+
+def quantize(
+    plan: Plan,
+    cand: Candidate,
+    *,
+    base: Path,
+    calibration: Path,
+    validation: Path,
+    children: Children,
+    log: Progress,
+) -> None:
     args = plan.args
     staging = cand.run_dir / ".quantize-output"
     out = cand.run_dir / "artifact"
@@ -80,6 +97,8 @@ def quantize(plan: Plan, cand: Candidate, *, base: Path, calibration: Path, chil
         {
             "SM_CHANNEL_MODEL": str(base),
             "SM_CHANNEL_CALIBRATION": str(calibration),
+            # Read only for the manifest's calibration fitness report (never for calibration).
+            "SM_CHANNEL_VALIDATION": str(validation),
             "SM_MODEL_DIR": str(staging),
             "SM_OUTPUT_DIR": str(cand.run_dir / "output"),
             # No hyperparameters.json from an earlier SageMaker-style run may leak in.
@@ -90,8 +109,7 @@ def quantize(plan: Plan, cand: Candidate, *, base: Path, calibration: Path, chil
         str(args.quantize_python),
         "-m",
         "jobs.quantize",
-        "--algorithm",
-        args.algorithm,
+        *recipe_arguments(args.algorithm, args.search_budget_seconds),
         "--scheme",
         cand.scheme,
         "--num-calibration-samples",

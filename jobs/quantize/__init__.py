@@ -5,6 +5,9 @@
   input-validation Lambda's copy is kept equal to it by a test);
 - ``preflight``, ``gpu_probe``: what is checked before a model is loaded;
 - ``compress``: the llm-compressor recipe, calibration and save; ``artifact``: staging, publish;
+- ``search``, ``recipes``, ``sensitivity``: the automatic recipe (``--recipe auto``): candidates,
+  held-out scoring, mixed precision and the artifact's layer bytes; ``fitness``: the calibration
+  fitness report;
 - ``smollm2``, ``tiny_model``, ``check``: the offline test models and held-out text (tests,
   pilot, benchmark).
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from jobs.quantize import distributed, families
 from jobs.quantize.preflight import CalibrationPlan, Paths
+from jobs.quantize.recipes import SMOOTHQUANT_STRENGTH, quant_args
 from jobs.quantize.support import (
     GroupResolution,
     Hyperparameters,
@@ -48,30 +49,23 @@ SIDECAR_FILES = (
 )
 
 
-SMOOTHQUANT_STRENGTH = 0.8  # llm-compressor's W8A8 examples; 0.5 is the paper's default for OPT
-
-
 def build_recipe(hp: Hyperparameters, resolution: GroupResolution) -> list[Any]:
     """The llm-compressor modifiers for one algorithm x scheme (named constants, no YAML)."""
-    from compressed_tensors.quantization import preset_name_to_scheme  # noqa: PLC0415
     from llmcompressor.modifiers.gptq import GPTQModifier  # noqa: PLC0415
     from llmcompressor.modifiers.quantization import QuantizationModifier  # noqa: PLC0415
     from llmcompressor.modifiers.transform.awq import AWQModifier  # noqa: PLC0415
     from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier  # noqa: PLC0415
 
-    scheme = preset_name_to_scheme(hp.scheme, ["Linear"])
-    if resolution.effective is not None:
-        scheme.weights.group_size = resolution.effective
-    quant_args: dict[str, Any] = {"config_groups": {"group_0": scheme}, "ignore": list(resolution.ignore)}
+    args = quant_args(hp.scheme, resolution)
     if hp.algorithm == "rtn":
-        return [QuantizationModifier(**quant_args)]
+        return [QuantizationModifier(**args)]
     if hp.algorithm == "gptq":
-        return [GPTQModifier(**quant_args)]
+        return [GPTQModifier(**args)]
     if hp.algorithm == "smoothquant-gptq":
-        return [SmoothQuantModifier(smoothing_strength=SMOOTHQUANT_STRENGTH), GPTQModifier(**quant_args)]
+        return [SmoothQuantModifier(smoothing_strength=SMOOTHQUANT_STRENGTH), GPTQModifier(**args)]
     if hp.algorithm == "awq":
         # AWQ is a transform (scales) followed by the quantizer that picks the weights' grid.
-        return [AWQModifier(), QuantizationModifier(**quant_args)]
+        return [AWQModifier(), QuantizationModifier(**args)]
     raise JobFailureError(f"no recipe for algorithm {hp.algorithm}")  # unreachable after validation
 
 
@@ -138,43 +132,29 @@ def cast_dense_parameters(model: Any, dtype: Any) -> None:
             param.data = param.data.to(dtype)
 
 
-def quantize_into(
-    *,
-    hp: Hyperparameters,
-    paths: Paths,
-    staging: Path,
-    resolution: GroupResolution,
-    plan: CalibrationPlan,
-    source_dtype: str,
-    tokenizer: Any,
-    rank: distributed.Rank | None = None,
-    family: families.FamilyPlan | None = None,
-) -> dict[str, Any]:
-    """Load, calibrate, quantize and save the compressed model into ``staging``.
+def load_for_calibration(
+    paths: Paths, source_dtype: str, seed: int, family: families.FamilyPlan | None = None
+) -> tuple[Any, Any, float]:
+    """(model, its dtype, seconds): the source in CPU memory, in the calibration precision.
 
-    With ``rank``, this rank's part of a distributed run: every rank calls this, and only rank 0
-    writes into ``staging``.
+    On CPU, bf16 matmuls have no hardware support here and run many times slower than float32;
+    the model is calibrated in float32 and cast back to the source dtype before saving.
     """
     import torch  # noqa: PLC0415
-    from compressed_tensors.compressors import ModelCompressor  # noqa: PLC0415
-    from llmcompressor import oneshot  # noqa: PLC0415
 
-    on_gpu = torch.cuda.is_available()
-    # On CPU, bf16 matmuls have no hardware support here and run many times slower than
-    # float32; calibrate in float32 and cast back to the source dtype before saving.
-    load_dtype = getattr(torch, source_dtype) if on_gpu else torch.float32
-    seed_everything(hp.seed)
+    load_dtype = getattr(torch, source_dtype) if torch.cuda.is_available() else torch.float32
+    seed_everything(seed)
     started = time.monotonic()
     # Kept in CPU memory: llm-compressor's sequential pipeline onloads one layer at a time.
     model = families.load_model(paths.model, load_dtype, family.info if family else None)
     model.eval()
-    load_seconds = time.monotonic() - started
+    return model, load_dtype, time.monotonic() - started
 
-    dataset = tokenize(tokenizer, plan, hp.max_seq_length) if plan.texts else None
-    tokens = sum(len(ids) for ids in dataset["input_ids"]) if dataset is not None else 0
-    if dataset is not None and rank is not None:
-        dataset = dataset.select(range(*distributed.partition(len(dataset), rank)))  # this rank's samples
-    recipe = build_recipe(hp, resolution)
+
+def calibrate(model: Any, tokenizer: Any, recipe: list[Any], dataset: Any, max_seq_length: int) -> float:
+    """Run ``oneshot`` with ``recipe`` on ``dataset`` (None: data-free); returns its seconds."""
+    from llmcompressor import oneshot  # noqa: PLC0415
+
     LOG.info("recipe: %s", [type(m).__name__ for m in recipe])
     started = time.monotonic()
     with cpu_safe_intermediates_cache(), distributed.cpu_rank_barriers():
@@ -184,12 +164,27 @@ def quantize_into(
             recipe=recipe,
             dataset=dataset,
             num_calibration_samples=len(dataset) if dataset is not None else 1,
-            max_seq_length=hp.max_seq_length,
+            max_seq_length=max_seq_length,
             shuffle_calibration_samples=False,
             # MoE: every expert sees every calibration token (routed output kept); docs/quantize.md.
             moe_calibrate_all_experts=True,
         )
-    calibrate_seconds = time.monotonic() - started
+    return time.monotonic() - started
+
+
+def save_model(
+    model: Any,
+    staging: Path,
+    *,
+    source_dtype: str,
+    tokenizer: Any,
+    paths: Paths,
+    rank: distributed.Rank | None,
+    family: families.FamilyPlan | None = None,
+) -> float:
+    """Compress and write ``model`` (and the tokenizer and sidecar files) into ``staging``."""
+    import torch  # noqa: PLC0415
+    from compressed_tensors.compressors import ModelCompressor  # noqa: PLC0415
 
     started = time.monotonic()
     target_dtype = getattr(torch, source_dtype)
@@ -208,13 +203,43 @@ def quantize_into(
         for name in SIDECAR_FILES:
             if (paths.model / name).is_file():
                 shutil.copyfile(paths.model / name, staging / name)
-    save_seconds = time.monotonic() - started
+    return time.monotonic() - started
+
+
+def quantize_into(
+    *,
+    hp: Hyperparameters,
+    paths: Paths,
+    staging: Path,
+    resolution: GroupResolution,
+    plan: CalibrationPlan,
+    source_dtype: str,
+    tokenizer: Any,
+    rank: distributed.Rank | None = None,
+    family: families.FamilyPlan | None = None,
+) -> dict[str, Any]:
+    """Load, calibrate, quantize and save the compressed model into ``staging``.
+
+    With ``rank``, this rank's part of a distributed run: every rank calls this, and only rank 0
+    writes into ``staging``.
+    """
+    import torch  # noqa: PLC0415
+
+    model, load_dtype, load_seconds = load_for_calibration(paths, source_dtype, hp.seed, family)
+    dataset = tokenize(tokenizer, plan, hp.max_seq_length) if plan.texts else None
+    tokens = sum(len(ids) for ids in dataset["input_ids"]) if dataset is not None else 0
+    if dataset is not None and rank is not None:
+        dataset = dataset.select(range(*distributed.partition(len(dataset), rank)))  # this rank's samples
+    calibrate_seconds = calibrate(model, tokenizer, build_recipe(hp, resolution), dataset, hp.max_seq_length)
+    save_seconds = save_model(
+        model, staging, source_dtype=source_dtype, tokenizer=tokenizer, paths=paths, rank=rank, family=family
+    )
     return {
         "load_seconds": round(load_seconds, 3),
         "calibrate_seconds": round(calibrate_seconds, 3),
         "save_seconds": round(save_seconds, 3),
         "calibration_tokens": tokens,
         "calibration_dtype": str(load_dtype).removeprefix("torch."),
-        "peak_gpu_memory_bytes": int(torch.cuda.max_memory_reserved()) if on_gpu else None,
+        "peak_gpu_memory_bytes": int(torch.cuda.max_memory_reserved()) if torch.cuda.is_available() else None,
         "rank_samples": len(dataset) if dataset is not None else 0,
     }

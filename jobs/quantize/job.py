@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.artifact_layout import MANIFEST_FILE
-from jobs.quantize import distributed, families, launch
+from jobs.quantize import distributed, families, fitness, launch, search, sensitivity
 from jobs.quantize.artifact import directory_bytes, directory_sha256, make_staging, publish
 from jobs.quantize.compress import LOG, quantize_into
 from jobs.quantize.gpu_probe import GpuProbe, check_gpu_is_usable
@@ -64,6 +64,9 @@ OPTIONS = {
     "max-seq-length": "tokens per calibration record (default 2048)",
     "ignore": "comma-separated module names or re:<regex> kept unquantized",
     "seed": "seed for sample selection and torch (default 0)",
+    "recipe": "fixed (the algorithm given; default) or auto (searched, docs/quantize.md)",
+    "search-budget-seconds": "recipe auto: the search's time budget (default 3600)",
+    "search-candidates": "recipe auto: comma-separated candidate names to try (default all)",
     "num-processes": "ranks: auto (one per GPU; default) or a number (docs/quantize.md, Several GPUs)",
 }
 
@@ -119,7 +122,16 @@ def prepare(hp: Hyperparameters, paths: Paths, rank: distributed.Rank | None = N
         LOG.warning("group-size rule: %s", change)
     if resolution.quantized_layers == 0:
         raise JobFailureError("no Linear layer left to quantize after applying ignore and the group-size rule")
-    return Prepared(source_dtype, tokenizer, plan, resolution, family)
+    report = None
+    if plan.texts:
+        try:
+            validation = fitness.validation_texts(paths.validation)
+        except ValueError as exc:  # records.RecordError: the report says so, the job goes on
+            validation, problem = None, f"validation set unreadable for the fitness report: {exc}"
+            plan.warnings.append(problem)
+        lengths = fitness.token_lengths(tokenizer, plan.texts)
+        report = fitness.report(plan.contents or plan.texts, lengths, hp.max_seq_length, validation)
+    return Prepared(source_dtype, tokenizer, plan, resolution, layers, report, family)
 
 
 def prepare_on_every_rank(hp: Hyperparameters, paths: Paths, rank: distributed.Rank) -> Prepared:
@@ -156,20 +168,18 @@ def run(
         staging = make_staging(paths.output, name) if source else paths.output / str(name)
         published = False
         try:
-            stats = quantize_into(
-                hp=hp,
-                paths=paths,
-                staging=staging,
-                resolution=prepared.resolution,
-                plan=prepared.plan,
-                source_dtype=prepared.source_dtype,
-                tokenizer=prepared.tokenizer,
-                rank=rank,
-                family=prepared.family,
-            )
+            stats = quantize(hp, paths, staging, prepared, rank)
             stats["distributed"] = distribution(rank, backend, stats)
             if source_hash is None:
                 return None  # not rank 0: its part ended with the collective save
+            stats["layer_bytes"] = sensitivity.byte_report(
+                staging,
+                prepared.layers,
+                scheme=hp.scheme,
+                group_size=prepared.resolution.effective,
+                ignore=prepared.resolution.ignore,
+                high_precision=tuple(stats.get("high_precision", ())),
+            )
             manifest = build_manifest(
                 hp=hp,
                 paths=paths,
@@ -193,6 +203,27 @@ def run(
                     with contextlib.suppress(OSError):
                         paths.output.rmdir()
     return manifest
+
+
+def quantize(
+    hp: Hyperparameters, paths: Paths, staging: Path, prepared: Prepared, rank: distributed.Rank | None
+) -> dict[str, Any]:
+    """The fixed recipe, or the automatic recipe's search (one process: launch.process_count)."""
+    if hp.recipe == "auto":
+        if rank is not None and rank.world_size > 1:  # started by torchrun by hand
+            raise JobFailureError("recipe auto runs in one process: use num_processes auto or 1")
+        return search.search_into(hp=hp, paths=paths, staging=staging, prepared=prepared)
+    return quantize_into(
+        hp=hp,
+        paths=paths,
+        staging=staging,
+        resolution=prepared.resolution,
+        plan=prepared.plan,
+        source_dtype=prepared.source_dtype,
+        tokenizer=prepared.tokenizer,
+        rank=rank,
+        family=prepared.family,
+    )
 
 
 def hyperparameters(argv: list[str] | None, paths: Paths) -> tuple[Hyperparameters, str]:

@@ -58,6 +58,12 @@ def process_count(value: str, hp: Hyperparameters) -> int:
     import torch  # noqa: PLC0415
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if hp.recipe == "auto":
+        # The search runs its candidates one after the other in one process (docs/quantize.md
+        # "Automatic recipe"); several ranks would each need the whole search.
+        if value not in ("auto", "1"):
+            raise JobFailureError("recipe auto runs in one process: use num_processes auto or 1")
+        return 1
     if value == "auto":
         return max(1, min(gpus, hp.num_calibration_samples)) if hp.needs_calibration else 1
     try:

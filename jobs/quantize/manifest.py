@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from jobs.quantize import distributed
 from jobs.quantize.artifact import directory_bytes, hardware, peak_cpu_rss_bytes, versions
 from jobs.quantize.families import FamilyPlan
 from jobs.quantize.preflight import CalibrationPlan, Paths
-from jobs.quantize.support import GroupResolution, Hyperparameters
+from jobs.quantize.support import GroupResolution, Hyperparameters, LinearShape
 from jobs.sagemaker_job.failure import JobFailureError
 
 
@@ -30,6 +30,8 @@ class Prepared:
     tokenizer: Any
     plan: CalibrationPlan
     resolution: GroupResolution
+    layers: list[LinearShape] = field(default_factory=list)
+    fitness: dict[str, Any] | None = None  # jobs/quantize/fitness.py; None when nothing calibrates
     family: FamilyPlan | None = None
 
 
@@ -62,6 +64,10 @@ def build_manifest(
             "quantized_layers": resolution.quantized_layers,
             "format": saved_config.get("quantization_config", {}).get("format"),
             "seed": hp.seed,
+            "recipe": hp.recipe,
+            "high_precision_layers": list(stats.get("high_precision", ())),
+            # The quantized layers' bytes in the artifact against the scheme's physical size.
+            "layer_bytes": stats.get("layer_bytes"),
         },
         "calibration": {
             "sha256": plan.sha256,
@@ -77,6 +83,7 @@ def build_manifest(
             # The input-drift reference (contracts/manifest.py CALIBRATION_PROFILE_FIELD).
             "profile": plan.profile,
             "note": None if hp.needs_calibration else f"{hp.algorithm} is data-free; no calibration read",
+            "fitness": prepared.fitness,
         },
         "source": {"sha256": source_sha256, "dtype": source_dtype, "path": str(paths.model)},
         "artifact": {"dtype": source_dtype, "files": sorted(p.name for p in staging.iterdir())},
@@ -95,6 +102,8 @@ def build_manifest(
             "peak_gpu_memory_bytes": stats["peak_gpu_memory_bytes"],
         },
     }
+    if "search" in stats:
+        manifest["search"] = stats["search"]  # jobs/quantize/search.py: every candidate, the winner, why
     manifest["metrics"]["compression_ratio"] = round(
         manifest["metrics"]["source_bytes"] / max(1, manifest["metrics"]["artifact_bytes"]), 3
     )
@@ -137,4 +146,7 @@ def summary(manifest: Mapping[str, Any]) -> str:
         lines.insert(2, f"family:    {family['family']}; left unquantized: {len(q['left_unquantized'])} module(s)")
     if m["peak_gpu_memory_bytes"] is not None:
         lines[-1] += f", peak GPU {m['peak_gpu_memory_bytes'] / gib:.2f} GiB"
+    if "search" in manifest:
+        s = manifest["search"]
+        lines.append(f"recipe auto: {s['winner']} ({s['seconds']:.0f} s of {s['budget_seconds']} s): {s['why']}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class Paths:
     output: Path
     failure_dir: Path
     config_dir: Path  # where hyperparameters.json is (SM_INPUT_CONFIG_DIR)
+    # Optional: read only for the calibration fitness report (jobs/quantize/fitness.py).
+    validation: Path | None = None
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Paths:
@@ -45,6 +47,7 @@ class Paths:
             output=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
             failure_dir=Path(env.get("SM_OUTPUT_DIR", "/opt/ml/output")),
             config_dir=Path(env.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")),
+            validation=Path(env.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation")),
         )
 
 
@@ -62,6 +65,9 @@ class CalibrationPlan:
     # The chosen records' prompt profile as plain text (contracts/prompt_drift.py): the reference the
     # input-drift function compares captured traffic with; None for data-free algorithms.
     profile: dict[str, Any] | None = None
+    # The samples as plain text (messages joined by their contents): what the fitness report's
+    # word statistics count, as the live drift check counts prompts.
+    contents: list[str] = field(default_factory=list)
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -105,8 +111,11 @@ def plan_calibration(hp: Hyperparameters, location: Path, render: data.ChatRende
         records = data.load_records(files, root=root)
         chosen = data.select(records, hp.num_calibration_samples, hp.seed)
         texts = [data.record_text(r, render) for r in chosen]
-        reference = prompt_drift.profile(plain_text(r.data) for r in chosen).to_json()
         templated = [r.shape == "messages" for r in chosen]
+        # One plain-text reading of each record (contracts/prompt_records.py), as the drift check reads
+        # captured prompts: the stored profile and the fitness report count the same words.
+        contents = [plain_text(r.data) for r in chosen]
+        reference = prompt_drift.profile(contents).to_json()
     except data.RecordError as exc:
         raise JobFailureError(f"calibration data: {exc}") from None
     warnings = []
@@ -128,4 +137,5 @@ def plan_calibration(hp: Hyperparameters, location: Path, render: data.ChatRende
         shapes=shapes,
         warnings=warnings,
         profile=reference,
+        contents=contents,
     )

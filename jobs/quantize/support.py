@@ -18,10 +18,12 @@ from typing import Any
 
 from contracts.support_table import (
     ALGORITHMS,
+    AUTO,
     DEFAULT_GROUP_SIZE,
     DEFAULT_IGNORE,
     KERNEL_GROUP_SIZES,
     NEEDS_CALIBRATION,
+    RECIPES,
     REFUSALS,
     SCHEME_INFO,
     SCHEMES,
@@ -36,6 +38,12 @@ DEFAULTS: Mapping[str, Any] = {
     "max_seq_length": 2048,
     "ignore": "",
     "seed": 0,
+    # docs/quantize.md "Automatic recipe": fixed (the algorithm asked for) or auto (searched).
+    "recipe": "fixed",
+    # The automatic recipe's time budget: no candidate starts that would end after it.
+    "search_budget_seconds": 3600,
+    # Comma-separated candidate names the search may try (empty: every candidate for the scheme).
+    "search_candidates": "",
 }
 MAX_CALIBRATION_SAMPLES = 100_000
 MAX_SEQ_LENGTH = 131_072
@@ -69,10 +77,15 @@ class Hyperparameters:
     max_seq_length: int
     ignore: tuple[str, ...]
     seed: int
+    recipe: str = "fixed"
+    search_budget_seconds: int = 3600
+    search_candidates: tuple[str, ...] = ()
 
     @property
     def needs_calibration(self) -> bool:
-        return self.algorithm in NEEDS_CALIBRATION
+        # The automatic recipe scores its candidates on held-out calibration text, even for
+        # schemes whose algorithms are data-free.
+        return self.algorithm in NEEDS_CALIBRATION or self.recipe == AUTO
 
     @property
     def grouped(self) -> bool:
@@ -113,8 +126,28 @@ def _with_defaults(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return values, [f"unknown hyperparameter {key!r} (known: {', '.join(sorted(DEFAULTS))})" for key in sorted(unknown)]
 
 
+def _recipe(raw: Mapping[str, Any], values: Mapping[str, Any], problems: list[str]) -> str:
+    recipe = str(values["recipe"]).strip().lower()
+    if recipe not in RECIPES:
+        problems.append(f"recipe must be one of {', '.join(RECIPES)}; got {values['recipe']!r}")
+    given = {key.lstrip("-").replace("-", "_") for key in raw}
+    if recipe == AUTO and "algorithm" in given and str(raw_value(raw, "algorithm")).strip().lower() != AUTO:
+        problems.append("algorithm: leave it out with recipe auto (the search picks it; the manifest records it)")
+    return recipe
+
+
+def raw_value(raw: Mapping[str, Any], name: str) -> Any:
+    """``raw``'s value for ``name``, whichever spelling (- or _, leading dashes) it uses."""
+    return next(v for k, v in raw.items() if k.lstrip("-").replace("-", "_") == name)
+
+
 def _algorithm_and_scheme(values: Mapping[str, Any], problems: list[str]) -> tuple[str, str]:
     algorithm = str(values["algorithm"]).strip().lower()
+    if values["recipe"] == AUTO:
+        scheme = str(values["scheme"]).strip().upper()
+        if scheme not in SCHEMES:
+            problems.append(f"scheme must be one of {', '.join(SCHEMES)}; got {values['scheme']!r}")
+        return AUTO, scheme
     if algorithm not in ALGORITHMS:
         problems.append(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {values['algorithm']!r}")
     scheme = str(values["scheme"]).strip().upper()
@@ -142,6 +175,7 @@ def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | 
     Returns ``(hyperparameters, [])`` or ``(None, problems)`` with every problem found.
     """
     values, problems = _with_defaults(raw)
+    values["recipe"] = _recipe(raw, values, problems)
     algorithm, scheme = _algorithm_and_scheme(values, problems)
     before = len(problems)
     group_size = _as_int("group_size", values["group_size"], 1, 1 << 20, problems)
@@ -157,6 +191,7 @@ def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | 
     seed = _as_int("seed", values["seed"], 0, 2**32 - 1, problems)
     ignore = parse_ignore(values["ignore"])
     problems += _ignore_problems(ignore)
+    budget = _as_int("search_budget_seconds", values["search_budget_seconds"], 1, 7 * 24 * 3600, problems)
     if problems:
         return None, problems
     return Hyperparameters(
@@ -167,6 +202,9 @@ def validate_hyperparameters(raw: Mapping[str, Any]) -> tuple[Hyperparameters | 
         max_seq_length=seq_len,
         ignore=ignore,
         seed=seed,
+        recipe=values["recipe"],
+        search_budget_seconds=budget,
+        search_candidates=parse_ignore(values["search_candidates"]),
     ), []
 
 

@@ -99,8 +99,12 @@ def perplexity(
     window: int = DEFAULT_WINDOW,
     stride: int = DEFAULT_STRIDE,
     progress: Callable[[int, int], None] | None = None,
+    device: Any = None,
 ) -> dict[str, Any]:
-    """exp(mean NLL) over every token after the first; ``token_count`` = tokens scored."""
+    """exp(mean NLL) over every token after the first; ``token_count`` = tokens scored.
+
+    ``device``: where the model takes its inputs (default the CPU, where ``load_model`` puts it;
+    the quantize job scores models that llm-compressor left on a GPU)."""
     import torch  # noqa: PLC0415
 
     ids = torch.tensor(list(token_ids), dtype=torch.long)
@@ -111,7 +115,7 @@ def perplexity(
     with torch.inference_mode():
         for index, (begin, end, first) in enumerate(spans):
             chunk = ids[begin:end].unsqueeze(0)
-            logits = loaded.model(chunk).logits[0].float()
+            logits = loaded.model(chunk if device is None else chunk.to(device)).logits[0].float().cpu()
             # logits[i] predicts token i+1; score targets first..end-1.
             pred = logits[first - begin - 1 : end - begin - 1]
             target = ids[first:end]

@@ -129,11 +129,13 @@ class Needs:
     max_seq_length: int = 2048
     weight_bits: int = 4
     ranks: int = 1
+    # The automatic recipe runs in one process whatever the GPUs (jobs/quantize/launch.py).
+    single_process: bool = False
 
     def on(self, instance: TrainingInstance) -> Needs:
         """This job as it runs on ``instance``: one rank per GPU (jobs/quantize/launch.py)."""
         ranks = ranks_on(instance, self.algorithm, self.samples)
-        if ranks == self.ranks:
+        if ranks == self.ranks or self.single_process:
             return self
         return estimate(
             self.parameters_billion,
@@ -193,6 +195,7 @@ def estimate(
     max_seq_length: int = 2048,
     weight_bits: int = 4,
     ranks: int = 1,
+    single_process: bool = False,
 ) -> Needs:
     """Resources of one quantize job on ``ranks`` GPUs; source weights in bf16. ``ranks=1`` is
     the fitted rule; more ranks apply the NOT MEASURED factors above."""
@@ -231,6 +234,7 @@ def estimate(
         max_seq_length=max_seq_length,
         weight_bits=weight_bits,
         ranks=ranks,
+        single_process=single_process,
     )
 
 

@@ -19,7 +19,7 @@ from contracts import artifact_layout
 from contracts.alarm_signals import ROLE_CANDIDATE, alarm_name
 from contracts.endpoint_tags import CANDIDATE_VARIANT, TAG_MODEL, TAG_RUN
 from contracts.run_plan import RunPlan
-from contracts.support_table import DEFAULT_GROUP_SIZE, GROUPED_SCHEMES
+from contracts.support_table import AUTO, DEFAULT_GROUP_SIZE, GROUPED_SCHEMES
 
 if TYPE_CHECKING:
     from run_spec import Defaults, RunSpec
@@ -151,6 +151,13 @@ def build_plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]
     return RunPlan.model_validate(plan).model_dump(mode="json")
 
 
+def _recipe_hyperparameters(spec: RunSpec) -> dict[str, str]:
+    """The algorithm given, or recipe auto and its budget (the quantize job's names)."""
+    if spec.recipe == AUTO:
+        return {"recipe": AUTO, "search-budget-seconds": str(spec.search_budget_minutes * 60)}
+    return {"algorithm": str(spec.algorithm)}
+
+
 def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
     prefix = defaults.resource_prefix
     bucket = defaults.artifact_bucket
@@ -161,7 +168,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
     candidate_model = resource_name(prefix, name, run_id, "candidate")
     group_size = spec.group_size or (DEFAULT_GROUP_SIZE if spec.scheme in GROUPED_SCHEMES else None)
     hyperparameters = {
-        "algorithm": spec.algorithm,
+        **_recipe_hyperparameters(spec),
         "scheme": spec.scheme,
         "num-calibration-samples": str(spec.num_calibration_samples),
         "max-seq-length": str(spec.max_seq_length),
@@ -195,7 +202,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
         50,
         estimate(
             spec.model_parameters_billion,
-            spec.algorithm,
+            spec.sizing_algorithm,
             samples=spec.num_calibration_samples,
             max_seq_length=spec.max_seq_length,
         ).disk_gib,
@@ -204,7 +211,8 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
     return {
         "model_name": name,
         "run_id": run_id,
-        "algorithm": spec.algorithm,
+        # With recipe auto the manifest names the algorithm "auto" too (the search records the winner).
+        "algorithm": spec.algorithm or AUTO,
         "scheme": spec.scheme,
         "group_size": group_size,
         "baseline_endpoint": spec.baseline_endpoint,

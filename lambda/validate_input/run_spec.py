@@ -25,7 +25,13 @@ from serving_ami import inference_ami
 
 from contracts.function_settings import ValidateSettings
 from contracts.serving_hardware import serving_problem
-from contracts.support_table import GROUPED_SCHEMES, KERNEL_GROUP_SIZES, KNOWN_INSTANCE_FAMILIES, SCHEMES_BY_ALGORITHM
+from contracts.support_table import (
+    GROUPED_SCHEMES,
+    KERNEL_GROUP_SIZES,
+    KNOWN_INSTANCE_FAMILIES,
+    SCHEMES_BY_ALGORITHM,
+    sizing_algorithm,
+)
 
 # The support table and the known instance families live in contracts/support_table.py,
 # which the quantize job and the stage config read too.
@@ -43,6 +49,7 @@ _JOIN = "\n"
 _INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
 
 Algorithm = Literal["awq", "gptq", "smoothquant-gptq", "rtn"]
+Recipe = Literal["fixed", "auto"]
 Scheme = Literal["W4A16", "W4A16_ASYM", "W8A16", "W8A8", "FP8_DYNAMIC", "W3A16"]
 
 
@@ -110,7 +117,11 @@ class RunSpec(BaseModel):
     model_parameters_billion: float = Field(gt=0, le=2000, description="source model size, e.g. 8.03")
     calibration_uri: str
     validation_uri: str
-    algorithm: Algorithm
+    # fixed: the algorithm given; auto: the quantize job searches candidate recipes for the
+    # scheme within search_budget_minutes (docs/quantize.md "Automatic recipe").
+    recipe: Recipe = "fixed"
+    algorithm: Algorithm | None = None
+    search_budget_minutes: int = Field(default=60, ge=1, le=24 * 60)
     scheme: Scheme
     group_size: int | None = None
     # 128 x 2048 tokens: the job's default and the calibration the sizing rule was measured with.
@@ -178,10 +189,32 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _pairs(self) -> RunSpec:
-        problems = pair_problems(self.algorithm, self.scheme, self.group_size)
+        problems = recipe_problems(self.recipe, self.algorithm, self.search_budget_minutes, self.timing)
+        problems += pair_problems(self.algorithm, self.scheme, self.group_size)
         if problems:
             raise ValueError(_JOIN.join(problems))
         return self
+
+    @property
+    def sizing_algorithm(self) -> str:
+        """The algorithm the sizing rule assumes: the one given, or the most demanding the search may run."""
+        return self.algorithm or sizing_algorithm(self.scheme)
+
+
+def recipe_problems(recipe: Any, algorithm: Any, budget_minutes: int, timing: Timing) -> list[str]:
+    """The algorithm is given with recipe fixed and left to the search with recipe auto, whose
+    budget must end within the quantize job's time limit."""
+    if recipe == "auto":
+        problems = []
+        if algorithm is not None:
+            problems.append("algorithm: leave it out with recipe auto (the search picks it; the manifest records it)")
+        if budget_minutes >= timing.quantize_max_hours * 60:
+            problems.append(
+                f"search_budget_minutes: {budget_minutes} leaves no time within timing.quantize_max_hours "
+                f"({timing.quantize_max_hours:g} h) to load and save the model"
+            )
+        return problems
+    return [] if algorithm is not None else ["algorithm: required with recipe fixed (or set recipe: auto)"]
 
 
 def pair_problems(algorithm: Any, scheme: Any, group_size: Any) -> list[str]:
@@ -251,10 +284,11 @@ def _deployment_problems(spec: RunSpec, defaults: Defaults) -> list[Problem]:
     quantize_instance = spec.quantize_instance_type or defaults.quantize_instance_type
     needs = estimate(
         spec.model_parameters_billion,
-        spec.algorithm,
+        spec.sizing_algorithm,
         samples=spec.num_calibration_samples,
         max_seq_length=spec.max_seq_length,
         weight_bits=8 if spec.scheme.startswith(("W8", "FP8")) else 4,
+        single_process=spec.recipe == "auto",
     )
     too_small = instance_problem(quantize_instance, needs)
     if too_small:

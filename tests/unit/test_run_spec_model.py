@@ -198,3 +198,54 @@ def test_documented_examples_are_valid_specs(path):
     raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     outcome = validate_spec(raw, DEFAULTS)
     assert outcome.valid, outcome.message
+
+
+def auto_spec(**overrides):
+    raw = spec(**{"recipe": "auto", **overrides})
+    if "algorithm" not in overrides:
+        raw.pop("algorithm")
+    return raw
+
+
+def test_recipe_auto_passes_the_search_and_its_budget_to_the_quantize_job():
+    outcome = validate_spec(auto_spec(run_id="r1", scheme="W8A8", search_budget_minutes=30), DEFAULTS)
+    assert outcome.valid, outcome.message
+    run = outcome.run
+    assert run["algorithm"] == "auto"  # what the manifest names too (the record step compares them)
+    assert run["hyperparameters"]["recipe"] == "auto"
+    assert run["hyperparameters"]["search-budget-seconds"] == "1800"
+    assert "algorithm" not in run["hyperparameters"]
+    # A fixed recipe passes its algorithm and no recipe.
+    fixed = validate_spec(spec(run_id="r1"), DEFAULTS).run["hyperparameters"]
+    assert fixed["algorithm"] == "gptq" and "recipe" not in fixed
+
+
+def test_recipe_auto_takes_no_algorithm_and_fixed_needs_one():
+    both = validate_spec(auto_spec(algorithm="gptq"), DEFAULTS)
+    assert fields(both) == ["algorithm"] and "leave it out" in both.problems[0].message
+    neither = spec()
+    neither.pop("algorithm")
+    assert fields(validate_spec(neither, DEFAULTS)) == ["algorithm"]
+    assert fields(validate_spec(auto_spec(recipe="searched"), DEFAULTS)) == ["recipe"]
+
+
+def test_recipe_auto_budget_must_end_within_the_quantize_time_limit():
+    outcome = validate_spec(auto_spec(search_budget_minutes=120, timing={"quantize_max_hours": 2}), DEFAULTS)
+    assert fields(outcome) == ["search_budget_minutes"]
+
+
+def test_recipe_auto_is_sized_for_the_most_demanding_algorithm_it_may_run():
+    """W4A16 may run AWQ (its cached activations size the GPU): an instance too small for an
+    AWQ job is refused for recipe auto although GPTQ would fit it."""
+    small = "ml.g5.4xlarge"
+    assert validate_spec(spec(quantize_instance_type=small), DEFAULTS).valid
+    assert fields(validate_spec(spec(algorithm="awq", quantize_instance_type=small), DEFAULTS)) == [
+        "quantize_instance_type"
+    ]
+    assert fields(validate_spec(auto_spec(quantize_instance_type=small), DEFAULTS)) == ["quantize_instance_type"]
+    # The search runs in one process: several GPUs do not split AWQ's cached activations.
+    four_gpus = "ml.g5.24xlarge"
+    assert validate_spec(spec(algorithm="awq", quantize_instance_type=four_gpus), DEFAULTS).valid
+    assert fields(validate_spec(auto_spec(quantize_instance_type=four_gpus), DEFAULTS)) == ["quantize_instance_type"]
+    # W8A8 may run SmoothQuant-GPTQ at most, which that instance holds.
+    assert validate_spec(auto_spec(scheme="W8A8", group_size=None, quantize_instance_type=small), DEFAULTS).valid

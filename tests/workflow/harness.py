@@ -370,7 +370,8 @@ class Shims:
         hyper = kwargs["hyper_parameters"]
         manifest = {
             "quantization": {
-                "algorithm": hyper["algorithm"],
+                # The job names the algorithm "auto" for recipe auto (its search records the winner).
+                "algorithm": hyper.get("algorithm", "auto"),
                 "scheme": hyper["scheme"],
                 "group_size": int(hyper["group-size"]) if "group-size" in hyper else None,
                 "ignore": hyper["ignore"].split(","),

@@ -63,6 +63,8 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     assert channels == {
         "model": f"s3://{synthesized.bucket}/sources/llama-8b/",
         "calibration": f"s3://{synthesized.bucket}/datasets/calibration/",
+        # For the manifest's calibration fitness report only (jobs/quantize/fitness.py).
+        "validation": account.spec()["validation_uri"],
     }
     assert job["VpcConfig"] == {"SecurityGroupIds": [synthesized.security_group], "Subnets": synthesized.subnets}
     assert len(synthesized.subnets) == 2
@@ -179,6 +181,22 @@ def test_happy_path_quantizes_registers_canaries_step_by_step_and_promotes(accou
     (message,) = account.notifications()
     assert message["outcome"] == "promoted"
     assert message["model_package_arn"] == package["ModelPackageArn"]
+
+
+def test_recipe_auto_passes_the_search_to_the_quantize_job_and_records_the_package(account):
+    """``recipe: auto``: the training job gets the recipe and its budget instead of an algorithm,
+    the manifest names the algorithm "auto" as the run plan does, and the record step accepts it."""
+    # W8A8: sized for SmoothQuant-GPTQ, which the default quantize instance holds (W4A16 would
+    # be sized for AWQ, which it does not hold at 8B).
+    spec = account.spec(recipe="auto", scheme="W8A8", group_size=None, search_budget_minutes=30, run_id="run-auto")
+    spec.pop("algorithm")
+    execution = run_execution(account.sfn, account.state_machine_arn, spec, name="recipe-auto")
+    assert execution.status == "SUCCEEDED", execution.cause
+    job = account.sagemaker.describe_training_job(TrainingJobName="llmq-dev-llama-8b-run-auto-q")
+    hyperparameters = job["HyperParameters"]
+    assert hyperparameters["recipe"] == "auto" and hyperparameters["search-budget-seconds"] == "1800"
+    assert "algorithm" not in hyperparameters
+    assert any("W8A8 (auto, group None)" in p["ModelPackageDescription"] for p in _packages(account))
 
 
 def test_failed_quantize_job_fails_the_execution_with_its_reason_and_touches_no_endpoint(account):

@@ -24,6 +24,10 @@ def pilot_run(tmp_path_factory, smollm2_dir):
         "--artifacts", str(tmp / "artifacts"), "--run-id", "t1", "--schemes", "W8A8",
         "--concurrency", "1,4", "--workload-concurrency", "4", "--requests", "4",
         "--max-tokens", "16", "--max-validation-tokens", "600", "--max-model-len", "256",
+        # The default automatic recipe with a budget that only its first candidate (rtn) fits:
+        # the search's path through the pilot, at the fast path's cost (the search itself is
+        # tested in tests/jobs/quantize/test_quantize_search.py).
+        "--search-budget-seconds", "1",
     ]  # fmt: skip
     proc = subprocess.run(pilot_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False)
     store = tmp / "artifacts" / "models" / "smollm2-135m-instruct"
@@ -75,6 +79,11 @@ def test_artifact_store_has_the_bucket_layout(pilot_run):
     assert list((run / "artifact").glob("*.safetensors"))
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["quantization"]["scheme"] == "W8A8"
+    # The pilot's default recipe is the search; the budget let only its first candidate run.
+    assert manifest["quantization"]["recipe"] == "auto" and manifest["search"]["winner"] == "rtn"
+    assert [c["status"] for c in manifest["search"]["candidates"]][1:] == ["skipped"] * 5
+    # The quantize job got the pilot's validation set for the calibration fitness report.
+    assert manifest["calibration"]["fitness"]["validation_drift"] is not None
     assert list((run / "calibration").glob("*.jsonl"))
     for name in ("report.json", "report.md", "performance.png", "review.json", "review.html"):
         assert (run / "reports" / name).is_file(), name
@@ -187,6 +196,7 @@ def test_the_transformers_cross_check_judges_both_models_offline(tmp_path):
         "--artifacts", str(tmp_path / "artifacts"), "--run-id", "t2", "--schemes", "W8A8",
         "--fidelity", "transformers", "--concurrency", "1", "--workload-concurrency", "1",
         "--requests", "2", "--max-tokens", "8", "--max-validation-tokens", "300", "--max-model-len", "256",
+        "--algorithm", "rtn",  # the fast path: this test is about fidelity, not the recipe
     ]  # fmt: skip
     proc = subprocess.run(pilot_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -144,3 +144,15 @@ def test_ctrl_c_while_vllm_servers_load_stops_every_server(tmp_path, smollm2_dir
     time.sleep(1)
     assert processes_mentioning(str(tmp_path)) == []
     assert members_of_groups(servers) == []
+
+
+def test_auto_is_the_default_recipe_and_rtn_the_fast_path():
+    from jobs.pilot.plan import CALIBRATION_DEFAULTS, parse_args
+    from jobs.pilot.steps import recipe_arguments
+
+    args = parse_args([])
+    assert (args.algorithm, args.search_budget_seconds) == ("auto", 240)
+    assert recipe_arguments(args.algorithm, 240) == ["--recipe", "auto", "--search-budget-seconds", "240"]
+    assert recipe_arguments("rtn", 240) == ["--algorithm", "rtn"]
+    assert CALIBRATION_DEFAULTS == {"auto": (16, 256), "fixed": (64, 512)}
+    assert "ALGORITHM ?= auto" in (ROOT / "Makefile").read_text()
