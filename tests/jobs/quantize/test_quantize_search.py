@@ -170,7 +170,7 @@ def test_budget_rule_estimates_from_measured_time_and_keeps_room_for_mixed_preci
 def test_fitness_reports_lengths_duplicates_and_warns_when_far_from_validation():
     calibration = [f"def f{i}(x): return x + {i}" for i in range(MIN_PROMPTS)] + ["def f0(x): return x + 0"]
     lengths = [10] * (MIN_PROMPTS + 1)
-    prose = [f"The quick brown fox number {i} jumps over the lazy dog near the river bank." for i in range(60)]
+    prose = [f"The quick brown fox number {i} jumps over the lazy dog near the river bank." for i in range(MIN_PROMPTS)]
     far = fitness.report(calibration, lengths, 8, prose)
     assert far["samples"] == MIN_PROMPTS + 1 and far["duplicates"] == 1
     assert far["tokens"]["truncated"] == MIN_PROMPTS + 1 and far["tokens"]["p50"] == 10
