@@ -29,7 +29,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from capture_files import capture_is_ours, capture_keys, hour_prefixes, read_prompts
 
 from contracts.artifact_layout import quality_reference_key, review_key
-from contracts.endpoint_tags import PHASE_CANARY, PHASE_PROMOTED, TAG_MODEL, TAG_PHASE, TAG_PROMOTED_AT, TAG_RUN
+from contracts.endpoint_tags import (
+    PHASE_CANARY,
+    PHASE_PROMOTED,
+    TAG_MODEL,
+    TAG_PHASE,
+    TAG_PROMOTED_AT,
+    TAG_RUN,
+    tag_time,
+)
 from contracts.function_settings import QualitySamplerSettings
 from contracts.live_quality import (
     NAMESPACE,
@@ -75,13 +83,8 @@ class Assignment:
 
 
 def _seconds_since(stamp: str | None, now: datetime) -> float | None:
-    if not stamp:
-        return None
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (now - (then if then.tzinfo else then.replace(tzinfo=UTC))).total_seconds()
+    then = tag_time(stamp)
+    return None if then is None else (now - then).total_seconds()
 
 
 def assignment(
