@@ -22,6 +22,7 @@ from botocore.response import StreamingBody
 from moto import mock_aws
 
 from contracts.artifact_layout import capture_hour_key, capture_key, quality_reference_key, review_key
+from contracts.function_settings import QualitySamplerSettings
 from contracts.live_quality import framed
 from tests.aws_conformance import hook
 from tests.aws_conformance.iam import PolicyEvaluator
@@ -43,7 +44,7 @@ if str(SAMPLER_DIR) not in sys.path:
     sys.path.insert(0, str(SAMPLER_DIR))
 
 import sampler_logic  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
-import sampler_settings  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
+from function_setup import AwsClients, aws_client  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
 
 PROMPTS = ["Name a colour.", "Count to three.", "Say hello."]
 # What each variant writes, by the text it is sent (the prompt in the sampler's frame).
@@ -117,7 +118,7 @@ class SamplerWorld:
     def sample(self, now: datetime | None = None, endpoints: list[str] | None = None) -> dict[str, Any]:
         with hook.acting_as(ANYONE):
             result: dict[str, Any] = sampler_logic.sample_all(
-                self.settings, sampler_settings.AwsClients(), now=now, endpoints=endpoints or [ENDPOINT]
+                self.settings, AwsClients(), now=now, endpoints=endpoints or [ENDPOINT]
             )
         return result
 
@@ -141,19 +142,17 @@ def sampler(monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    sampler_settings.aws_client.cache_clear()
-    sampler_settings.load_settings.cache_clear()
+    aws_client.cache_clear()
     with mock_aws():
         calls: list[hook.CallRecord] = []
         hook.install(monkeypatch, record=calls)
         runtime = StubRuntime(
             {(ENDPOINT, SERVING): ToyVariant(OUTPUTS), (ENDPOINT, CANDIDATE): ToyVariant(OUTPUTS, bias=0.05)}
         )
-        client = sampler_settings.aws_client("sagemaker-runtime")
+        client = aws_client("sagemaker-runtime")
         client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", runtime)
-        yield SamplerWorld(build_world(), runtime, calls, sampler_settings.load_settings())
-    sampler_settings.aws_client.cache_clear()
-    sampler_settings.load_settings.cache_clear()
+        yield SamplerWorld(build_world(), runtime, calls, QualitySamplerSettings.from_environment())
+    aws_client.cache_clear()
 
 
 def _values(data: list[dict[str, Any]]) -> dict[str, tuple[float, str, list[dict[str, str]]]]:
