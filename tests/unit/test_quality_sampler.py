@@ -27,6 +27,7 @@ from contracts.live_quality import framed
 from tests.aws_conformance import hook
 from tests.aws_conformance.iam import PolicyEvaluator
 from tests.contracts.test_data_capture import line
+from tests.function_path import LambdaContext
 from tests.unit.rollback_world import (
     BUCKET,
     CANDIDATE,
@@ -251,19 +252,9 @@ def test_the_handler_samples_every_monitored_endpoint(sampler, capsys):
     sampler.world.deploy(phase="canary")
     sampler.review()
 
-    @dataclass
-    class Context:
-        function_name: str = "llmq-dev-quality-sampler"
-        memory_limit_in_mb: int = 256
-        invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:llmq-dev-quality-sampler"
-        aws_request_id: str = "r-1"
-
-        def get_remaining_time_in_millis(self) -> int:
-            return 300_000
-
     with hook.acting_as(ANYONE):
         out = load_handler_module(SAMPLER_DIR).handler(
-            {"source": "aws.events", "detail-type": "Scheduled Event"}, Context()
+            {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext("llmq-dev-quality-sampler")
         )
     assert out["endpoints"][ENDPOINT]["outcome"] == "published"
     assert '"quality sample"' in capsys.readouterr().out
