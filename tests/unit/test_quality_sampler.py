@@ -21,7 +21,7 @@ import pytest
 from botocore.response import StreamingBody
 from moto import mock_aws
 
-from contracts.artifact_layout import capture_hour_key, capture_key, quality_reference_key, review_key
+from contracts.artifact_layout import REVIEW_FILE, capture_hour_key, capture_key, quality_reference_key, report_key
 from contracts.function_settings import QualitySamplerSettings
 from contracts.live_quality import framed
 from tests.aws_conformance import hook
@@ -111,7 +111,7 @@ class SamplerWorld:
     def review(self, prompts: list[str] = PROMPTS) -> None:
         items = [{"id": f"p{i}", "prompt": p, "baseline": "", "candidate": ""} for i, p in enumerate(prompts)]
         body = json.dumps({"review_version": 1, "items": items}).encode()
-        self.world.s3.put_object(Bucket=BUCKET, Key=review_key(MODEL, RUN_ID), Body=body)
+        self.world.s3.put_object(Bucket=BUCKET, Key=report_key(MODEL, RUN_ID, REVIEW_FILE), Body=body)
 
     def published(self) -> list[dict[str, Any]]:
         return [c.params for c in self.calls if c.operation == "PutMetricData"]
