@@ -137,8 +137,8 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline
     )
 
 
-# EmulatedAccount's clients: its field -> the service.
-ACCOUNT_CLIENTS = {
+# EmulatedAccount's clients: its field -> the service (Any: boto3's stubs want each name as a literal).
+ACCOUNT_CLIENTS: dict[str, Any] = {
     "sfn": "stepfunctions",
     "sagemaker": "sagemaker",
     "s3": "s3",
