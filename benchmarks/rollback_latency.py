@@ -27,7 +27,6 @@ import socket
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "rollback-latency.json"
 sys.path.insert(0, str(ROOT))
-
-
-@dataclass
-class Context:
-    function_name: str = "llmq-dev-rollback"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:llmq-dev-rollback"
-    aws_request_id: str = "benchmark"
 
 
 def _free_port() -> int:
@@ -86,6 +77,7 @@ def main() -> None:
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_LOG_LEVEL="ERROR",  # the logic logs every rollback at WARNING
     )
+    from tests.function_path import LambdaContext
     from tests.unit.rollback_world import CANDIDATE, ENDPOINT, SERVING, alarm_event, build_world, load_handler_module
 
     world = build_world()
@@ -113,7 +105,9 @@ def main() -> None:
         shifted.clear()
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the metrics (EMF) the handler prints
-            result = module.handler(event, Context(aws_request_id=run_id))
+            result = module.handler(
+                event, LambdaContext("llmq-dev-rollback", memory_limit_in_mb=512, aws_request_id=run_id)
+            )
         ended = time.perf_counter()
         if i == 0:
             # The first call builds the cached clients; hook the weights call on the real one.

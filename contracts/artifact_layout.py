@@ -59,16 +59,9 @@ def reports_key(model_name: str, run_id: str) -> str:
     return f"{run_key(model_name, run_id)}{REPORTS_DIR}"
 
 
-def report_key(model_name: str, run_id: str) -> str:
-    return f"{reports_key(model_name, run_id)}{REPORT_FILE}"
-
-
-def gate_key(model_name: str, run_id: str) -> str:
-    return f"{reports_key(model_name, run_id)}{GATE_FILE}"
-
-
-def review_key(model_name: str, run_id: str) -> str:
-    return f"{reports_key(model_name, run_id)}{REVIEW_FILE}"
+def report_key(model_name: str, run_id: str, file: str = REPORT_FILE) -> str:
+    """A file among the run's reports: the report, or ``file`` (``GATE_FILE``, ``REVIEW_FILE``, ...)."""
+    return f"{reports_key(model_name, run_id)}{file}"
 
 
 def quality_reference_key(model_name: str, run_id: str, endpoint: str) -> str:

@@ -7,6 +7,7 @@ before every step. docs/contracts.md lists them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final
 
 TAG_PHASE: Final = "llmq:phase"
@@ -38,3 +39,14 @@ UNFINISHED_PHASES: Final = (PHASE_ROLLING_BACK, PHASE_ROLLBACK_FAILED)
 # (StageConfig.serving_variant, default DEFAULT_SERVING_VARIANT).
 CANDIDATE_VARIANT: Final = "candidate"
 DEFAULT_SERVING_VARIANT: Final = "AllTraffic"
+
+
+def tag_time(value: str | None) -> datetime | None:
+    """A time tag's value (ISO-8601; ``Z`` or an offset, none read as UTC), or None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -79,21 +79,23 @@ def openai_body(model: str, text: str, *, max_tokens: int = 1, prompt_logprobs: 
     return body
 
 
-def openai_generated_text(body: Any) -> str:
+def _first_choice(body: Any, field: str) -> Any:
+    """``body["choices"][0][field]``, or None where the answer has no such thing."""
     try:
-        text = body["choices"][0]["text"]
+        return body["choices"][0][field]
     except (KeyError, IndexError, TypeError):
-        text = None
+        return None
+
+
+def openai_generated_text(body: Any) -> str:
+    text = _first_choice(body, "text")
     if not isinstance(text, str):
         raise NoPromptLogprobsError("the answer has no choices[0].text")
     return text
 
 
 def parse_openai(body: Any) -> PromptScore:
-    try:
-        entries = body["choices"][0]["prompt_logprobs"]
-    except (KeyError, IndexError, TypeError):
-        entries = None
+    entries = _first_choice(body, "prompt_logprobs")
     if not entries:
         raise NoPromptLogprobsError("the response has no choices[0].prompt_logprobs")
     ids, lps = [], []

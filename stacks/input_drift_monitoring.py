@@ -19,7 +19,6 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
@@ -27,7 +26,7 @@ from constructs import Construct
 from contracts import artifact_layout, input_drift
 from contracts.function_settings import InputDriftSettings
 from stacks.nag import acknowledge
-from stacks.python_function import PythonFunction
+from stacks.python_function import scheduled_function
 from stacks.rollback_function import nag_label
 from stacks.shared_resources import SharedResources
 
@@ -45,9 +44,13 @@ class InputDriftMonitoring(Construct):
         config = shared.config
         capture = config.data_capture
         endpoints = config.monitored_endpoints
-        self.python_function = PythonFunction(
+        self.python_function, self.schedule = scheduled_function(
             self,
             "Function",
+            shared,
+            schedule=events.Schedule.rate(Duration.hours(capture.drift_check_hours)),
+            rule_description="Input-drift check of the monitored endpoints",
+            retry_attempts=2,
             name="input_drift",
             description="Scheduled input-drift check: captured prompts vs the model's calibration set",
             environment=InputDriftSettings.environment(
@@ -60,17 +63,9 @@ class InputDriftMonitoring(Construct):
             memory_size=512,
             # One check at a time: a slow one must not overlap the next.
             reserved_concurrency=1,
-            **shared.function_options(),
         )
         self.function = self.python_function.function
         self._grant(shared)
-        self.schedule = events.Rule(
-            self,
-            "Schedule",
-            description="Input-drift check of the monitored endpoints",
-            schedule=events.Schedule.rate(Duration.hours(capture.drift_check_hours)),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=2)],
-        )
         self.alarms: dict[tuple[str, str], cw.Alarm] = {}
         for endpoint in endpoints:
             for metric_name, threshold in input_drift.THRESHOLDS.items():

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -22,6 +25,7 @@ from constructs import Construct
 from stacks.lambda_layer import PYTHON_VERSION, layer_dir
 from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge
+from stacks.shared_resources import SharedResources
 
 LAMBDA_ROOT = Path(__file__).resolve().parents[1] / "lambda"
 # Modules more than one function imports (lambda/shared/*.py): copied into every function's
@@ -148,3 +152,28 @@ class PythonFunction(Construct):
                 "A function in a VPC creates and deletes its ENIs (ec2:*NetworkInterface*) and sends "
                 "X-Ray segments; neither API supports resource-level permissions.",
             )
+
+
+def scheduled_function(
+    scope: Construct,
+    construct_id: str,
+    shared: SharedResources,
+    *,
+    schedule: events.Schedule,
+    rule_description: str,
+    retry_attempts: int,
+    rule_name: str | None = None,
+    **function_props: Any,
+) -> tuple[PythonFunction, events.Rule]:
+    """A function with the stack's shared options and the EventBridge rule (``Schedule``, beside
+    it in ``scope``) that invokes it; ``retry_attempts``: how often EventBridge retries a failed invoke."""
+    python_function = PythonFunction(scope, construct_id, **function_props, **shared.function_options())
+    rule = events.Rule(
+        scope,
+        "Schedule",
+        rule_name=rule_name,
+        description=rule_description,
+        schedule=schedule,
+        targets=[targets.LambdaFunction(python_function.function, retry_attempts=retry_attempts)],
+    )
+    return python_function, rule

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -32,7 +31,7 @@ from contracts.live_quality import NAMESPACE
 from stacks.config import StageConfig
 from stacks.evaluate_role import endpoint_arns
 from stacks.nag import acknowledge
-from stacks.python_function import PythonFunction
+from stacks.python_function import scheduled_function
 from stacks.rollback_function import nag_label
 from stacks.shared_resources import SharedResources
 
@@ -53,9 +52,16 @@ class QualitySamplerFunction(Construct):
         super().__init__(scope, construct_id)
         config = shared.config
         thresholds = config.monitoring
-        self.python_function = PythonFunction(
+        minutes = schedule_minutes(thresholds.quality_period_seconds)
+        self.python_function, self.rule = scheduled_function(
             self,
             "QualitySampler",
+            shared,
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+            rule_name=f"{shared.prefix}-quality-sampler",
+            rule_description=f"Every {minutes} min: sample canaried and just-promoted variants (LLMQ/Quality)",
+            # A missed run is not retried: the next one samples again minutes later.
+            retry_attempts=0,
             name="quality_sampler",
             description="Live quality of canaried and just-promoted variants -> LLMQ/Quality (schedule)",
             environment=QualitySamplerSettings.environment(
@@ -71,20 +77,10 @@ class QualitySamplerFunction(Construct):
             ),
             timeout_seconds=TIMEOUT_SECONDS,
             memory_size=256,
-            **shared.function_options(),
         )
         self.function = self.python_function.function
-        # A missed run is not retried: the next one samples again minutes later.
+        # Nor is an asynchronous invoke (Lambda's own retries).
         self.function.configure_async_invoke(retry_attempts=0, max_event_age=Duration.minutes(5))
-        minutes = schedule_minutes(thresholds.quality_period_seconds)
-        self.rule = events.Rule(
-            self,
-            "Schedule",
-            rule_name=f"{shared.prefix}-quality-sampler",
-            description=f"Every {minutes} min: sample canaried and just-promoted variants (LLMQ/Quality)",
-            schedule=events.Schedule.rate(Duration.minutes(minutes)),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
-        )
         self._grant(shared)
 
     @staticmethod

@@ -6,9 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from function_setup import AwsClients, settings_loader
 from sampler_logic import sample_all
-from sampler_settings import AwsClients, load_settings
 
+from contracts.function_settings import QualitySamplerSettings
+
+# Parsed once per execution environment (lambda/shared/function_setup.py).
+load_settings = settings_loader(QualitySamplerSettings)
 logger = Logger()
 tracer = Tracer()
 

@@ -28,8 +28,16 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from capture_files import capture_is_ours, capture_keys, hour_prefixes, read_prompts
 
-from contracts.artifact_layout import quality_reference_key, review_key
-from contracts.endpoint_tags import PHASE_CANARY, PHASE_PROMOTED, TAG_MODEL, TAG_PHASE, TAG_PROMOTED_AT, TAG_RUN
+from contracts.artifact_layout import REVIEW_FILE, quality_reference_key, report_key
+from contracts.endpoint_tags import (
+    PHASE_CANARY,
+    PHASE_PROMOTED,
+    TAG_MODEL,
+    TAG_PHASE,
+    TAG_PROMOTED_AT,
+    TAG_RUN,
+    tag_time,
+)
 from contracts.function_settings import QualitySamplerSettings
 from contracts.live_quality import (
     NAMESPACE,
@@ -75,13 +83,8 @@ class Assignment:
 
 
 def _seconds_since(stamp: str | None, now: datetime) -> float | None:
-    if not stamp:
-        return None
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (now - (then if then.tzinfo else then.replace(tzinfo=UTC))).total_seconds()
+    then = tag_time(stamp)
+    return None if then is None else (now - then).total_seconds()
 
 
 def assignment(
@@ -162,11 +165,11 @@ def _read_json(s3: Any, bucket: str, key: str) -> Any | None:
 
 def review_prompts(s3: Any, bucket: str, a: Assignment, limit: int) -> list[str]:
     """The evaluation's review prompts of this run (reports/review.json), the first ``limit``."""
-    review = _read_json(s3, bucket, review_key(a.model_name, a.run_id))
+    review = _read_json(s3, bucket, report_key(a.model_name, a.run_id, REVIEW_FILE))
     items = review.get("items") if isinstance(review, dict) else None
     prompts = [str(i["prompt"]) for i in items or [] if isinstance(i, dict) and str(i.get("prompt", "")).strip()]
     if not prompts:
-        raise SampleError(f"no prompts: {review_key(a.model_name, a.run_id)} is missing or has no items")
+        raise SampleError(f"no prompts: {report_key(a.model_name, a.run_id, REVIEW_FILE)} is missing or has no items")
     return prompts[:limit]
 
 

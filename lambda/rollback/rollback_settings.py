@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from function_setup import aws_client, client_of, settings_loader
+from function_setup import AwsClients, aws_client, settings_loader
 
 from contracts.function_settings import RollbackSettings
 
 # The model lives in contracts/function_settings.py: the stack writes the environment with it.
 Settings = RollbackSettings
-# The shared client factory (lambda/shared/function_setup.py); tests clear its cache through here.
+# The shared client factory and clients (lambda/shared/function_setup.py); tests clear its cache through here.
 __all__ = ["AwsClients", "Settings", "aws_client", "load_settings"]
 
 
 # Parsed once per execution environment (lambda/shared/function_setup.py).
 load_settings = settings_loader(Settings)
-
-
-class AwsClients:
-    """The services the rollback touches, built lazily from the cached factory."""
-
-    sagemaker = client_of("sagemaker")
-    s3 = client_of("s3")
-    sns = client_of("sns")
-    autoscaling = client_of("application-autoscaling")

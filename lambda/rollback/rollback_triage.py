@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -23,6 +22,7 @@ from contracts.endpoint_tags import (
     TAG_ROLLBACK_FROM,
     TAG_RUN,
     UNFINISHED_PHASES,
+    tag_time,
 )
 
 # The parent "rollback" logger is Powertools' (POWERTOOLS_SERVICE_NAME), so these
@@ -88,15 +88,8 @@ def alarm_applies(  # noqa: PLR0917
 
 
 def _parse_iso(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    parsed = tag_time(value)
+    return None if parsed is None else parsed.timestamp()
 
 
 def read_endpoint(

@@ -1,7 +1,8 @@
 """What every function sets up once per execution environment: its settings and its boto3 clients.
 
 Settings: the function's model from contracts/function_settings.py, parsed from the environment on
-first use (a bad variable fails the first invocation loudly). Clients: one per service, built lazily.
+first use (a bad variable fails the first invocation loudly). Clients: one per service, built lazily
+(``AwsClients``: the attributes the functions' logic reads).
 
 Standard retry mode backs off with jitter on throttling and 5xx; the short timeouts keep one slow
 call from eating a function's whole budget. The SageMaker runtime is the exception: a container has
@@ -47,3 +48,15 @@ def client_of(service: str) -> property:
 def settings_loader(model: type[SettingsT]) -> _lru_cache_wrapper[SettingsT]:
     """``model`` parsed from the environment once (tests call ``cache_clear()`` on the loader)."""
     return lru_cache(maxsize=1)(model.from_environment)
+
+
+class AwsClients:
+    """The services the functions call; each client is built on first use, so a function builds
+    only those it touches (what it may do is its role's business)."""
+
+    sagemaker = client_of("sagemaker")
+    runtime = client_of("sagemaker-runtime")
+    s3 = client_of("s3")
+    cloudwatch = client_of("cloudwatch")
+    sns = client_of("sns")
+    autoscaling = client_of("application-autoscaling")

@@ -241,7 +241,7 @@ def _plan(spec: RunSpec, run_id: str, defaults: Defaults) -> dict[str, Any]:
             "reports_uri": f"s3://{bucket}/{artifact_layout.reports_key(name, run_id)}",
             "report_key": artifact_layout.report_key(name, run_id),
             # The bounded verdict the state machine reads.
-            "gate_key": artifact_layout.gate_key(name, run_id),
+            "gate_key": artifact_layout.report_key(name, run_id, artifact_layout.GATE_FILE),
             # The serving variant's scaling setup while a promotion has it lifted.
             "autoscaling_key": artifact_layout.autoscaling_record_key(
                 name, run_id, spec.baseline_endpoint, defaults.serving_variant

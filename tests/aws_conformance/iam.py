@@ -233,8 +233,17 @@ class Rule:
     context: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
+def _condition(key: str, parameter: str, absent: Any = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The condition key ``key`` a call sets: the value of its request's ``parameter`` (``absent`` if left out)."""
+    return lambda params: {key: params.get(parameter, absent)}
+
+
 def _star(params: dict[str, Any], account: str, region: str) -> str:
     return "*"
+
+
+def _resource_arn(params: dict[str, Any], account: str, region: str) -> str:
+    return str(params["ResourceArn"])
 
 
 def _s3_object(params: dict[str, Any], account: str, region: str) -> str:
@@ -329,14 +338,14 @@ RULES: dict[tuple[str, str], Rule] = {
         (_sm("endpoint", "EndpointName"), _sm("endpoint-config", "EndpointConfigName")),
         _SM + " (UpdateEndpoint: endpoint* and endpoint-config*)",
     ),
-    ("sagemaker", "AddTags"): Rule("sagemaker:AddTags", (lambda p, a, r: str(p["ResourceArn"]),), _SM),
+    ("sagemaker", "AddTags"): Rule("sagemaker:AddTags", (_resource_arn,), _SM),
     # SageMaker Runtime: the action is sagemaker:InvokeEndpoint on the endpoint (API_runtime_InvokeEndpoint).
     ("sagemaker-runtime", "InvokeEndpoint"): Rule("sagemaker:InvokeEndpoint", (_sm("endpoint", "EndpointName"),), _SM),
     # Its API reference asks for sagemaker:InvokeEndpoint, the SAR lists its own action: both (ALSO_REQUIRED).
     ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): Rule(
         "sagemaker:InvokeEndpointWithResponseStream", (_sm("endpoint", "EndpointName"),), _SM
     ),
-    ("sagemaker", "ListTags"): Rule("sagemaker:ListTags", (lambda p, a, r: str(p["ResourceArn"]),), _SM),
+    ("sagemaker", "ListTags"): Rule("sagemaker:ListTags", (_resource_arn,), _SM),
     **_named("model-package-group", "ModelPackageGroupName", "CreateModelPackageGroup", "DescribeModelPackageGroup"),
     ("sagemaker", "CreateModelPackage"): Rule("sagemaker:CreateModelPackage", (_new_model_package,), _SM),
     ("sagemaker", "DescribeModelPackage"): Rule("sagemaker:DescribeModelPackage", (_model_package,), _SM),
@@ -350,7 +359,7 @@ RULES: dict[tuple[str, str], Rule] = {
         "cloudwatch:PutMetricData",
         (_star,),
         _CW + " (no resource type; condition key cloudwatch:namespace)",
-        lambda p: {"cloudwatch:namespace": p.get("Namespace")},
+        _condition("cloudwatch:namespace", "Namespace"),
     ),
     ("s3", "GetObject"): Rule("s3:GetObject", (_s3_object,), _S3),
     ("s3", "HeadObject"): Rule("s3:GetObject", (_s3_object,), _S3 + " (HeadObject is authorized as s3:GetObject)"),
@@ -359,7 +368,7 @@ RULES: dict[tuple[str, str], Rule] = {
         "s3:ListBucket",
         (_s3_bucket,),
         _S3 + " (ListObjectsV2 is authorized as s3:ListBucket on the bucket; condition key s3:prefix)",
-        lambda p: {"s3:prefix": p.get("Prefix", "")},
+        _condition("s3:prefix", "Prefix", ""),
     ),
     ("sns", "Publish"): Rule("sns:Publish", (_topic,), _SNS),
     ("lambda", "Invoke"): Rule("lambda:InvokeFunction", (_function,), _LAMBDA + " (Invoke is lambda:InvokeFunction)"),

@@ -36,7 +36,7 @@ def test_run_keys_end_with_a_slash_and_sit_under_the_patterns_iam_scopes_to():
 
     assert artifact_layout.run_key("m", "r") == "models/m/r/"
     assert fnmatchcase(artifact_layout.manifest_key("m", "r"), artifact_layout.MANIFEST_PATTERN)
-    assert fnmatchcase(artifact_layout.gate_key("m", "r"), artifact_layout.REPORTS_PATTERN)
+    assert fnmatchcase(artifact_layout.report_key("m", "r", artifact_layout.GATE_FILE), artifact_layout.REPORTS_PATTERN)
     assert fnmatchcase(artifact_layout.report_key("m", "r"), artifact_layout.REPORTS_PATTERN)
     record = artifact_layout.rollback_record_key("m", "r", "chat", "canary")
     assert record == "models/m/r/rollbacks/chat-canary.json"

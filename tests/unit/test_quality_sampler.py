@@ -21,11 +21,13 @@ import pytest
 from botocore.response import StreamingBody
 from moto import mock_aws
 
-from contracts.artifact_layout import capture_hour_key, capture_key, quality_reference_key, review_key
+from contracts.artifact_layout import REVIEW_FILE, capture_hour_key, capture_key, quality_reference_key, report_key
+from contracts.function_settings import QualitySamplerSettings
 from contracts.live_quality import framed
 from tests.aws_conformance import hook
 from tests.aws_conformance.iam import PolicyEvaluator
 from tests.contracts.test_data_capture import line
+from tests.function_path import LambdaContext
 from tests.unit.rollback_world import (
     BUCKET,
     CANDIDATE,
@@ -43,7 +45,7 @@ if str(SAMPLER_DIR) not in sys.path:
     sys.path.insert(0, str(SAMPLER_DIR))
 
 import sampler_logic  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
-import sampler_settings  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
+from function_setup import AwsClients, aws_client  # type: ignore[import-not-found]  # noqa: E402  # isort: skip
 
 PROMPTS = ["Name a colour.", "Count to three.", "Say hello."]
 # What each variant writes, by the text it is sent (the prompt in the sampler's frame).
@@ -109,7 +111,7 @@ class SamplerWorld:
     def review(self, prompts: list[str] = PROMPTS) -> None:
         items = [{"id": f"p{i}", "prompt": p, "baseline": "", "candidate": ""} for i, p in enumerate(prompts)]
         body = json.dumps({"review_version": 1, "items": items}).encode()
-        self.world.s3.put_object(Bucket=BUCKET, Key=review_key(MODEL, RUN_ID), Body=body)
+        self.world.s3.put_object(Bucket=BUCKET, Key=report_key(MODEL, RUN_ID, REVIEW_FILE), Body=body)
 
     def published(self) -> list[dict[str, Any]]:
         return [c.params for c in self.calls if c.operation == "PutMetricData"]
@@ -117,7 +119,7 @@ class SamplerWorld:
     def sample(self, now: datetime | None = None, endpoints: list[str] | None = None) -> dict[str, Any]:
         with hook.acting_as(ANYONE):
             result: dict[str, Any] = sampler_logic.sample_all(
-                self.settings, sampler_settings.AwsClients(), now=now, endpoints=endpoints or [ENDPOINT]
+                self.settings, AwsClients(), now=now, endpoints=endpoints or [ENDPOINT]
             )
         return result
 
@@ -141,19 +143,17 @@ def sampler(monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    sampler_settings.aws_client.cache_clear()
-    sampler_settings.load_settings.cache_clear()
+    aws_client.cache_clear()
     with mock_aws():
         calls: list[hook.CallRecord] = []
         hook.install(monkeypatch, record=calls)
         runtime = StubRuntime(
             {(ENDPOINT, SERVING): ToyVariant(OUTPUTS), (ENDPOINT, CANDIDATE): ToyVariant(OUTPUTS, bias=0.05)}
         )
-        client = sampler_settings.aws_client("sagemaker-runtime")
+        client = aws_client("sagemaker-runtime")
         client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", runtime)
-        yield SamplerWorld(build_world(), runtime, calls, sampler_settings.load_settings())
-    sampler_settings.aws_client.cache_clear()
-    sampler_settings.load_settings.cache_clear()
+        yield SamplerWorld(build_world(), runtime, calls, QualitySamplerSettings.from_environment())
+    aws_client.cache_clear()
 
 
 def _values(data: list[dict[str, Any]]) -> dict[str, tuple[float, str, list[dict[str, str]]]]:
@@ -252,19 +252,9 @@ def test_the_handler_samples_every_monitored_endpoint(sampler, capsys):
     sampler.world.deploy(phase="canary")
     sampler.review()
 
-    @dataclass
-    class Context:
-        function_name: str = "llmq-dev-quality-sampler"
-        memory_limit_in_mb: int = 256
-        invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:llmq-dev-quality-sampler"
-        aws_request_id: str = "r-1"
-
-        def get_remaining_time_in_millis(self) -> int:
-            return 300_000
-
     with hook.acting_as(ANYONE):
         out = load_handler_module(SAMPLER_DIR).handler(
-            {"source": "aws.events", "detail-type": "Scheduled Event"}, Context()
+            {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext("llmq-dev-quality-sampler")
         )
     assert out["endpoints"][ENDPOINT]["outcome"] == "published"
     assert '"quality sample"' in capsys.readouterr().out

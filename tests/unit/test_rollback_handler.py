@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 import pytest
 from moto import mock_aws
 
+from tests.function_path import LambdaContext
 from tests.unit.rollback_world import (
     CANDIDATE,
     ENDPOINT,
@@ -29,12 +29,7 @@ import rollback_settings  # type: ignore[import-not-found]  # isort: skip
 from rollback_settings import aws_client, load_settings  # type: ignore[import-not-found]  # isort: skip
 
 
-@dataclass
-class FakeContext:
-    function_name: str = f"{PREFIX}-rollback"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:123456789012:function:{PREFIX}-rollback"
-    aws_request_id: str = "5f1b3b0e-request"
+CONTEXT = LambdaContext(f"{PREFIX}-rollback", aws_request_id="5f1b3b0e-request")
 
 
 @pytest.fixture
@@ -65,7 +60,7 @@ def _emf(stdout: str) -> list[dict]:
 def test_handler_rolls_back_a_canary_and_emits_a_metric(deployed, capsys):
     world, module = deployed
     world.deploy(phase="canary")
-    result = module.handler(alarm_event(f"{ENDPOINT}-candidate-latency-p95-vs-baseline"), FakeContext())
+    result = module.handler(alarm_event(f"{ENDPOINT}-candidate-latency-p95-vs-baseline"), CONTEXT)
     assert result["outcome"] == "rolled-back"
     assert world.weights() == {SERVING: 100.0, CANDIDATE: 0.0}
     record = next(iter(world.rollback_records().values()))
@@ -83,7 +78,7 @@ def test_handler_reports_a_failed_restore_with_the_rollback_failed_metric(deploy
     world, module = deployed
     world.deploy(phase="promoted", approved_config="chat-bf16-v1-config")
     world.sagemaker.fail_next_update_endpoint("Insufficient capacity")
-    result = module.handler(alarm_event(f"{ENDPOINT}-baseline-5xx"), FakeContext())
+    result = module.handler(alarm_event(f"{ENDPOINT}-baseline-5xx"), CONTEXT)
     assert result["outcome"] == "rollback-failed"
     [metric] = _emf(capsys.readouterr().out)
     assert metric["RollbackFailed"] == [1.0]
@@ -96,7 +91,7 @@ def test_handler_reports_a_failed_restore_with_the_rollback_failed_metric(deploy
 def test_handler_survives_a_missing_endpoint(deployed, capsys, caplog):
     world, module = deployed
     caplog.set_level(logging.INFO)
-    result = module.handler(alarm_event(f"{PREFIX}-gone-candidate-5xx"), FakeContext())
+    result = module.handler(alarm_event(f"{PREFIX}-gone-candidate-5xx"), CONTEXT)
     assert result["outcome"] == "endpoint-missing"
     out = capsys.readouterr().out
     assert [m["Outcome"] for m in _emf(out)] == ["endpoint-missing"]
@@ -118,5 +113,5 @@ def test_handler_accepts_the_alarm_action_shape_too(deployed):
         "region": bridge["region"],
         "alarmData": bridge["detail"],
     }
-    assert module.handler(action, FakeContext())["outcome"] == "rolled-back"
+    assert module.handler(action, CONTEXT)["outcome"] == "rolled-back"
     assert world.weights() == {SERVING: 100.0, CANDIDATE: 0.0}

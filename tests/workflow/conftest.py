@@ -137,6 +137,17 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline
     )
 
 
+# EmulatedAccount's clients: its field -> the service (Any: boto3's stubs want each name as a literal).
+ACCOUNT_CLIENTS: dict[str, Any] = {
+    "sfn": "stepfunctions",
+    "sagemaker": "sagemaker",
+    "s3": "s3",
+    "cloudwatch": "cloudwatch",
+    "sns": "sns",
+    "autoscaling": "application-autoscaling",
+}
+
+
 @dataclass
 class EmulatedAccount:
     synthesized: SynthesizedPipeline
@@ -223,10 +234,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
         # Every call the state machine and the functions make is checked as AWS checks it.
         hook.install(monkeypatch, record=calls.checked)
         hook.install_step_functions_principal(monkeypatch, synthesized.state_machine_role)
-        clients = {
-            name: boto3.client(name, region_name=REGION)
-            for name in ("stepfunctions", "sagemaker", "s3", "cloudwatch", "sns", "application-autoscaling")
-        }
+        clients = {field: boto3.client(service, region_name=REGION) for field, service in ACCOUNT_CLIENTS.items()}
         s3 = clients["s3"]
         s3.create_bucket(Bucket=synthesized.bucket)
         for key in (
@@ -275,7 +283,7 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
                 )
                 cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="healthy")
         calls.sagemaker.clear()  # the account's setup above is not the pipeline's doing
-        arn = clients["stepfunctions"].create_state_machine(
+        arn = clients["sfn"].create_state_machine(
             name=synthesized.state_machine_name, definition=synthesized.definition, roleArn=synthesized.role_arn
         )["stateMachineArn"]
         for function in synthesized.functions.values():
@@ -288,10 +296,5 @@ def account(synthesized: SynthesizedPipeline, monkeypatch: pytest.MonkeyPatch) -
             faults=faults,
             calls=calls,
             shims=shims,
-            sfn=clients["stepfunctions"],
-            sagemaker=sm,
-            s3=s3,
-            cloudwatch=cw,
-            sns=clients["sns"],
-            autoscaling=clients["application-autoscaling"],
+            **clients,
         )

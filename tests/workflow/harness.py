@@ -66,6 +66,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 
 from tests.aws_conformance.hook import acting_as
 from tests.aws_conformance.iam import PolicyEvaluator
+from tests.function_path import LambdaContext
 from tests.workflow.evaluate_job import EvaluateJob, Invocation, install_runtime
 from tests.workflow.sagemaker_world import SageMakerWorld, Timeline, WorldFaults
 
@@ -196,17 +197,6 @@ class TemplateResolver:
 
 
 # ----- shims (test code only)
-
-
-@dataclass
-class LambdaContext:
-    function_name: str
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = ""
-    aws_request_id: str = "test-request"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @dataclass
