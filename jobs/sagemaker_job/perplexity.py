@@ -7,8 +7,9 @@ so a perplexity printed anywhere in this project means the same computation:
   tokens of a blank line, cut at ``max_tokens`` (``tokenize_validation``);
 - windows of ``window`` tokens advance by ``stride``; each window scores only the tokens the
   previous one did not, with the rest as context (the Hugging Face recipe for fixed-length
-  models), so every position 1..n-1 is scored exactly once (n - 1 tokens for n) and every scored
-  token after the first window sees at least ``window - stride`` tokens of context;
+  models), so with ``stride < window`` every position 1..n-1 is scored exactly once (n - 1 tokens
+  for n) and every scored token after the first window sees at least ``window - stride`` tokens of
+  context;
 - the model runs in float32 on the CPU (bf16 matmuls are slow on CPUs without AVX-512 BF16);
   a compressed-tensors checkpoint is decompressed by transformers on load.
 
@@ -16,7 +17,8 @@ Why not non-overlapping windows (what jobs/quantize_check.py used to do, with 10
 windows): each window's first tokens are predicted with almost no context, which inflates the
 figure by an amount that depends on the window size, and the first token of every window is
 never scored (4092 of 4096 tokens). The sliding window removes both effects; with ``stride ==
-window`` it reduces to that method.
+window`` it reduces to that method, first tokens of later windows unscored included (nothing in a
+window predicts its own first token).
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ def tokenize_validation(tokenizer: Any, texts: Sequence[str], max_tokens: int) -
 def sliding_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
     """(begin, end, first scored position) of each window.
 
-    Every position 1..n-1 is scored exactly once; a window scores only the tokens the previous
-    one did not, using the rest as context (the standard HF recipe for fixed-length models).
+    A window scores only the tokens the previous one did not, using the rest as context (the
+    standard HF recipe for fixed-length models): every position 1..n-1 once when ``stride <
+    window``. A window cannot score its own first token (nothing in it comes before), so with
+    ``stride == window`` each later window's first token is left out, as non-overlapping windows do.
     """
     if window < 2 or not 0 < stride <= window:
         raise ValueError(f"need window >= 2 and 0 < stride <= window, got window={window} stride={stride}")
@@ -84,7 +88,7 @@ def sliding_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, 
     begin = 0
     while prev_end < n_tokens:
         end = min(begin + window, n_tokens)
-        spans.append((begin, end, prev_end))
+        spans.append((begin, end, max(prev_end, begin + 1)))
         prev_end = end
         begin += stride
         if end == n_tokens:

@@ -11,7 +11,9 @@ import torch
 from jobs.sagemaker_job.perplexity import LoadedModel, perplexity, sliding_windows
 
 
-@pytest.mark.parametrize(("n", "window", "stride"), [(4096, 512, 256), (1000, 512, 256), (7, 4, 1), (10, 10, 10)])
+@pytest.mark.parametrize(
+    ("n", "window", "stride"), [(4096, 512, 256), (1000, 512, 256), (7, 4, 1), (10, 10, 10), (10, 20, 5)]
+)
 def test_every_position_after_the_first_is_scored_exactly_once(n, window, stride):
     scored: list[int] = []
     for begin, end, first in sliding_windows(n, window, stride):
@@ -25,8 +27,16 @@ def test_scored_tokens_after_the_first_window_keep_window_minus_stride_of_contex
         assert first - begin >= 512 - 256
 
 
-def test_stride_equal_to_window_is_non_overlapping_windows():
-    assert sliding_windows(12, 4, 4) == [(0, 4, 1), (4, 8, 4), (8, 12, 8)]
+def test_stride_equal_to_window_is_non_overlapping_windows_whose_first_tokens_go_unscored():
+    # Nothing in a window predicts its own first token: positions 4 and 8 are left out.
+    assert sliding_windows(12, 4, 4) == [(0, 4, 1), (4, 8, 5), (8, 12, 9)]
+
+
+def test_non_overlapping_windows_score_every_token_but_each_windows_first():
+    ids = [i % UniformModel.vocab for i in range(100)]
+    result = perplexity(LoadedModel(UniformModel(), None, 0.0), ids, window=32, stride=32)
+    assert result["token_count"] == 100 - 4  # windows start at 0, 32, 64, 96
+    assert result["perplexity"] == pytest.approx(UniformModel.vocab)
 
 
 @pytest.mark.parametrize(("window", "stride"), [(1, 1), (4, 0), (4, 5)])
