@@ -124,11 +124,12 @@ def quant_args(scheme_name: str, resolution: GroupResolution, high_precision: tu
 
 def modifiers(candidate: Candidate, scheme: str, resolution: GroupResolution) -> list[Any]:
     """The llm-compressor modifiers of ``candidate``."""
-    from llmcompressor.modifiers.autoround import AutoRoundModifier  # noqa: PLC0415
     from llmcompressor.modifiers.gptq import GPTQModifier  # noqa: PLC0415
     from llmcompressor.modifiers.quantization import QuantizationModifier  # noqa: PLC0415
     from llmcompressor.modifiers.transform.awq import AWQModifier  # noqa: PLC0415
     from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier  # noqa: PLC0415
+
+    from jobs.quantize.autoround_zero_point import ZeroPointAutoRoundModifier  # noqa: PLC0415
 
     args = quant_args(scheme, resolution, candidate.high_precision)
     if candidate.algorithm == "rtn":
@@ -137,7 +138,7 @@ def modifiers(candidate: Candidate, scheme: str, resolution: GroupResolution) ->
         # torch.compile needs a C compiler (CPU) or Triton (GPU) in the image and compiles once
         # per layer shape; the search keeps it off rather than depend on either.
         return [
-            AutoRoundModifier(
+            ZeroPointAutoRoundModifier(
                 **args,
                 iters=candidate.autoround_iters,
                 batch_size=AUTOROUND_BATCH,
