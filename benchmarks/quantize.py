@@ -42,7 +42,14 @@ ALGORITHM_ORDER = ("rtn", "gptq", "awq", "smoothquant-gptq")
 
 
 def run_pair(
-    *, model: Path, calibration: Path, work: Path, algorithm: str, scheme: str, args: argparse.Namespace
+    *,
+    model: Path,
+    calibration: Path,
+    work: Path,
+    algorithm: str,
+    scheme: str,
+    args: argparse.Namespace,
+    budget: int | None = None,
 ) -> dict[str, Any]:
     out = work / f"{algorithm}-{scheme}"
     env = {
@@ -55,7 +62,7 @@ def run_pair(
         "SM_OUTPUT_DIR": str(work / f"{algorithm}-{scheme}.output"),
         "SM_INPUT_CONFIG_DIR": str(work / "no-config"),
     }
-    recipe = ["--recipe", "auto", "--search-budget-seconds", str(args.search_budget)]
+    recipe = ["--recipe", "auto", "--search-budget-seconds", str(budget or args.search_budget)]
     command = [
         sys.executable, "-m", "jobs.quantize",
         *(recipe if algorithm == "auto" else ["--algorithm", algorithm]), "--scheme", scheme,
@@ -137,7 +144,8 @@ def auto_cells(row: dict) -> str:
     bytes_ = row.get("layer_bytes") or {}
     return (
         f"{search.get('winner', row['algorithm'])} | "
-        f"{search.get('seconds', row['wall_seconds']):.0f} | {row['perplexity']:.3f} | "
+        f"{search.get('seconds', row['wall_seconds']):.0f} ({search.get('budget_seconds', '-')}) | "
+        f"{row['perplexity']:.3f} | "
         f"{row['ppl_increase_pct']:+.2f} | {bytes_.get('ratio_to_physical', 0):.3f} | "
         f"{bytes_.get('high_precision_extra_pct', 0):.2f} % |"
     )
@@ -159,14 +167,15 @@ def auto_markdown(result: dict) -> str:
         result,
         f"SmolLM2-135M-Instruct, `benchmarks/quantize.py` run on {result['date']} on {result['machine']['device']} "
         f"(raw data: `{result['results_file']}`). Calibration: {s['samples']} pydoc topics x up to {s['seq_len']} "
-        f"tokens, of which the search holds one in eight out to score its candidates; search budget "
-        f"{s['search_budget']} s per scheme. Perplexity: {s['eval_tokens']} tokens of other pydoc topics (the "
+        "tokens, of which the search holds one in eight out to score its candidates; search time and "
+        f"budget (seconds) per scheme in the table. Perplexity: {s['eval_tokens']} tokens of other pydoc topics (the "
         f"validation text, never seen by the search), {perplexity_method(s)}. Bytes: the quantized layers in the "
         "artifact against the scheme's physical size (weights at their bit width plus 16-bit scales and packed "
         "zero points); extra: what the mixed-precision layers cost over quantizing them too.",
     )
     lines += [
-        "| recipe | scheme | winner | search s | perplexity | ppl_increase_pct | layer bytes / physical | extra |",
+        "| recipe | scheme | winner | search s (budget) | perplexity | ppl_increase_pct | layer bytes / physical "
+        "| extra |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += table_rows(result, "recipe", 6, auto_cells)
@@ -236,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--pairs", nargs="*", help="algorithm:scheme items (default: every supported pair)")
+    parser.add_argument(
+        "--pairs", nargs="*", help="algorithm:scheme or auto:scheme:budget items (default: every supported pair)"
+    )
     parser.add_argument("--pair-timeout", type=int, default=1200, help="seconds before a pair is reported unfinished")
     parser.add_argument("--note", default="", help="a sentence for the docs (e.g. why a subset ran)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -251,9 +262,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     everything = sorted(SUPPORTED, key=lambda p: (ALGORITHM_ORDER.index(p[0]), p[1]))
-    pairs: list[tuple[str, str]] = (
-        [(p.split(":", 1)[0], p.split(":", 1)[1]) for p in args.pairs] if args.pairs else everything
-    )
+    # algorithm:scheme, or auto:scheme:budget (that pair's search budget in seconds)
+    items = [p.split(":") for p in args.pairs] if args.pairs else [list(p) for p in everything]
+    pairs: list[tuple[str, str]] = [(item[0], item[1]) for item in items]
+    budgets = {(item[0], item[1]): int(item[2]) for item in items if len(item) > 2}
     model = args.model or ensure_smollm2()
     calibration_texts, held_out = pydoc_texts()
     measure = {"max_tokens": args.eval_tokens, "window": args.window, "stride": args.stride}
@@ -265,7 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         calibration = write_jsonl(work / "calibration" / "pydoc.jsonl", calibration_texts).parent
         for algorithm, scheme in pairs:
             row = run_pair(
-                model=model, calibration=calibration, work=work, algorithm=algorithm, scheme=scheme, args=args
+                model=model,
+                calibration=calibration,
+                work=work,
+                algorithm=algorithm,
+                scheme=scheme,
+                args=args,
+                budget=budgets.get((algorithm, scheme)),
             )
             if row["exit_code"] == 0:
                 ppl = model_perplexity(Path(row.pop("artifact_dir")), [held_out], **measure)

@@ -12,7 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+# Run as a script: the function's folder and the repository root (contracts) on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambda" / "validate_input"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quantize_sizing import H200_BF16_TFLOPS, PRICES_AS_OF, TRAINING_INSTANCES, Needs, TrainingInstance, estimate
 

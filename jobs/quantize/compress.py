@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from contracts.support_table import FLOAT32_CALIBRATION_MAX_PARAMETERS
 from jobs.quantize import distributed, families
 from jobs.quantize.preflight import CalibrationPlan, Paths
 from jobs.quantize.recipes import SMOOTHQUANT_STRENGTH, quant_args
@@ -132,17 +133,30 @@ def cast_dense_parameters(model: Any, dtype: Any) -> None:
             param.data = param.data.to(dtype)
 
 
+def calibration_dtype(model_dir: Path, source_dtype: str) -> Any:
+    """The dtype the source is calibrated in (see ``load_for_calibration``)."""
+    import torch  # noqa: PLC0415
+
+    if not torch.cuda.is_available():
+        return torch.float32
+    dtype = getattr(torch, source_dtype)
+    # Parameters from the weight files' size: headers are a negligible share of it.
+    weight_bytes = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
+    parameters = weight_bytes / torch.empty((), dtype=dtype).element_size()
+    return torch.float32 if parameters <= FLOAT32_CALIBRATION_MAX_PARAMETERS else dtype
+
+
 def load_for_calibration(
     paths: Paths, source_dtype: str, seed: int, family: families.FamilyPlan | None = None
 ) -> tuple[Any, Any, float]:
     """(model, its dtype, seconds): the source in CPU memory, in the calibration precision.
 
-    On CPU, bf16 matmuls have no hardware support here and run many times slower than float32;
-    the model is calibrated in float32 and cast back to the source dtype before saving.
+    float32 on a CPU (bf16 matmuls have no hardware support here and run many times slower) and,
+    on a GPU, for sources of at most ``FLOAT32_CALIBRATION_MAX_PARAMETERS`` (more accurate, and
+    cheap at that size); larger sources calibrate in their own dtype. A float32 model is cast back
+    to the source dtype before saving.
     """
-    import torch  # noqa: PLC0415
-
-    load_dtype = getattr(torch, source_dtype) if torch.cuda.is_available() else torch.float32
+    load_dtype = calibration_dtype(paths.model, source_dtype)
     seed_everything(seed)
     started = time.monotonic()
     # Kept in CPU memory: llm-compressor's sequential pipeline onloads one layer at a time.

@@ -30,6 +30,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from contracts.support_table import FLOAT32_CALIBRATION_MAX_PARAMETERS
+
 GIB = 1024**3
 REFERENCE_TOKENS = 128 * 2048
 
@@ -197,22 +199,25 @@ def estimate(
     ranks: int = 1,
     single_process: bool = False,
 ) -> Needs:
-    """Resources of one quantize job on ``ranks`` GPUs; source weights in bf16. ``ranks=1`` is
-    the fitted rule; more ranks apply the NOT MEASURED factors above."""
+    """Resources of one quantize job on ``ranks`` GPUs; source weights in bf16 (calibrated in
+    float32 up to ``FLOAT32_CALIBRATION_MAX_PARAMETERS``: twice the bytes in memory). ``ranks=1``
+    is the fitted rule; more ranks apply the NOT MEASURED factors above."""
     hidden, intermediate, layers = llama_shape(parameters_billion)
     model_gib = parameters_billion * 1e9 * 2 / GIB
-    layer_gib = model_gib / layers
+    # Small sources are calibrated in float32 (4 bytes a parameter) on a GPU too.
+    calibration_scale = 2.0 if parameters_billion * 1e9 <= FLOAT32_CALIBRATION_MAX_PARAMETERS else 1.0
+    layer_gib = calibration_scale * model_gib / layers
     tokens = samples * max_seq_length if algorithm != "rtn" else 0
     rank_tokens = math.ceil(samples / ranks) * max_seq_length if tokens else 0
     if algorithm == "awq":
-        activations = AWQ_ACTIVATION_FACTOR * rank_tokens * intermediate * 2 / GIB
+        activations = calibration_scale * AWQ_ACTIVATION_FACTOR * rank_tokens * intermediate * 2 / GIB
     elif algorithm in ("gptq", "smoothquant-gptq"):
         hessians = (6 * hidden**2 + intermediate**2) * 4 / GIB
-        activations = GPTQ_ACTIVATION_FACTOR * tokens * hidden * 2 / GIB + hessians
+        activations = calibration_scale * GPTQ_ACTIVATION_FACTOR * tokens * hidden * 2 / GIB + hessians
     else:
         activations = 0.0
     gpu = GPU_FIXED_GIB + 2 * layer_gib + activations
-    host = HOST_RAM_PER_MODEL_BYTE * model_gib + HOST_RAM_FIXED_GIB
+    host = HOST_RAM_PER_MODEL_BYTE * calibration_scale * model_gib + HOST_RAM_FIXED_GIB
     artifact_ratio = 0.36 if weight_bits <= 4 else 0.53
     disk = model_gib * (1 + artifact_ratio) + DISK_FIXED_GIB
     seconds = SECONDS_PER_BILLION_H200[algorithm] * parameters_billion * (tokens / REFERENCE_TOKENS if tokens else 1)

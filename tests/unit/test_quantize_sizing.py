@@ -157,3 +157,17 @@ def test_the_sizing_doc_prints_the_rules_own_tables(gpus):
     printed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     table = printed.split("\n\nPrices")[0]
     assert table in (ROOT / "docs" / "quantize-sizing.md").read_text(), "rerun benchmarks/sizing_table.py"
+
+
+def test_small_sources_are_sized_for_float32_calibration():
+    """Up to FLOAT32_CALIBRATION_MAX_PARAMETERS the job calibrates in float32 on a GPU too: the
+    host holds 4 bytes a parameter, twice what a bf16 source of the same size needs."""
+    from contracts.support_table import FLOAT32_CALIBRATION_MAX_PARAMETERS
+
+    limit = FLOAT32_CALIBRATION_MAX_PARAMETERS / 1e9
+    small, large = estimate(limit, "gptq"), estimate(limit * 1.01, "gptq")
+    bf16_gib = limit * 1e9 * 2 / 1024**3
+    assert small.host_memory_gib == pytest.approx(1.6 * 2 * bf16_gib + 4.0, abs=0.1)
+    assert large.host_memory_gib == pytest.approx(1.6 * 1.01 * bf16_gib + 4.0, abs=0.1)
+    assert small.gpu_memory_gib > large.gpu_memory_gib  # float32 layers and activations
+    assert small.disk_gib <= large.disk_gib  # the files stay in their source dtype

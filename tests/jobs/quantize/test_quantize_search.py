@@ -152,14 +152,16 @@ def test_budget_rule_estimates_from_measured_time_and_keeps_room_for_mixed_preci
     hp, _ = validate_hyperparameters({"recipe": "auto", "search_budget_seconds": "100"})
     assert hp is not None
     state = search.Search(hp=hp, paths=None, prepared=None, staging=None, dataset=None, scorer=None)  # type: ignore[arg-type]
-    gptq, autoround = recipes.candidates_for("W4A16")[:2]
+    by_name = {c.name: c for c in recipes.candidates_for("W4A16")}
+    gptq, autoround = by_name["gptq"], by_name["autoround"]
+    cost = autoround.cost * 10.0
     assert state.fits(autoround, 0.0) is None  # nothing produced yet: the first always runs
     state.best = (1.0, gptq)
     assert state.fits(autoround, 0.0) is None  # nothing measured: no estimate to refuse on
     state.unit_seconds = 10.0
     assert state.fits(gptq, 70.0) is None  # 10 s + 70 s reserve < 100 s
-    reason = state.fits(autoround, 70.0)  # 40 s + 70 s > 100 s
-    assert reason is not None and "estimated 40 s (+70 s kept for mixed-precision)" in reason
+    reason = state.fits(autoround, 70.0)  # its cost x 10 s + 70 s > 100 s
+    assert reason is not None and f"estimated {cost:.0f} s (+70 s kept for mixed-precision)" in reason
     state.started = time.monotonic() - 95
     assert state.fits(gptq, 0.0) is not None
 
