@@ -42,14 +42,7 @@ ALGORITHM_ORDER = ("rtn", "gptq", "awq", "smoothquant-gptq")
 
 
 def run_pair(
-    *,
-    model: Path,
-    calibration: Path,
-    work: Path,
-    algorithm: str,
-    scheme: str,
-    args: argparse.Namespace,
-    budget: int | None = None,
+    *, model: Path, calibration: Path, work: Path, algorithm: str, scheme: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     out = work / f"{algorithm}-{scheme}"
     env = {
@@ -62,7 +55,8 @@ def run_pair(
         "SM_OUTPUT_DIR": str(work / f"{algorithm}-{scheme}.output"),
         "SM_INPUT_CONFIG_DIR": str(work / "no-config"),
     }
-    recipe = ["--recipe", "auto", "--search-budget-seconds", str(budget or args.search_budget)]
+    budget = args.pair_budgets.get((algorithm, scheme), args.search_budget)
+    recipe = ["--recipe", "auto", "--search-budget-seconds", str(budget)]
     command = [
         sys.executable, "-m", "jobs.quantize",
         *(recipe if algorithm == "auto" else ["--algorithm", algorithm]), "--scheme", scheme,
@@ -265,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     # algorithm:scheme, or auto:scheme:budget (that pair's search budget in seconds)
     items = [p.split(":") for p in args.pairs] if args.pairs else [list(p) for p in everything]
     pairs: list[tuple[str, str]] = [(item[0], item[1]) for item in items]
-    budgets = {(item[0], item[1]): int(item[2]) for item in items if len(item) > 2}
+    args.pair_budgets = {(item[0], item[1]): int(item[2]) for item in items if len(item) > 2}
     model = args.model or ensure_smollm2()
     calibration_texts, held_out = pydoc_texts()
     measure = {"max_tokens": args.eval_tokens, "window": args.window, "stride": args.stride}
@@ -277,13 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         calibration = write_jsonl(work / "calibration" / "pydoc.jsonl", calibration_texts).parent
         for algorithm, scheme in pairs:
             row = run_pair(
-                model=model,
-                calibration=calibration,
-                work=work,
-                algorithm=algorithm,
-                scheme=scheme,
-                args=args,
-                budget=budgets.get((algorithm, scheme)),
+                model=model, calibration=calibration, work=work, algorithm=algorithm, scheme=scheme, args=args
             )
             if row["exit_code"] == 0:
                 ppl = model_perplexity(Path(row.pop("artifact_dir")), [held_out], **measure)
