@@ -36,10 +36,10 @@ def _add(name: str, candidate: recipes.Candidate, scheme: str, group: int, dtype
     VARIANTS[name] = (candidate, scheme, group, dtype)
 
 
-_GPTQ = recipes.Candidate(name="gptq", algorithm="gptq", cost=1.0)
-_AWQ = recipes.Candidate(name="awq-gptq", algorithm="awq+gptq", cost=6.5)
+# The search's own weight-only candidates (round-to-nearest is one only for 8-bit schemes).
+_JOB = {c.name: c for c in recipes.candidates_for("W4A16_ASYM")}
+_GPTQ, _AWQ, _ROUND = _JOB["gptq"], _JOB["awq-gptq"], _JOB["autoround"]
 _RTN = recipes.Candidate(name="rtn", algorithm="rtn", cost=0.1)
-_ROUND = recipes.Candidate(name="autoround", algorithm="autoround", cost=4.0, autoround_iters=recipes.AUTOROUND_ITERS)
 _add("rtn-g128-fp32", _RTN, "W4A16_ASYM", 128, "float32")
 _add("gptq-g128-bf16", _GPTQ, "W4A16_ASYM", 128, "bfloat16")
 _add("gptq-g128-fp32", _GPTQ, "W4A16_ASYM", 128, "float32")
@@ -89,17 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(str(args.model))
     texts, validation = pydoc_texts()
     texts = texts[: args.samples]
-    plan = CalibrationPlan(
-        texts=texts,
-        templated=[False] * len(texts),
-        sha256=None,
-        files=[],
-        records_available=len(texts),
-        shapes={},
-        warnings=[],
-        contents=[],
-    )
-    calibration, held_out = split_held_out(plan)
+    calibration, held_out = split_held_out(CalibrationPlan.of_texts(texts))
     dataset = compress.tokenize(tokenizer, calibration, args.seq_len)
     window = min(SCORE_WINDOW, args.seq_len)
     scorers = {

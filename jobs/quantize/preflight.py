@@ -69,6 +69,11 @@ class CalibrationPlan:
     # word statistics count, as the live drift check counts prompts.
     contents: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of_texts(cls, texts: list[str]) -> CalibrationPlan:
+        """A plan of plain, untemplated texts read from no file (tests and benchmarks)."""
+        return cls(texts, [False] * len(texts), None, [], len(texts), {}, [], contents=list(texts))
+
 
 def check_model_dir(model_dir: Path) -> None:
     if not model_dir.is_dir():

@@ -43,11 +43,7 @@ def _calibrate(model_dir: Path, scheme: str) -> tuple[dict[str, torch.Tensor], t
     from jobs.quantize.preflight import CalibrationPlan
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    texts = pydoc_texts()[0][:4]
-    plan = CalibrationPlan(
-        texts=texts, templated=[False] * 4, sha256=None, files=[], records_available=4, shapes={}, warnings=[]
-    )
-    dataset = compress.tokenize(tokenizer, plan, 48)
+    dataset = compress.tokenize(tokenizer, CalibrationPlan.of_texts(pydoc_texts()[0][:4]), 48)
     model = families.load_model(model_dir, torch.float32, None)
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):

@@ -99,25 +99,21 @@ def test_recipe_auto_runs_in_one_process():
 # --- the held-out split -----------------------------------------------------------------------
 
 
-def plan_of(texts: list[str]) -> CalibrationPlan:
-    return CalibrationPlan(texts, [False] * len(texts), "sha", [], len(texts), {}, [], contents=list(texts))
-
-
 def test_held_out_split_is_disjoint_spread_and_deterministic():
     texts = [f"sample {i}" for i in range(40)]
-    calibration, held_out = search.split_held_out(plan_of(texts))
+    calibration, held_out = search.split_held_out(CalibrationPlan.of_texts(texts))
     assert len(held_out) == 40 // search.HELD_OUT_EVERY
     assert not set(held_out) & set(calibration.texts)
     assert sorted(held_out + calibration.texts) == sorted(texts)
     assert held_out[0] != texts[0] and held_out[-1] == texts[-1]  # spread over the set, not its head
     assert len(calibration.templated) == len(calibration.contents) == len(calibration.texts)
-    assert search.split_held_out(plan_of(texts))[1] == held_out
-    assert len(search.split_held_out(plan_of(texts[:3]))[1]) == search.MIN_HELD_OUT
+    assert search.split_held_out(CalibrationPlan.of_texts(texts))[1] == held_out
+    assert len(search.split_held_out(CalibrationPlan.of_texts(texts[:3]))[1]) == search.MIN_HELD_OUT
 
 
 def test_too_few_samples_for_a_held_out_split_is_refused():
     with pytest.raises(JobFailureError, match="at least 3 calibration samples"):
-        search.split_held_out(plan_of(["a", "b"]))
+        search.split_held_out(CalibrationPlan.of_texts(["a", "b"]))
 
 
 # --- bytes ------------------------------------------------------------------------------------
