@@ -15,12 +15,22 @@ STAGE ?= dev
 export CDK_HOME := $(CURDIR)/.cdk-home
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The environments take about 8 GB (.venv-serve alone 3.5 GB); pip's wheel cache would add a
+# second copy of every download, and a full disk fails mid-install.
+export PIP_NO_CACHE_DIR := 1
 # litellm would otherwise try to download a price map on import.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 # The CPU wheel of torch on this kind of machine (pip finds it on local disk).
 TORCH_CPU := torch==2.13.0
 # The size budget `make lint` holds every module of stacks/, lambda/, jobs/ and contracts/ to.
 MODULE_MAX_LINES := 400
+
+# Fail before an install starts when the disk cannot hold it ($(1): GB the environment needs,
+# measured size plus pip's unpacking room), rather than halfway with "No space left on device".
+define need_disk
+	free_gb=$$(df -Pk . | awk 'NR == 2 { print int($$4 / 1048576) }')
+	if [ "$$free_gb" -lt $(1) ]; then echo "$@: needs about $(1) GB free in $(CURDIR), $$free_gb GB free" >&2; exit 1; fi
+endef
 
 VENV := .venv
 VENV_Q := .venv-quantize
@@ -37,6 +47,7 @@ help:
 	@echo "make deploy  cdk deploy --all -c stage=$(STAGE) (needs AWS credentials)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(call need_disk,2)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
@@ -46,6 +57,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 $(VENV_Q)/.installed: containers/quantize/requirements.txt requirements-test-jobs.txt
+	$(call need_disk,3)
 	$(PYTHON) -m venv $(VENV_Q)
 	$(VENV_Q)/bin/pip install -q $(TORCH_CPU)
 	$(VENV_Q)/bin/pip install -q -r containers/quantize/requirements.txt -r requirements-test-jobs.txt
@@ -54,12 +66,14 @@ $(VENV_Q)/.installed: containers/quantize/requirements.txt requirements-test-job
 	touch $@
 
 $(VENV_E)/.installed: containers/evaluate/requirements.txt requirements-test-jobs.txt
+	$(call need_disk,3)
 	$(PYTHON) -m venv $(VENV_E)
 	$(VENV_E)/bin/pip install -q $(TORCH_CPU)
 	$(VENV_E)/bin/pip install -q -r containers/evaluate/requirements.txt -r requirements-test-jobs.txt
 	touch $@
 
 $(VENV_S)/.installed: containers/serve/requirements-cpu.txt
+	$(call need_disk,5)
 	$(PYTHON) -m venv $(VENV_S)
 	$(VENV_S)/bin/pip install -q $(TORCH_CPU)
 	$(VENV_S)/bin/pip install -q -r containers/serve/requirements-cpu.txt

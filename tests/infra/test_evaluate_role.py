@@ -121,8 +121,8 @@ def test_it_may_invoke_only_the_endpoints_a_run_may_canary(evaluate_role, dev_ap
     assert not role.is_allowed("sagemaker:InvokeEndpointAsync", f"{SM}:endpoint/llmq-dev-chat")
 
 
-def test_endpoint_arns_are_lower_cased_as_sagemaker_writes_them():
-    stack = Stack(App(), "Probe", env={"account": ACCOUNT, "region": REGION})
+def test_endpoint_arns_are_lower_cased_as_sagemaker_writes_them(tmp_path):
+    stack = Stack(App(outdir=str(tmp_path)), "Probe", env={"account": ACCOUNT, "region": REGION})
 
     def names(arns):
         return [stack.resolve(arn)["Fn::Join"][1][-1].rsplit(":", 1)[-1] for arn in arns]

@@ -368,12 +368,12 @@ def test_dashboard_shows_both_variants_side_by_side(monitoring):
     assert sorted(w["x"] for w in graphs[:3]) == [0, 8, 16]
 
 
-def test_thresholds_come_from_the_stage_config():
+def test_thresholds_come_from_the_stage_config(tmp_path):
     thresholds = MonitoringThresholds(
         latency_p95_ms=2500, latency_p95_ratio=1.2, error_5xx_percent=0.5, min_invocations=3,
         evaluation_periods=10, datapoints_to_alarm=4, period_seconds=120,
     )  # fmt: skip
-    stack = Stack(App(), "Probe")
+    stack = Stack(App(outdir=str(tmp_path)), "Probe")
     EndpointMonitoring(stack, "Chat", endpoint_name="llmq-test-chat", thresholds=thresholds)
     template = Template.from_stack(stack).to_json()
     latency = _alarm(template, "llmq-test-chat-candidate-latency-p95")

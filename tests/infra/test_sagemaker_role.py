@@ -94,8 +94,8 @@ def test_repository_arn_of_a_literal_image_uri():
         repository_arn_of_image("docker.io/library/python:3.13")
 
 
-def test_grant_pass_to_sagemaker_passes_only_that_role_only_to_sagemaker():
-    stack = Stack(App(), "PassRoleProbe")
+def test_grant_pass_to_sagemaker_passes_only_that_role_only_to_sagemaker(tmp_path):
+    stack = Stack(App(outdir=str(tmp_path)), "PassRoleProbe")
     target = iam.Role(stack, "Target", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
     caller = iam.Role(stack, "Caller", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
     grant_pass_to_sagemaker(target, caller)
