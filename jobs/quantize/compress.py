@@ -177,6 +177,13 @@ def calibrate(model: Any, tokenizer: Any, recipe: list[Any], dataset: Any, max_s
     from llmcompressor import oneshot  # noqa: PLC0415
 
     LOG.info("recipe: %s", [type(m).__name__ for m in recipe])
+    for modifier in recipe:
+        # A modifier that cannot take samples of different lengths re-cuts them
+        # (jobs/quantize/autoround_fixes.py); every other calibrates on the plan's samples.
+        if dataset is not None and hasattr(modifier, "calibration_dataset"):
+            dataset = modifier.calibration_dataset(dataset, max_seq_length)
+            LOG.info("%s calibrates on %d samples of %d tokens", type(modifier).__name__, len(dataset),
+                     len(dataset[0]["input_ids"]) if len(dataset) else 0)  # fmt: skip
     started = time.monotonic()
     with cpu_safe_intermediates_cache(), distributed.cpu_rank_barriers():
         oneshot(

@@ -33,7 +33,7 @@ HIGH_PRECISION_SCHEME = "W8A16"
 class Candidate:
     """One recipe the search may try. ``cost`` is its expected time relative to one GPTQ run
     (docs/benchmarks.md: rtn 0.1, smoothquant-gptq 1.4 on CPU; AWQ then GPTQ 4.3 on an H200 and
-    5.5 on CPU; AutoRound 12 on an H200, 23 on CPU); the unit is measured as soon as one
+    5.5 on CPU; AutoRound 12 on an H200, 39 on CPU); the unit is measured as soon as one
     calibrating candidate has run."""
 
     name: str
@@ -64,23 +64,6 @@ class Candidate:
         if self.base is None:
             values.pop("base")
         return values
-
-
-# Candidates the search runs only when search_candidates names them: measured to ruin the model,
-# for a reason not yet found (docs/quantize.md "Automatic recipe").
-LEFT_OUT: dict[str, str] = {
-    "autoround": (
-        "AutoRound through llm-compressor 0.14.0.1 ruined SmolLM2-135M with 200 tuning steps a layer (held-out "
-        "perplexity 1045 on an H200, 1055 on a CPU, against 13.2 for awq-gptq) although its layer losses fell "
-        "and each layer's weights, scales and zero points check out; so it runs only when search_candidates "
-        "names it"
-    ),
-}
-
-
-def left_out(candidate: Candidate, named: tuple[str, ...]) -> str | None:
-    """Why the search does not run ``candidate`` (None: it may), given the names the spec asked for."""
-    return None if candidate.name in named else LEFT_OUT.get(candidate.name)
 
 
 def _gptq(name: str, **options: Any) -> Candidate:
@@ -145,7 +128,7 @@ def modifiers(candidate: Candidate, scheme: str, resolution: GroupResolution) ->
     from llmcompressor.modifiers.transform.awq import AWQModifier  # noqa: PLC0415
     from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier  # noqa: PLC0415
 
-    from jobs.quantize.autoround_zero_point import ZeroPointAutoRoundModifier  # noqa: PLC0415
+    from jobs.quantize.autoround_fixes import FixedAutoRoundModifier  # noqa: PLC0415
 
     args = quant_args(scheme, resolution, candidate.high_precision)
     if candidate.algorithm == "rtn":
@@ -154,7 +137,7 @@ def modifiers(candidate: Candidate, scheme: str, resolution: GroupResolution) ->
         # torch.compile needs a C compiler (CPU) or Triton (GPU) in the image and compiles once
         # per layer shape; the search keeps it off rather than depend on either.
         return [
-            ZeroPointAutoRoundModifier(
+            FixedAutoRoundModifier(
                 **args,
                 iters=candidate.autoround_iters,
                 batch_size=AUTOROUND_BATCH,

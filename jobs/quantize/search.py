@@ -281,7 +281,7 @@ def search_into(*, hp: Hyperparameters, paths: Paths, staging: Path, prepared: P
         mixed_reserve = (
             (search.estimate(recipes.mixed(search.best[1], ())) or 0.0) if want_mixed and search.best else 0.0
         )
-        reason = recipes.left_out(candidate, hp.search_candidates) or search.fits(candidate, mixed_reserve)
+        reason = search.fits(candidate, mixed_reserve)
         search.skip(candidate, reason) if reason else search.run(candidate)
     mixed_detail = _run_mixed(search) if want_mixed and search.best is not None else None
     if search.best is None:

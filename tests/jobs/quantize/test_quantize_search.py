@@ -45,14 +45,6 @@ def test_weight_only_4_bit_candidates_cover_gptq_variants_awq_and_autoround():
     assert variants["gptq-dampening-0.1"] == ("static", 0.1)
 
 
-def test_autoround_runs_only_when_named():
-    by_name = {c.name: c for c in recipes.candidates_for("W4A16_ASYM")}
-    reason = recipes.left_out(by_name["autoround"], ())
-    assert reason is not None and "search_candidates" in reason
-    assert recipes.left_out(by_name["autoround"], ("gptq", "autoround")) is None
-    assert all(recipes.left_out(c, ()) is None for name, c in by_name.items() if name != "autoround")
-
-
 def test_w8a8_candidates_try_smoothquant_strengths_and_no_weight_only_algorithm():
     found = recipes.candidates_for("W8A8")
     assert [c.name for c in found][:2] == ["rtn", "smoothquant-0.8-gptq"]

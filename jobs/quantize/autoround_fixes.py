@@ -1,4 +1,4 @@
-"""AutoRound in llm-compressor 0.14.0.1, with two of its faults worked around.
+"""AutoRound in llm-compressor 0.14.0.1, with three of its faults worked around.
 
 1. Asymmetric weights: carry AutoRound's zero point into compressed-tensors.
 
@@ -16,6 +16,16 @@ with ``w = (q - z) * scale``. The same dequantized weights follow from ``z = zp 
    float32 (the CPU path and float32 calibration on a GPU) and leaves it so; llm-compressor's next
    pass then feeds it float32 activations and fails ("expected m1 and m2 to have the same
    dtype"). A float32 layer is tuned with mixed precision off, in float32 throughout.
+
+3. Samples of different lengths: the modifier right-pads each layer's captured inputs to the
+   longest sample with zeros and sets a padding mask on AutoRound, which auto-round 0.15.1 never
+   reads (its loss mask comes only from token ids, which it is not given): padded positions
+   enter the tuning loss. There the two sides differ: the reference output comes from the
+   zero-padded inputs, the tuned block's input is AutoRound's own output of the previous block,
+   which is not zero at padded positions. Each layer is tuned to map that onto the reference, at
+   the real tokens' expense (SmolLM2-135M W4A16_ASYM, 200 steps: held-out perplexity 1045
+   against 13 for AWQ then GPTQ). The calibration samples are re-cut into samples of one length
+   (``equal_length_samples``): nothing is padded.
 """
 
 from __future__ import annotations
@@ -33,9 +43,29 @@ def compressed_tensors_zero_point(autoround_zp: Any, num_bits: int, like: Any) -
     return shifted.to(like.dtype).to(like.device).reshape(like.shape)
 
 
-class ZeroPointAutoRoundModifier(AutoRoundModifier):
-    """AutoRoundModifier that hands AutoRound's zero points over (asymmetric schemes) and leaves
-    each tuned layer in the precision it came in."""
+def equal_length_samples(dataset: Any, max_length: int, min_samples: int) -> Any:
+    """``dataset``'s tokens re-cut, in order, into samples of one length: ``max_length`` or less,
+    so that there are at least ``min_samples`` of them (AutoRound's batch). The tokens after the
+    last whole sample are dropped (fewer than one sample's length). A dataset whose samples
+    already share one length is returned as it is."""
+    from datasets import Dataset  # noqa: PLC0415
+
+    lengths = {len(ids) for ids in dataset["input_ids"]}
+    if len(lengths) <= 1:
+        return dataset
+    tokens = [token for ids in dataset["input_ids"] for token in ids]
+    length = max(1, min(max_length, len(tokens) // max(1, min_samples)))
+    samples = [tokens[start : start + length] for start in range(0, len(tokens) - length + 1, length)]
+    return Dataset.from_dict({"input_ids": samples, "attention_mask": [[1] * length for _ in samples]})
+
+
+class FixedAutoRoundModifier(AutoRoundModifier):
+    """AutoRoundModifier that hands AutoRound's zero points over (asymmetric schemes), leaves
+    each tuned layer in the precision it came in, and is calibrated on samples of one length."""
+
+    def calibration_dataset(self, dataset: Any, max_length: int) -> Any:
+        """The dataset this modifier calibrates on (fault 3: samples of one length)."""
+        return equal_length_samples(dataset, max_length, self.batch_size)
 
     def apply_autoround(self, state: Any, modules: Any) -> None:
         import torch  # noqa: PLC0415
