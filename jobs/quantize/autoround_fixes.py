@@ -34,6 +34,8 @@ from typing import Any
 
 from llmcompressor.modifiers.autoround import AutoRoundModifier
 
+from jobs.quantize.compress import token_dataset
+
 ZERO_POINT = "weight_zero_point"
 
 
@@ -48,15 +50,13 @@ def equal_length_samples(dataset: Any, max_length: int, min_samples: int) -> Any
     so that there are at least ``min_samples`` of them (AutoRound's batch). The tokens after the
     last whole sample are dropped (fewer than one sample's length). A dataset whose samples
     already share one length is returned as it is."""
-    from datasets import Dataset  # noqa: PLC0415
-
     lengths = {len(ids) for ids in dataset["input_ids"]}
     if len(lengths) <= 1:
         return dataset
     tokens = [token for ids in dataset["input_ids"] for token in ids]
     length = max(1, min(max_length, len(tokens) // max(1, min_samples)))
     samples = [tokens[start : start + length] for start in range(0, len(tokens) - length + 1, length)]
-    return Dataset.from_dict({"input_ids": samples, "attention_mask": [[1] * length for _ in samples]})
+    return token_dataset(samples)
 
 
 class FixedAutoRoundModifier(AutoRoundModifier):

@@ -97,15 +97,20 @@ def cpu_safe_intermediates_cache() -> Iterator[None]:
         IntermediatesCache.pin_memory = original
 
 
-def tokenize(tokenizer: Any, plan: CalibrationPlan, max_seq_length: int) -> Any:
-    """Pre-tokenized samples in the plan's order; oneshot uses such a dataset as is."""
+def token_dataset(input_ids: list[list[int]]) -> Any:
+    """Samples of token ids, every token attended to: the dataset oneshot uses as is."""
     from datasets import Dataset  # noqa: PLC0415
 
+    return Dataset.from_dict({"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids]})
+
+
+def tokenize(tokenizer: Any, plan: CalibrationPlan, max_seq_length: int) -> Any:
+    """Pre-tokenized samples in the plan's order."""
     input_ids = []
     for text, templated in zip(plan.texts, plan.templated, strict=True):
         encoded = tokenizer(text, truncation=True, max_length=max_seq_length, add_special_tokens=not templated)
         input_ids.append(list(encoded["input_ids"]))
-    return Dataset.from_dict({"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids]})
+    return token_dataset(input_ids)
 
 
 def seed_everything(seed: int) -> None:

@@ -9,6 +9,7 @@ weights compressed-tensors would store must dequantize close to the source weigh
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,6 +38,13 @@ def _dequantized(module: torch.nn.Module) -> torch.Tensor:
     return fake_quantize(module.weight, module.weight_scale, module.weight_zero_point, args)
 
 
+def _quantize(
+    model: torch.nn.Module, tokenizer: Any, candidate: recipes.Candidate, *, scheme: str, dataset: Any, seq: int
+) -> None:
+    resolution = resolve_group_size(128, families.linear_shapes(model), ignore=[], grouped=True)
+    compress.calibrate(model, tokenizer, recipes.modifiers(candidate, scheme, resolution), dataset, seq)
+
+
 def _calibrate(model_dir: Path, scheme: str) -> tuple[dict[str, torch.Tensor], torch.nn.Module]:
     from transformers import AutoTokenizer
 
@@ -51,9 +59,8 @@ def _calibrate(model_dir: Path, scheme: str) -> tuple[dict[str, torch.Tensor], t
             # of 0 would barely show. Shift them so every group needs its own zero point.
             module.weight.data += 1.5 * module.weight.std()
     source = {name: m.weight.detach().clone() for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    resolution = resolve_group_size(128, families.linear_shapes(model), ignore=[], grouped=True)
     candidate = recipes.Candidate(name="autoround", algorithm="autoround", cost=1.0, autoround_iters=2)
-    compress.calibrate(model, tokenizer, recipes.modifiers(candidate, scheme, resolution), dataset, 48)
+    _quantize(model, tokenizer, candidate, scheme=scheme, dataset=dataset, seq=48)
     return source, model
 
 
@@ -76,10 +83,7 @@ def test_autoround_weights_dequantize_close_to_the_source(tiny_model_dir: Path, 
 
 
 def _dataset(lengths: list[int]):
-    from datasets import Dataset
-
-    ids = [list(range(start, start + n)) for start, n in zip((0, 1000, 2000, 3000, 4000), lengths, strict=False)]
-    return Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]})
+    return compress.token_dataset([list(range(1000 * i, 1000 * i + n)) for i, n in enumerate(lengths)])
 
 
 def test_samples_of_different_lengths_are_recut_into_one_length_in_order():
@@ -101,6 +105,7 @@ def test_samples_of_one_length_are_left_as_they_are():
 def test_autoround_calibrates_on_samples_of_one_length(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """compress.calibrate hands oneshot the AutoRound modifier's own dataset; GPTQ keeps the plan's."""
     import llmcompressor
+    from transformers import AutoTokenizer
 
     from jobs.quantize.preflight import CalibrationPlan
 
@@ -108,15 +113,12 @@ def test_autoround_calibrates_on_samples_of_one_length(tiny_model_dir: Path, mon
     monkeypatch.setattr(
         llmcompressor, "oneshot", lambda **kw: seen.append([len(x) for x in kw["dataset"]["input_ids"]])
     )
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     dataset = compress.tokenize(tokenizer, CalibrationPlan.of_texts(["a b c d e f g h i j k l", "x y z"] * 8), 16)
     model = families.load_model(tiny_model_dir, torch.float32, None)
-    resolution = resolve_group_size(128, families.linear_shapes(model), ignore=[], grouped=True)
     for name in ("autoround", "gptq"):
         candidate = recipes.Candidate(name=name, algorithm=name, cost=1.0, autoround_iters=2)
-        compress.calibrate(model, tokenizer, recipes.modifiers(candidate, "W4A16_ASYM", resolution), dataset, 16)
+        _quantize(model, tokenizer, candidate, scheme="W4A16_ASYM", dataset=dataset, seq=16)
     autoround, gptq = seen
     assert len(set(autoround)) == 1 and len(autoround) >= recipes.AUTOROUND_BATCH
     assert gptq == [len(x) for x in dataset["input_ids"]] and len(set(gptq)) > 1
@@ -132,20 +134,18 @@ def four_layer_model(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: Path
 
 def _logit_error(model_dir: Path, candidate: recipes.Candidate) -> float:
     """Relative logit error, on held-out text, after calibrating on samples of 24 to 96 tokens."""
-    from datasets import Dataset
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     texts, validation = pydoc_texts()
     ids = [tokenizer(t)["input_ids"][: 96 if i % 4 == 0 else 16 + 8 * (i % 4)] for i, t in enumerate(texts[:16])]
-    dataset = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]})
+    dataset = compress.token_dataset(ids)
     probe = torch.tensor([tokenizer(validation)["input_ids"][:256]])
     torch.manual_seed(0)
     model = families.load_model(model_dir, torch.float32, None).eval()
     with torch.no_grad():
         reference = model(probe).logits
-    resolution = resolve_group_size(128, families.linear_shapes(model), ignore=[], grouped=True)
-    compress.calibrate(model, tokenizer, recipes.modifiers(candidate, "W4A16_ASYM", resolution), dataset, 96)
+    _quantize(model, tokenizer, candidate, scheme="W4A16_ASYM", dataset=dataset, seq=96)
     with torch.no_grad():
         return float((model(probe).logits - reference).norm() / reference.norm())
 
